@@ -1,0 +1,3 @@
+from lgtool.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""SWS (Xia et al., IJCAI 2024): stage-wise weight sharing.
+
+The Aux-Net has M stages; all layers of a stage share one block (default 16 layers in stages
+3,3,4,3,3). A Desc-Net of depth L >= M copies each stage's block into a contiguous run of its layers:
+L layers split evenly over the stages in order, the remainder going to the earliest stages
+(L=12, M=5 -> 3,3,2,2,2), as the official 12-layer map does. At the Aux depth the Aux-Net's own stage
+sizes are used, so expansion there reproduces the Aux-Net exactly. An explicit per-layer stage map
+overrides both. The Desc-Net's copies are independent tensors afterwards.
+"""
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from lgtool.errors import InputError
+
+DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["sws"] = "sws"
+    stage_sizes: list[int] = list(DEFAULT_STAGE_SIZES)  # Aux-Net layers per stage
+    assignment: Literal["even_remainder_first"] = "even_remainder_first"
+    stage: str = "stage{index}.{slot}"
+
+    @field_validator("stage_sizes")
+    @classmethod
+    def _positive(cls, v):
+        if not v or any(n <= 0 for n in v):
+            raise ValueError("stage sizes must be positive integers")
+        return v
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_sizes)
+
+
+def even_stage_sizes(depth: int, num_stages: int) -> list[int]:
+    base, extra = divmod(depth, num_stages)
+    return [base + (s < extra) for s in range(num_stages)]
+
+
+def stage_map(rule: Rule, depth: int, layer_map: list[int] | None = None) -> list[int]:
+    """The stage (0-based) whose block initializes each of the `depth` layers."""
+    if layer_map is not None:
+        if len(layer_map) != depth:
+            raise InputError(f"--layer-map has {len(layer_map)} entries but the depth is {depth}")
+        bad = [s for s in layer_map if not 0 <= s < rule.num_stages]
+        if bad:
+            raise InputError(f"--layer-map names stage {bad[0]}; this learngene has stages 0..{rule.num_stages - 1}")
+        return list(layer_map)
+    if depth < rule.num_stages:
+        raise InputError(
+            f"depth {depth} is smaller than the {rule.num_stages} SWS stages; "
+            f"use --depth >= {rule.num_stages} or give --layer-map"
+        )
+    sizes = rule.stage_sizes if depth == sum(rule.stage_sizes) else even_stage_sizes(depth, rule.num_stages)
+    return [s for s, n in enumerate(sizes) for _ in range(n)]
+
+
+def template_specs(rule: Rule, arch) -> dict:
+    return {
+        f"stage{s}.{slot}": (shape, {"stage": s, "slot": slot})
+        for s in range(rule.num_stages)
+        for slot, shape in arch.slot_shapes().items()
+    }
+
+
+def init_templates(rule: Rule, arch, generator=None) -> dict:
+    from lgtool.rules import fresh_slot
+
+    return {name: fresh_slot(role["slot"], shape, generator) for name, (shape, role) in template_specs(rule, arch).items()}
+
+
+def depths(rule: Rule, arch) -> tuple[int, int | None]:
+    return rule.num_stages, None
+
+
+def widths(rule: Rule, arch) -> list[int]:
+    return [arch.embed_dim]
+
+
+def describe_layers(rule: Rule, depth: int, layer_map=None) -> list[int]:
+    return stage_map(rule, depth, layer_map)
+
+
+def blocks(rule: Rule, tensors: dict, arch, depth: int, layer_map: list[int] | None = None) -> list[dict]:
+    # Shared references, not copies: the Aux-Net's gradients accumulate on the one stage tensor.
+    return [{slot: tensors[f"stage{s}.{slot}"] for slot in arch.slot_shapes()} for s in stage_map(rule, depth, layer_map)]

@@ -1,0 +1,175 @@
+"""WAVE (Feng et al., CVPR 2025): shared weight templates, size-specific Kronecker scalers.
+
+For each weight matrix type (qkv, proj, fc1, fc2) the learngene holds N templates T_t of w x w, shared
+by every layer and every size. Layer l of a net gets
+
+    W(l) = sum_t  S_t(l) (x) T_t                  (x) = Kronecker product, "scaler_outer" order
+
+so W is a grid of template tiles, tile (i, j) weighted by the scaler entry S_t(l)[i, j]; a wider net
+has a larger scaler grid, a deeper one more scaler sets, the templates stay the same.
+
+WAVE has no public code; these choices are ours and are recorded in the artifact:
+- w defaults to the head dim, and a new width must be a multiple of it; the head dim is kept fixed
+  (heads = width / head dim), so qkv tiles stay aligned with heads.
+- The Aux-Net's scalers and its per-layer vectors (biases, LayerNorms) are stored. A new size starts
+  from them resampled: linearly in relative depth, linearly over the tile grid (q, k, v resampled
+  separately), and scaled by (old / new grid columns) so a widened layer keeps its output scale.
+  Vectors and the non-block tensors (patch/pos embedding, final norm, head inputs) are resampled the
+  same way, tile by tile. Calibration (learning a size's scalers on a little data, templates frozen)
+  starts from there.
+"""
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from lgtool.errors import InputError
+
+MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
+# qkv rows are three stacked matrices (q, k, v): resample each on its own.
+ROW_GROUPS = {"attn.qkv.weight": 3, "attn.qkv.bias": 3}
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["wave"] = "wave"
+    template_size: int  # w: templates are w x w
+    num_templates: int = 4  # N per matrix type
+    head_dim: int
+    kron_order: Literal["scaler_outer"] = "scaler_outer"
+    scaler_init: Literal["resample_aux"] = "resample_aux"
+    template: str = "template.{slot}"  # (N, w, w)
+    scaler: str = "scaler.{slot}"  # (depth, N, rows / w, cols / w)
+    layerwise: str = "layerwise.{slot}"  # (depth, len): biases and LayerNorms of every layer
+
+
+def template_specs(rule: Rule, arch) -> dict:
+    w, n = rule.template_size, rule.num_templates
+    specs = {}
+    for slot, shape in arch.slot_shapes().items():
+        if slot in MATRICES:
+            specs[f"template.{slot}"] = ((n, w, w), {"template": "template", "slot": slot})
+            grid = (shape[0] // w, shape[1] // w)
+            specs[f"scaler.{slot}"] = ((arch.depth, n, *grid), {"template": "scaler", "slot": slot})
+        else:
+            specs[f"layerwise.{slot}"] = ((arch.depth, *shape), {"template": "layerwise", "slot": slot})
+    return specs
+
+
+def init_templates(rule: Rule, arch, generator=None) -> dict:
+    """Templates trunc-normal(0.02) and scalers N(0, 1/N), so a generated weight starts near timm's
+    trunc-normal(0.02) scale; biases 0 and LayerNorms (1, 0) as in timm."""
+    import torch
+
+    from lgtool.rules import fresh_slot
+
+    out = {}
+    for name, (shape, role) in template_specs(rule, arch).items():
+        if role["template"] == "template":
+            out[name] = torch.nn.init.trunc_normal_(torch.empty(shape), std=0.02, generator=generator)
+        elif role["template"] == "scaler":
+            out[name] = torch.randn(shape, generator=generator) / rule.num_templates**0.5
+        else:
+            out[name] = fresh_slot(role["slot"], shape, generator)
+    return out
+
+
+def check_width(rule: Rule, arch, width: int) -> None:
+    step = _lcm(rule.template_size, rule.head_dim)
+    if width % step or (width * arch.mlp_ratio) % rule.template_size:
+        raise InputError(f"WAVE cannot make width {width}: it must be a multiple of {step} (template size and head dim)")
+
+
+def depths(rule: Rule, arch) -> tuple[int, int | None]:
+    return 1, None
+
+
+def widths(rule: Rule, arch) -> list[int] | str:
+    return f"multiples of {_lcm(rule.template_size, rule.head_dim)}"
+
+
+def describe_layers(rule: Rule, depth: int, aux_depth: int) -> list[float]:
+    """Where each layer sits on the Aux-Net's depth axis (its scalers are resampled from there)."""
+    if depth == 1:
+        return [0.0]
+    return [round(i * (aux_depth - 1) / (depth - 1), 4) for i in range(depth)]
+
+
+def kron_weight(scalers, templates):
+    """sum_t S_t (x) T_t for all layers at once. scalers (L, N, r, c), templates (N, w, w) -> (L, r*w, c*w).
+
+    One matmul instead of N Kronecker products, so nothing of size N x weight is ever materialized."""
+    depth, n, r, c = scalers.shape
+    w = templates.shape[-1]
+    tiles = scalers.permute(0, 2, 3, 1).reshape(depth, r * c, n) @ templates.reshape(n, w * w)
+    return tiles.reshape(depth, r, c, w, w).permute(0, 1, 3, 2, 4).reshape(depth, r * w, c * w)
+
+
+def blocks(rule: Rule, tensors: dict, arch, depth: int) -> list[dict]:
+    if depth != arch.depth:
+        raise ValueError("resize the WAVE learngene to the target size first")
+    per_slot = {}
+    for slot in arch.slot_shapes():
+        if slot in MATRICES:
+            per_slot[slot] = kron_weight(tensors[f"scaler.{slot}"], tensors[f"template.{slot}"])
+        else:
+            per_slot[slot] = tensors[f"layerwise.{slot}"]
+    return [{slot: t[i] for slot, t in per_slot.items()} for i in range(depth)]
+
+
+def resize(rule: Rule, tensors: dict, arch, target) -> dict:
+    """The learngene's size-specific tensors resampled from `arch` (the Aux size) to `target`."""
+    check_width(rule, arch, target.embed_dim)
+    w, old, new = rule.template_size, arch.embed_dim, target.embed_dim
+    out = {}
+    for name, t in tensors.items():
+        kind, _, slot = name.partition(".")
+        groups = ROW_GROUPS.get(slot, 1)
+        if kind == "template":
+            out[name] = t
+        elif kind == "scaler":
+            rows, cols = target.slot_shapes()[slot]
+            t = resample(t, 0, target.depth)
+            t = resample(t, 2, rows // w, groups=groups)
+            t = resample(t, 3, cols // w)
+            out[name] = t * (tensors[name].shape[3] / t.shape[3])  # keep the output scale
+        elif kind == "layerwise":
+            t = resample(t, 0, target.depth)
+            out[name] = resample(t, 1, target.slot_shapes()[slot][0], groups=groups, tile=w)
+        else:
+            out[name] = _resize_nonblock(name, t, old, new, w)
+    return out
+
+
+def _resize_nonblock(name: str, t, old: int, new: int, w: int):
+    if old == new:
+        return t
+    if name == "head.weight":
+        return resample(t, 1, new, tile=w) * (old / new)
+    if name == "head.bias":
+        return t
+    if name == "patch_embed.proj.weight":
+        return resample(t, 0, new, tile=w)
+    return resample(t, t.dim() - 1, new, tile=w)  # pos_embed, cls_token, norm, patch bias: channels last
+
+
+def resample(x, dim: int, size: int, groups: int = 1, tile: int = 1):
+    """Linearly resample axis `dim` to `size`, seen as `groups` runs of tiles of `tile` entries:
+    tile positions are interpolated, the entries inside a tile are kept."""
+    import torch.nn.functional as F
+
+    n = x.shape[dim]
+    if n == size:
+        return x
+    x = x.movedim(dim, -1)
+    lead = x.shape[:-1]
+    tiles_in, tiles_out = n // (groups * tile), size // (groups * tile)
+    y = x.reshape(-1, groups, tiles_in, tile).transpose(2, 3).reshape(-1, 1, tiles_in)
+    y = F.interpolate(y, size=tiles_out, mode="linear", align_corners=True)
+    y = y.reshape(-1, groups, tile, tiles_out).transpose(2, 3).reshape(*lead, size)
+    return y.movedim(-1, dim)
+
+
+def _lcm(a: int, b: int) -> int:
+    from math import gcd
+
+    return a * b // gcd(a, b)
