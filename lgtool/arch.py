@@ -91,8 +91,8 @@ class Arch(BaseModel):
         return shapes
 
     def num_params(self) -> int:
-        block = sum(_numel(s) for s in self.slot_shapes().values())
-        return self.depth * block + sum(_numel(s) for s in self.nonblock_shapes().values())
+        block = sum(numel(s) for s in self.slot_shapes().values())
+        return self.depth * block + sum(numel(s) for s in self.nonblock_shapes().values())
 
     def timm_name(self) -> str:
         """A stock timm name whose module layout this model has; `model_args` override its sizes."""
@@ -105,7 +105,7 @@ class Arch(BaseModel):
         return self.model_dump()
 
 
-def _numel(shape) -> int:
+def numel(shape) -> int:
     n = 1
     for s in shape:
         n *= s

@@ -154,8 +154,8 @@ def _make_rule(method, aux_depth, head_dim, options):
         raise UsageError(f"bad {method} option: {_first_error(e)}") from None
 
 
-def read_header(path) -> tuple[dict, GeneMeta]:
-    """Validate a learngene file from its header alone. Returns ({name: {dtype, shape}}, metadata)."""
+def safetensors_header(path) -> tuple[dict, dict]:
+    """Parse and sanity-check a safetensors header, torch-free: ({name: entry}, metadata)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -178,6 +178,12 @@ def read_header(path) -> tuple[dict, GeneMeta]:
         raise InputError(f"{path}: corrupt safetensors header (bad tensor entry)") from None
     if end != size - 8 - n:
         raise InputError(f"{path}: truncated or corrupt: {size - 8 - n} data bytes, header describes {end}")
+    return header, metadata
+
+
+def read_header(path) -> tuple[dict, GeneMeta]:
+    """Validate a learngene file from its header alone. Returns ({name: {dtype, shape}}, metadata)."""
+    header, metadata = safetensors_header(path)
     if METADATA_KEY not in metadata:
         raise InputError(f"{path}: a safetensors file but not a learngene (no '{METADATA_KEY}' metadata); "
                          "make one with `lgtool learn`")  # fmt: skip

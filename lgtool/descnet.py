@@ -1,0 +1,163 @@
+"""The Desc-Net folder: timm's hub layout, loadable by plain timm with no lgtool import.
+
+    DIR/model.safetensors   exactly the timm state-dict keys, every block its own tensors
+    DIR/config.json         timm's hub config (+ a top-level "lgtool" lineage object timm ignores)
+    DIR/README.md           a model card
+
+    timm.create_model("local-dir:DIR", pretrained=True)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lgtool.arch import Arch
+from lgtool.errors import InputError
+
+WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+
+
+def hub_config(arch: Arch, input_cfg: dict, lineage: dict) -> dict:
+    pretrained_cfg = {
+        "input_size": [arch.in_chans, arch.img_size, arch.img_size],
+        "interpolation": input_cfg.get("interpolation", "bicubic"),
+        "crop_pct": input_cfg.get("crop_pct", 0.875),
+        "mean": list(input_cfg["mean"]),
+        "std": list(input_cfg["std"]),
+        "num_classes": arch.num_classes,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+    }
+    return {
+        "architecture": arch.timm_name(),
+        "num_classes": arch.num_classes,
+        "num_features": arch.embed_dim,
+        "global_pool": arch.global_pool,
+        "model_args": arch.model_args(),
+        "pretrained_cfg": pretrained_cfg,
+        "lgtool": lineage,
+    }
+
+
+def write_descnet(model, arch: Arch, out_dir, input_cfg: dict, lineage: dict, force: bool = False) -> Path:
+    """Write the three files into `out_dir` atomically (a temporary folder renamed into place)."""
+    from safetensors.torch import save_file
+
+    from lgtool.atomic import atomic_dir
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise InputError(f"{out_dir} already exists; choose another -o or pass --force to replace it")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    config = hub_config(arch, input_cfg, lineage)
+    with atomic_dir(out_dir, force=force) as tmp:
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / CARD).write_text(model_card(config, out_dir.name))
+    return out_dir
+
+
+def read_config(path) -> dict:
+    """config.json of a Desc-Net (or any timm hub-layout) folder, torch-free."""
+    path = Path(path)
+    cfg_path = path / CONFIG
+    if not cfg_path.is_file():
+        raise InputError(f"{path}: not a model folder (no {CONFIG})")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{cfg_path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise InputError(f"{cfg_path}: not a timm hub config (no 'architecture')")
+    return config
+
+
+def model_card(config: dict, name: str) -> str:
+    lg = config.get("lgtool", {})
+    args = config["model_args"]
+    method = lg.get("method", "")
+    overlay_args = ", ".join(f"{k}={v!r}" for k, v in args.items())
+    layers = lg.get("layers", [])
+    layer_rows = "\n".join(f"| {i} | {src} |" for i, src in enumerate(layers))
+    return f"""---
+library_name: timm
+tags:
+- image-classification
+- timm
+- learngene
+- {method or "lgtool"}
+---
+# {name}
+
+A Vision Transformer (timm `VisionTransformer`, depth {args["depth"]}, width {args["embed_dim"]},
+{args["num_heads"]} heads, {args["num_classes"]} classes) initialized by
+[lgtool](https://pypi.org/project/lgtool/) from a {method.upper()} learngene. It is an
+initialization, meant to be fine-tuned (`lgtool finetune` or timm's `train.py`).
+
+## Usage
+
+```python
+import timm
+model = timm.create_model("local-dir:{name}", pretrained=True)
+# or, with the weights file alone:
+model = timm.create_model("{config["architecture"]}", pretrained=True,
+    pretrained_cfg_overlay=dict(file="{name}/model.safetensors", num_classes={args["num_classes"]}),
+    {overlay_args})
+```
+
+## Lineage
+
+- learngene: `{lg.get("learngene", "?")}` (sha256 `{lg.get("learngene_sha256", "?")[:16]}…`)
+- method: {method}; Aux-Net depth {lg.get("aux_depth", "?")}, width {lg.get("aux_width", "?")}
+- head: {lg.get("head", "?")}
+
+| layer | initialized from ({lg.get("layer_source", "")}) |
+|---|---|
+{layer_rows}
+"""
+
+
+def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
+    """What a Desc-Net came from, stored under config.json's "lgtool" key and shown in its card."""
+    import hashlib
+
+    from lgtool import __version__
+    from lgtool.materialize import describe_layers
+
+    digest = hashlib.sha256()
+    with open(gene_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    source = {"sws": "SWS stage", "tleg": "TLEG slope coefficient (l-1)/L", "wave": "WAVE position on the Aux depth axis"}
+    same_head = target.num_classes == gene.arch.num_classes
+    return {
+        "method": gene.method,
+        "learngene": Path(gene_path).name,
+        "learngene_sha256": digest.hexdigest(),
+        "aux_depth": gene.arch.depth,
+        "aux_width": gene.arch.embed_dim,
+        "layer_source": source[gene.method],
+        "layers": describe_layers(gene, target.depth, layer_map),
+        "head": "copied from the learngene" if same_head else f"fresh (timm init, {target.num_classes} classes)",
+        "lgtool_version": __version__,
+        "provenance": gene.meta.provenance,
+    }
+
+
+def check_descnet(out_dir, model, gene=None, batch: int = 4, seed: int = 0) -> dict:
+    """Reload `out_dir` with plain timm and compare logits with `model` (and with the Aux-Net, if given)."""
+    import torch
+
+    from lgtool._compat import import_timm
+    from lgtool.materialize import build_aux
+
+    timm = import_timm()
+    reloaded = timm.create_model(f"local-dir:{Path(out_dir).resolve()}", pretrained=True).eval()
+    cfg = model.patch_embed
+    x = torch.randn(batch, cfg.proj.in_channels, *cfg.img_size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        ref = model.eval()(x)
+        result = {"max_abs_diff_timm": (reloaded(x) - ref).abs().max().item()}
+        if gene is not None:
+            result["max_abs_diff_aux"] = (build_aux(gene).eval()(x) - ref).abs().max().item()
+    return result
