@@ -1,9 +1,10 @@
 """lgtool: build families of Vision Transformers of many sizes from one compact learngene.
 
-    gene = lgtool.init_learngene("tleg", width="tiny")      # or lgtool.load_learngene("gene.safetensors")
-    aux = lgtool.build_aux(gene)                             # the Aux-Net, trains the templates
-    model = lgtool.expand(gene, depth=9)                     # a plain timm VisionTransformer
+gene = lgtool.init_learngene("tleg", width="tiny")      # or lgtool.load_learngene("gene.safetensors")
+aux = lgtool.build_aux(gene)                             # the Aux-Net, trains the templates
+model = lgtool.expand(gene, depth=9)                     # a plain timm VisionTransformer
 """
+
 import importlib
 
 __version__ = "0.1.0"

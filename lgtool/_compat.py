@@ -2,6 +2,7 @@
 
 Call `import_timm()` instead of `import timm`. It is a no-op cost on a normal install.
 """
+
 import os
 import re
 import sys

@@ -2,6 +2,7 @@
 
 Everything here but `build_vit` is torch-free, so `inspect` and `--help` stay fast.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
@@ -18,13 +19,19 @@ HEAD_DIM = 64
 
 # The 12 tensors of a pre-norm ViT block, in timm's names. Every rule acts on these slot-wise.
 SLOTS = (
-    "norm1.weight", "norm1.bias",
-    "attn.qkv.weight", "attn.qkv.bias",
-    "attn.proj.weight", "attn.proj.bias",
-    "norm2.weight", "norm2.bias",
-    "mlp.fc1.weight", "mlp.fc1.bias",
-    "mlp.fc2.weight", "mlp.fc2.bias",
-)  # fmt: skip
+    "norm1.weight",
+    "norm1.bias",
+    "attn.qkv.weight",
+    "attn.qkv.bias",
+    "attn.proj.weight",
+    "attn.proj.bias",
+    "norm2.weight",
+    "norm2.bias",
+    "mlp.fc1.weight",
+    "mlp.fc1.bias",
+    "mlp.fc2.weight",
+    "mlp.fc2.bias",
+)
 
 
 class Arch(BaseModel):
@@ -61,13 +68,19 @@ class Arch(BaseModel):
     def slot_shapes(self) -> dict[str, tuple[int, ...]]:
         d, h = self.embed_dim, self.mlp_hidden
         shapes = {
-            "norm1.weight": (d,), "norm1.bias": (d,),
-            "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
-            "attn.proj.weight": (d, d), "attn.proj.bias": (d,),
-            "norm2.weight": (d,), "norm2.bias": (d,),
-            "mlp.fc1.weight": (h, d), "mlp.fc1.bias": (h,),
-            "mlp.fc2.weight": (d, h), "mlp.fc2.bias": (d,),
-        }  # fmt: skip
+            "norm1.weight": (d,),
+            "norm1.bias": (d,),
+            "attn.qkv.weight": (3 * d, d),
+            "attn.qkv.bias": (3 * d,),
+            "attn.proj.weight": (d, d),
+            "attn.proj.bias": (d,),
+            "norm2.weight": (d,),
+            "norm2.bias": (d,),
+            "mlp.fc1.weight": (h, d),
+            "mlp.fc1.bias": (h,),
+            "mlp.fc2.weight": (d, h),
+            "mlp.fc2.bias": (d,),
+        }
         if not self.qkv_bias:
             del shapes["attn.qkv.bias"]
         return shapes
@@ -136,9 +149,8 @@ def build_vit(arch: Arch, device=None, **extra):
     from lgtool._compat import import_timm
 
     import_timm()
-    from timm.models.vision_transformer import VisionTransformer
-
     import torch
+    from timm.models.vision_transformer import VisionTransformer
 
     with torch.device(device or "cpu"):
         return VisionTransformer(**arch.model_args(), **extra)

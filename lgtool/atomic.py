@@ -1,4 +1,5 @@
 """Write to a temporary name, rename into place: a crash never leaves a half-written final file."""
+
 import os
 import shutil
 import tempfile

@@ -3,12 +3,12 @@
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 input invalid or missing, 4 a --check failed.
 With --json, stdout holds exactly one JSON object; logs and progress go to stderr.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lgtool import __version__
+from lgtool.arch import SLOTS
 from lgtool.errors import CheckError, InputError, LgtoolError, UsageError
 
 app = typer.Typer(
@@ -36,7 +37,9 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
     pass
 
 
@@ -47,7 +50,7 @@ def _emit(result: dict, as_json: bool, render) -> None:
         render(result)
 
 
-def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
+def _int_list(text: str | None, option: str) -> list[int] | None:
     if text is None:
         return None
     try:
@@ -59,13 +62,19 @@ def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
 @app.command()
 def expand(
     gene: Path = typer.Argument(Path("learngene.safetensors"), help="The learngene file."),
-    depth: Optional[int] = typer.Option(None, "--depth", "-d", help="Desc-Net depth (default: the Aux depth)."),
-    width: Optional[str] = typer.Option(None, "--width", "-w", help="tiny, small, base or an integer (default: the Aux width)."),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes of the new head (fresh init if it differs)."),
-    layer_map: Optional[str] = typer.Option(None, "--layer-map", help="SWS only: the stage of every layer, e.g. 0,0,1,1,2."),
+    depth: int | None = typer.Option(None, "--depth", "-d", help="Desc-Net depth (default: the Aux depth)."),
+    width: str | None = typer.Option(
+        None, "--width", "-w", help="tiny, small, base or an integer (default: the Aux width)."
+    ),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", help="Classes of the new head (fresh init if it differs)."
+    ),
+    layer_map: str | None = typer.Option(
+        None, "--layer-map", help="SWS only: the stage of every layer, e.g. 0,0,1,1,2."
+    ),
     check: bool = typer.Option(False, "--check", help="Reload with plain timm and compare logits; exit 4 above --tol."),
     tol: float = typer.Option(1e-5, "--tol", help="Tolerance of --check (max abs logit difference)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (default: desc-d<depth>-<width>)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (default: desc-d<depth>-<width>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ):
@@ -104,7 +113,10 @@ def expand(
     }
     if check:
         at_aux = (target.depth, target.embed_dim, target.num_classes) == (
-            lgene.arch.depth, lgene.arch.embed_dim, lgene.arch.num_classes) and stages is None  # fmt: skip
+            lgene.arch.depth,
+            lgene.arch.embed_dim,
+            lgene.arch.num_classes,
+        ) and stages is None
         diffs = check_descnet(output, model, lgene if at_aux else None)
         result["check"] = {**diffs, "tol": tol, "passed": all(v <= tol for v in diffs.values())}
     _emit(result, as_json, _render_expand)
@@ -113,15 +125,19 @@ def expand(
 
 
 def _render_expand(r: dict) -> None:
-    out.print(f"wrote [bold]{r['output']}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
-              f"width {r['width']} ({r['num_heads']} heads), {r['num_classes']} classes, {r['params']:,} parameters")  # fmt: skip
+    out.print(
+        f"wrote [bold]{r['output']}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
+        f"width {r['width']} ({r['num_heads']} heads), {r['num_classes']} classes, {r['params']:,} parameters"
+    )
     out.print(f"layers from: {r['layers']}")
     out.print(f"head: {r['head']}")
     if "check" in r:
         c = r["check"]
         diffs = ", ".join(f"{k.removeprefix('max_abs_diff_')} {v:.2e}" for k, v in c.items() if k.startswith("max_abs"))
-        out.print(f"check: max abs logit difference vs {diffs} (tol {c['tol']:g}) — "
-                  + ("[green]passed[/]" if c["passed"] else "[red]FAILED[/]"))  # fmt: skip
+        out.print(
+            f"check: max abs logit difference vs {diffs} (tol {c['tol']:g}) — "
+            + ("[green]passed[/]" if c["passed"] else "[red]FAILED[/]")
+        )
 
 
 @app.command()
@@ -146,17 +162,32 @@ def inspect(
 def _render_learngene(s: dict) -> None:
     a = s["arch"]
     out.print(f"[bold]{s['path']}[/]: {s['method'].upper()} learngene ({s['schema']})")
-    out.print(f"Aux-Net: depth {s['aux_depth']}, width {a['embed_dim']}, {a['num_heads']} heads, "
-              f"{a['img_size']}px / patch {a['patch_size']}, {a['in_chans']} channels, {a['num_classes']} classes")  # fmt: skip
-    rule = {k: v for k, v in s["rule"].items() if k != "method"}
+    out.print(
+        f"Aux-Net: depth {s['aux_depth']}, width {a['embed_dim']}, {a['num_heads']} heads, "
+        f"{a['img_size']}px / patch {a['patch_size']}, {a['in_chans']} channels, {a['num_classes']} classes"
+    )
+    rule = {k: v for k, v in s["rule"].items() if k != "method" and "{" not in str(v)}
     out.print("rule: " + ", ".join(f"{k}={v}" for k, v in rule.items()))
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("tensor", "shape", "dtype", "role"):
-        table.add_column(col)
+    # Block templates as a slot x group grid (stage0.., intercept/slope, template/scaler/layerwise).
+    block = [t for t in s["tensors"] if "slot" in t["role"]]
+    groups = list(dict.fromkeys(t["name"].split(".", 1)[0] for t in block))
+    grid = Table(title="block templates", show_edge=False, header_style="bold")
+    grid.add_column("slot")
+    for g in groups:
+        grid.add_column(g)
+    slots = [slot for slot in SLOTS if any(t["role"]["slot"] == slot for t in block)]
+    shape = {(t["name"].split(".", 1)[0], t["role"]["slot"]): "×".join(map(str, t["shape"])) for t in block}
+    for slot in slots:
+        grid.add_row(slot, *(shape.get((g, slot), "") for g in groups))
+    out.print(grid)
+    other = Table(title="non-block tensors (copied into every Desc-Net)", show_edge=False, header_style="bold")
+    other.add_column("tensor")
+    other.add_column("shape")
     for t in s["tensors"]:
-        role = ", ".join(f"{k}={v}" for k, v in t["role"].items())
-        table.add_row(t["name"], "×".join(map(str, t["shape"])), t["dtype"], role)
-    out.print(table)
+        if "slot" not in t["role"]:
+            other.add_row(t["name"], "×".join(map(str, t["shape"])))
+    out.print(other)
+    out.print("dtypes: " + ", ".join(sorted({t["dtype"] for t in s["tensors"]})))
     d = s["depths"]
     out.print(f"parameters: {s['params']:,} ({s['file_bytes'] / 1e6:.2f} MB on disk)")
     out.print(f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}")
@@ -170,12 +201,16 @@ def _render_descnet(s: dict) -> None:
     args = s["model_args"]
     out.print(f"[bold]{s['path']}[/]: timm {s['architecture']} folder")
     out.print(", ".join(f"{k}={v}" for k, v in args.items()))
-    out.print(f"parameters: {s['params']:,} in {s['tensors']} tensors ({', '.join(s['dtypes'])}, "
-              f"{s['file_bytes'] / 1e6:.2f} MB)")  # fmt: skip
+    out.print(
+        f"parameters: {s['params']:,} in {s['tensors']} tensors ({', '.join(s['dtypes'])}, "
+        f"{s['file_bytes'] / 1e6:.2f} MB)"
+    )
     lg = s.get("lgtool")
     if lg:
-        out.print(f"from: {lg.get('method', '?').upper()} learngene {lg.get('learngene')} "
-                  f"(sha256 {str(lg.get('learngene_sha256', ''))[:12]}…); head {lg.get('head')}")  # fmt: skip
+        out.print(
+            f"from: {lg.get('method', '?').upper()} learngene {lg.get('learngene')} "
+            f"(sha256 {str(lg.get('learngene_sha256', ''))[:12]}…); head {lg.get('head')}"
+        )
         out.print(f"layers ({lg.get('layer_source')}): {lg.get('layers')}")
 
 

@@ -1,11 +1,12 @@
 """The Desc-Net folder: timm's hub layout, loadable by plain timm with no lgtool import.
 
-    DIR/model.safetensors   exactly the timm state-dict keys, every block its own tensors
-    DIR/config.json         timm's hub config (+ a top-level "lgtool" lineage object timm ignores)
-    DIR/README.md           a model card
+DIR/model.safetensors   exactly the timm state-dict keys, every block its own tensors
+DIR/config.json         timm's hub config (+ a top-level "lgtool" lineage object timm ignores)
+DIR/README.md           a model card
 
-    timm.create_model("local-dir:DIR", pretrained=True)
+timm.create_model("local-dir:DIR", pretrained=True)
 """
+
 from __future__ import annotations
 
 import json
@@ -128,7 +129,11 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
     with open(gene_path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    source = {"sws": "SWS stage", "tleg": "TLEG slope coefficient (l-1)/L", "wave": "WAVE position on the Aux depth axis"}
+    source = {
+        "sws": "SWS stage",
+        "tleg": "TLEG slope coefficient (l-1)/L",
+        "wave": "WAVE position on the Aux depth axis",
+    }
     same_head = target.num_classes == gene.arch.num_classes
     return {
         "method": gene.method,

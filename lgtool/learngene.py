@@ -5,6 +5,7 @@
 Readable without lgtool: `safetensors.safe_open(path, "pt").metadata()["learngene"]`.
 Header reading (`read_header`) is torch-free so `inspect` never loads torch or weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,7 +26,7 @@ SCHEMA = "learngene/1"
 METADATA_KEY = "learngene"
 MAX_HEADER = 100 << 20  # safetensors' own limit
 
-AnyRule = Annotated[Union[sws.Rule, tleg.Rule, wave.Rule], Field(discriminator="method")]
+AnyRule = Annotated[sws.Rule | tleg.Rule | wave.Rule, Field(discriminator="method")]
 
 
 class InputConfig(BaseModel):
@@ -116,8 +117,16 @@ def init_learngene(
         raise UsageError(f"unknown method {method!r}: choose sws, tleg or wave")
     embed_dim, heads = parse_width(width, num_heads)
     rule, depth = _make_rule(method, aux_depth, embed_dim // heads, rule_options)
-    arch = Arch(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
-                num_heads=heads, mlp_ratio=mlp_ratio, num_classes=num_classes)  # fmt: skip
+    arch = Arch(
+        img_size=img_size,
+        patch_size=patch_size,
+        in_chans=in_chans,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=mlp_ratio,
+        num_classes=num_classes,
+    )
     if method == "wave":
         wave.check_width(rule, arch, embed_dim)
     with torch.random.fork_rng():
@@ -127,10 +136,17 @@ def init_learngene(
         tensors = {k: v.detach().clone() for k, v in vit.state_dict().items()}
         tensors.update(RULES[method].init_templates(rule, arch, generator))
     meta = GeneMeta(
-        method=method, arch=arch, rule=rule, tensors={},
+        method=method,
+        arch=arch,
+        rule=rule,
+        tensors={},
         input=InputConfig(**(input or ({"mean": [0.5] * in_chans, "std": [0.5] * in_chans} if in_chans != 3 else {}))),
-        provenance={"lgtool_version": __version__, "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-    )  # fmt: skip
+        provenance={
+            "lgtool_version": __version__,
+            "seed": seed,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
     meta.tensors = {name: role for name, (_, role) in tensor_specs(meta).items()}
     return Learngene(meta, tensors)
 
@@ -141,7 +157,11 @@ def _make_rule(method, aux_depth, head_dim, options):
             stages = options.pop("stages", None)
             num_stages = options.pop("num_stages", 5)
             if stages is None:
-                stages = sws.even_stage_sizes(aux_depth, min(num_stages, aux_depth)) if aux_depth else sws.DEFAULT_STAGE_SIZES
+                stages = (
+                    sws.even_stage_sizes(aux_depth, min(num_stages, aux_depth))
+                    if aux_depth
+                    else sws.DEFAULT_STAGE_SIZES
+                )
             rule = sws.Rule(stage_sizes=list(stages), **options)
             if aux_depth is not None and aux_depth != sum(rule.stage_sizes):
                 raise UsageError(f"--aux-depth {aux_depth} does not match the stage sizes {rule.stage_sizes}")
@@ -185,8 +205,10 @@ def read_header(path) -> tuple[dict, GeneMeta]:
     """Validate a learngene file from its header alone. Returns ({name: {dtype, shape}}, metadata)."""
     header, metadata = safetensors_header(path)
     if METADATA_KEY not in metadata:
-        raise InputError(f"{path}: a safetensors file but not a learngene (no '{METADATA_KEY}' metadata); "
-                         "make one with `lgtool learn`")  # fmt: skip
+        raise InputError(
+            f"{path}: a safetensors file but not a learngene (no '{METADATA_KEY}' metadata); "
+            "make one with `lgtool learn`"
+        )
     try:
         raw = json.loads(metadata[METADATA_KEY])
     except json.JSONDecodeError:
@@ -205,14 +227,21 @@ def read_header(path) -> tuple[dict, GeneMeta]:
 
 def _check_tensors(path, meta: GeneMeta, shapes: dict) -> None:
     if meta.method == "sws" and sum(meta.rule.stage_sizes) != meta.arch.depth:
-        raise InputError(f"{path}: SWS stage sizes {meta.rule.stage_sizes} do not add up to the Aux depth {meta.arch.depth}")
+        raise InputError(
+            f"{path}: SWS stage sizes {meta.rule.stage_sizes} do not add up to the Aux depth {meta.arch.depth}"
+        )
     expected = {k: tuple(s) for k, (s, _) in tensor_specs(meta).items()}
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))
     wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
     if missing or extra or wrong:
-        what = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra
-                else f"{wrong[0]} has shape {list(shapes[wrong[0]])}, expected {list(expected[wrong[0]])}")  # fmt: skip
+        what = (
+            f"missing {missing[0]}"
+            if missing
+            else f"unexpected {extra[0]}"
+            if extra
+            else f"{wrong[0]} has shape {list(shapes[wrong[0]])}, expected {list(expected[wrong[0]])}"
+        )
         raise InputError(f"{path}: tensors do not match the metadata ({what})")
 
 

@@ -6,6 +6,7 @@
 - `expand` is `materialize` once, loaded strictly into a fresh timm model.
 Expanding at the Aux size therefore gives exactly the Aux-Net's function.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,13 @@ from lgtool.learngene import Learngene
 from lgtool.rules import RULES, wave
 
 
-def target_arch(gene: Learngene, depth: int | None = None, width=None, num_classes: int | None = None,
-                layer_map: list[int] | None = None) -> Arch:  # fmt: skip
+def target_arch(
+    gene: Learngene,
+    depth: int | None = None,
+    width=None,
+    num_classes: int | None = None,
+    layer_map: list[int] | None = None,
+) -> Arch:
     """The Desc-Net architecture for a requested size, or a one-line InputError if the gene cannot make it."""
     aux = gene.arch
     depth = aux.depth if depth is None else depth
@@ -40,15 +46,27 @@ def target_arch(gene: Learngene, depth: int | None = None, width=None, num_class
             heads = aux.num_heads
     if layer_map is not None and gene.method != "sws":
         raise InputError(f"--layer-map applies to SWS learngenes, not {gene.method.upper()}")
-    target = aux.model_copy(update={"depth": depth, "embed_dim": embed_dim, "num_heads": heads,
-                                    "num_classes": aux.num_classes if num_classes is None else num_classes})  # fmt: skip
+    target = aux.model_copy(
+        update={
+            "depth": depth,
+            "embed_dim": embed_dim,
+            "num_heads": heads,
+            "num_classes": aux.num_classes if num_classes is None else num_classes,
+        }
+    )
     if gene.method == "sws":
         RULES["sws"].stage_map(gene.rule, depth, layer_map)  # validates depth / layer map
     return target
 
 
-def materialize(gene: Learngene, depth: int | None = None, width=None, num_classes: int | None = None,
-                layer_map: list[int] | None = None, tensors: dict | None = None) -> dict:  # fmt: skip
+def materialize(
+    gene: Learngene,
+    depth: int | None = None,
+    width=None,
+    num_classes: int | None = None,
+    layer_map: list[int] | None = None,
+    tensors: dict | None = None,
+) -> dict:
     """State dict (timm keys) of the Desc-Net of this size. `tensors` overrides the gene's (e.g. Parameters).
 
     The head is included only when the class count matches the learngene's; otherwise timm's init keeps it."""
@@ -82,8 +100,13 @@ def describe_layers(gene: Learngene, depth: int, layer_map: list[int] | None = N
 
 
 @torch.no_grad()
-def expand(gene: Learngene, depth: int | None = None, width=None, num_classes: int | None = None,
-           layer_map: list[int] | None = None) -> nn.Module:  # fmt: skip
+def expand(
+    gene: Learngene,
+    depth: int | None = None,
+    width=None,
+    num_classes: int | None = None,
+    layer_map: list[int] | None = None,
+) -> nn.Module:
     """A plain timm VisionTransformer of the requested size, initialized from the learngene."""
     target = target_arch(gene, depth, width, num_classes, layer_map)
     state = materialize(gene, target.depth, target.embed_dim, target.num_classes, layer_map)
@@ -120,7 +143,9 @@ class AuxNet(nn.Module):
         super().__init__()
         self.meta = gene.meta
         self.gene = TensorTree(gene.tensors)
-        self._vit = [build_vit(gene.arch, device="meta", drop_path_rate=drop_path_rate)]  # a list: not a submodule, so its (meta) parameters stay out of .parameters()
+        self._vit = [
+            build_vit(gene.arch, device="meta", drop_path_rate=drop_path_rate)
+        ]  # a list: not a submodule, so its (meta) parameters stay out of .parameters()
 
     @property
     def vit(self) -> nn.Module:

@@ -1,4 +1,5 @@
 """What `lgtool inspect` shows, as a plain dict: from safetensors headers and config.json only, no torch."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +36,8 @@ def summarize_learngene(path: Path) -> dict:
         "aux_depth": meta.arch.depth,
         "rule": meta.rule.model_dump(),
         "tensors": [
-            {"name": k, "shape": v["shape"], "dtype": v["dtype"], "role": meta.tensors.get(k, {})} for k, v in infos.items()
+            {"name": k, "shape": v["shape"], "dtype": v["dtype"], "role": meta.tensors.get(k, {})}
+            for k, v in infos.items()
         ],
         "params": params,
         "file_bytes": path.stat().st_size,

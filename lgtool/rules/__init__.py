@@ -9,6 +9,7 @@ A rule module exposes the same few functions:
 
 Rule modules never import torch at module level, so `inspect` can ask a rule its limits cheaply.
 """
+
 from lgtool.rules import sws, tleg, wave
 
 RULES = {"sws": sws, "tleg": tleg, "wave": wave}

@@ -7,6 +7,7 @@ L layers split evenly over the stages in order, the remainder going to the earli
 sizes are used, so expansion there reproduces the Aux-Net exactly. An explicit per-layer stage map
 overrides both. The Desc-Net's copies are independent tensors afterwards.
 """
+
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -69,7 +70,9 @@ def template_specs(rule: Rule, arch) -> dict:
 def init_templates(rule: Rule, arch, generator=None) -> dict:
     from lgtool.rules import fresh_slot
 
-    return {name: fresh_slot(role["slot"], shape, generator) for name, (shape, role) in template_specs(rule, arch).items()}
+    return {
+        name: fresh_slot(role["slot"], shape, generator) for name, (shape, role) in template_specs(rule, arch).items()
+    }
 
 
 def depths(rule: Rule, arch) -> tuple[int, int | None]:
@@ -86,4 +89,6 @@ def describe_layers(rule: Rule, depth: int, layer_map=None) -> list[int]:
 
 def blocks(rule: Rule, tensors: dict, arch, depth: int, layer_map: list[int] | None = None) -> list[dict]:
     # Shared references, not copies: the Aux-Net's gradients accumulate on the one stage tensor.
-    return [{slot: tensors[f"stage{s}.{slot}"] for slot in arch.slot_shapes()} for s in stage_map(rule, depth, layer_map)]
+    return [
+        {slot: tensors[f"stage{s}.{slot}"] for slot in arch.slot_shapes()} for s in stage_map(rule, depth, layer_map)
+    ]

@@ -6,6 +6,7 @@ The paper calls the slope theta_A and the intercept theta_B. The Aux-Net (L = au
 and every Desc-Net sample the same segment [0, 1) of the line with step 1/L: a shallower net skips
 points, a deeper one interpolates. All 12 slots follow the rule, LayerNorms and biases included.
 """
+
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict

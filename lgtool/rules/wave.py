@@ -18,6 +18,7 @@ WAVE has no public code; these choices are ours and are recorded in the artifact
   same way, tile by tile. Calibration (learning a size's scalers on a little data, templates frozen)
   starts from there.
 """
+
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -76,7 +77,9 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
 def check_width(rule: Rule, arch, width: int) -> None:
     step = _lcm(rule.template_size, rule.head_dim)
     if width % step or (width * arch.mlp_ratio) % rule.template_size:
-        raise InputError(f"WAVE cannot make width {width}: it must be a multiple of {step} (template size and head dim)")
+        raise InputError(
+            f"WAVE cannot make width {width}: it must be a multiple of {step} (template size and head dim)"
+        )
 
 
 def depths(rule: Rule, arch) -> tuple[int, int | None]:

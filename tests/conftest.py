@@ -1,0 +1,58 @@
+import os
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the network
+
+import pytest
+import torch
+
+from lgtool._compat import ensure_torchvision
+
+ensure_torchvision()
+torch.set_num_threads(2)
+
+# A tiny family: 28 px gray images, patch 7 (16 tokens), width 32 with 2 heads of 16, 10 classes.
+TINY = dict(width=32, num_heads=2, img_size=28, patch_size=7, in_chans=1, num_classes=10)
+RULE_OPTIONS = {"sws": dict(stages=[2, 1, 2]), "tleg": dict(aux_depth=4), "wave": dict(aux_depth=4, num_templates=3)}
+
+
+def tiny_gene(method: str, seed: int = 0, **overrides):
+    import lgtool
+
+    kwargs = {**TINY, **RULE_OPTIONS[method], **overrides}
+    gene = lgtool.init_learngene(method, seed=seed, **kwargs)
+    # Perturb every tensor so that tests cannot pass on symmetric initial values (zeros, ones).
+    g = torch.Generator().manual_seed(seed + 1)
+    for t in gene.tensors.values():
+        t.add_(0.05 * torch.randn(t.shape, generator=g))
+    return gene
+
+
+@pytest.fixture(params=["sws", "tleg", "wave"])
+def method(request):
+    return request.param
+
+
+@pytest.fixture
+def gene_file(tmp_path, method):
+    path = tmp_path / f"{method}.safetensors"
+    tiny_gene(method).save(path)
+    return path
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run `lgtool ARGS` in-process: returns (exit code, stdout, stderr)."""
+    from lgtool.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["lgtool", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,0 +1,82 @@
+"""One materialization path: the Aux-Net and the expanded Desc-Net compute the same function."""
+
+import pytest
+import torch
+from conftest import tiny_gene
+
+import lgtool
+from lgtool.errors import InputError
+from lgtool.materialize import materialize
+
+
+def test_expanding_at_aux_size_reproduces_the_aux_net(method):
+    gene = tiny_gene(method)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        aux_logits = lgtool.build_aux(gene).eval()(x)
+        desc_logits = lgtool.expand(gene)(x)
+    assert desc_logits.shape == (4, 10)
+    assert (aux_logits - desc_logits).abs().max().item() < 1e-5
+
+
+def test_desc_net_is_a_plain_timm_model_with_independent_blocks(method):
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = lgtool.expand(tiny_gene(method), depth=7)
+    assert type(model) is VisionTransformer and len(model.blocks) == 7
+    ptrs = [b.mlp.fc1.weight.data_ptr() for b in model.blocks]
+    assert len(set(ptrs)) == 7  # SWS stage copies are separate tensors, not views
+
+
+def test_aux_gradients_reach_every_template(method):
+    aux = lgtool.build_aux(tiny_gene(method)).train()
+    aux(torch.randn(2, 1, 28, 28)).logsumexp(-1).sum().backward()
+    params = dict(aux.gene.named_parameters())
+    assert set(params) == set(tiny_gene(method).tensors)  # the gene's own names, nothing else
+    no_grad = [n for n, p in params.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_grad == []
+
+
+def test_sws_shared_stage_gets_gradient_of_all_its_layers():
+    gene = tiny_gene("sws")  # stages 2,1,2
+    aux = lgtool.build_aux(gene)
+    x = torch.randn(2, 1, 28, 28)
+    aux(x).sum().backward()
+    grad = aux.gene.stage0.mlp.fc2.weight.grad.clone()
+    # The same loss through the materialized state dict with stage0 used by two separate layer tensors.
+    state = {k: v.detach().clone().requires_grad_(True) for k, v in materialize(gene).items()}
+    torch.func.functional_call(lgtool.expand(gene).train(), state, (x,)).sum().backward()
+    torch.testing.assert_close(grad, state["blocks.0.mlp.fc2.weight"].grad + state["blocks.1.mlp.fc2.weight"].grad)
+
+
+def test_tleg_expansion_samples_the_same_line():
+    gene = tiny_gene("tleg")  # Aux depth 4
+    state = materialize(gene, depth=8)
+    # Layer 3 of 8 (coefficient 2/8) equals layer 2 of the Aux (coefficient 1/4).
+    torch.testing.assert_close(state["blocks.2.attn.qkv.weight"], materialize(gene)["blocks.1.attn.qkv.weight"])
+
+
+def test_head_copied_only_for_same_class_count(method):
+    gene = tiny_gene(method)
+    assert "head.weight" in materialize(gene, depth=5)
+    state = materialize(gene, depth=5, num_classes=3)
+    assert "head.weight" not in state
+    assert lgtool.expand(gene, depth=5, num_classes=3).head.weight.shape == (3, 32)
+
+
+def test_wave_makes_other_widths_with_fixed_head_dim():
+    gene = tiny_gene("wave")  # width 32, 2 heads of 16, templates 16x16
+    model = lgtool.expand(gene, depth=6, width=64)
+    assert model.embed_dim == 64 and model.blocks[0].attn.num_heads == 4 and len(model.blocks) == 6
+    assert model(torch.randn(2, 1, 28, 28)).isfinite().all()
+
+
+@pytest.mark.parametrize("method_", ["sws", "tleg"])
+def test_depth_only_methods_refuse_other_widths(method_):
+    with pytest.raises(InputError, match="makes width 32 only"):
+        lgtool.expand(tiny_gene(method_), depth=4, width=64)
+
+
+def test_depth_must_be_positive(method):
+    with pytest.raises(InputError, match="at least 1"):
+        lgtool.expand(tiny_gene(method), depth=0)
