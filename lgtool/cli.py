@@ -76,6 +76,10 @@ def expand(
     tol: float = typer.Option(1e-5, "--tol", help="Tolerance of --check (max abs logit difference)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (default: desc-d<depth>-<width>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+    calibrate: str | None = typer.Option(None, "--calibrate", help="WAVE: learn this size's scalers on DATA first."),
+    calibrate_steps: int = typer.Option(200, "--calibrate-steps", help="Optimizer steps of --calibrate."),
+    calibrate_samples: int = typer.Option(2000, "--calibrate-samples", help="Images --calibrate trains on."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ):
     """Expand a learngene into a Desc-Net folder (model.safetensors, config.json, README.md) that plain timm loads.
@@ -97,8 +101,30 @@ def expand(
     output = output or Path(f"desc-d{target.depth}-{width or target.embed_dim}")
     if output.exists() and not force:
         raise InputError(f"{output} already exists; choose another -o or pass --force to replace it")
-    model = expand_gene(lgene, target.depth, target.embed_dim, target.num_classes, stages)
+    calibration = None
+    if calibrate is not None:
+        from lgtool.learn import calibrate as calibrate_scalers
+        from lgtool.progress import Reporter
+
+        if lgene.method != "wave":
+            raise InputError(f"--calibrate learns WAVE scalers; this is a {lgene.method.upper()} learngene")
+        with Reporter("calibrate", err) as report:
+            lgene_t, calibration = calibrate_scalers(
+                lgene,
+                target.depth,
+                target.embed_dim,
+                calibrate,
+                data_dir=data_dir,
+                samples=calibrate_samples,
+                steps=calibrate_steps,
+                log=report,
+            )
+        model = expand_gene(lgene_t, num_classes=target.num_classes)
+    else:
+        model = expand_gene(lgene, target.depth, target.embed_dim, target.num_classes, stages)
     info = lineage(lgene, gene, target, stages)
+    if calibration:
+        info["calibration"] = calibration
     write_descnet(model, target, output, lgene.meta.input.model_dump(), info, force=force)
     result = {
         "output": str(output),
@@ -111,6 +137,8 @@ def expand(
         "layers": info["layers"],
         "head": info["head"],
     }
+    if calibration:
+        result["calibration"] = calibration
     if check:
         at_aux = (target.depth, target.embed_dim, target.num_classes) == (
             lgene.arch.depth,
@@ -138,6 +166,217 @@ def _render_expand(r: dict) -> None:
             f"check: max abs logit difference vs {diffs} (tol {c['tol']:g}) — "
             + ("[green]passed[/]" if c["passed"] else "[red]FAILED[/]")
         )
+
+
+def _train_config(**kw):
+    from lgtool.train import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+@app.command()
+def learn(
+    ancestor: str = typer.Option(
+        ..., "--ancestor", help="timm name or alias (deit_tiny|small|base), or a model folder."
+    ),
+    ancestor_weights: str | None = typer.Option(None, "--ancestor-weights", help="Weights file for --ancestor."),
+    method: str = typer.Option("sws", "--method", "-m", help="sws, tleg or wave."),
+    data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
+    width: str | None = typer.Option(None, "--width", "-w", help="Learngene width (default: the ancestor's)."),
+    aux_depth: int | None = typer.Option(None, "--aux-depth", help="Aux-Net depth (TLEG/WAVE 12, SWS 16)."),
+    stages: str | None = typer.Option(None, "--stages", help="SWS Aux stage sizes, e.g. 3,3,4,3,3."),
+    template_size: int | None = typer.Option(None, "--template-size", help="WAVE template side (default head dim)."),
+    num_templates: int | None = typer.Option(None, "--num-templates", help="WAVE templates per matrix type."),
+    img_size: int | None = typer.Option(None, "--img-size", help="Input size (default: the ancestor's)."),
+    patch_size: int | None = typer.Option(
+        None, "--patch-size", help="Patch size (default: 16, or img/4 below 112 px)."
+    ),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    weight_decay: float = typer.Option(0.05, "--weight-decay"),
+    warmup_epochs: float = typer.Option(1.0, "--warmup-epochs"),
+    accum_steps: int = typer.Option(1, "--accum-steps", help="Gradient accumulation steps."),
+    kd: str = typer.Option("soft", "--kd", help="soft or hard distillation."),
+    alpha: float = typer.Option(1.0, "--alpha", help="Weight of the distillation loss (1 = pure KD, official)."),
+    tau: float = typer.Option(1.0, "--tau", help="Distillation temperature."),
+    kd_reduction: str = typer.Option("per_logit", "--kd-reduction", help="per_logit (official) or batchmean."),
+    drop_path: float = typer.Option(0.0, "--drop-path"),
+    train_samples: int | None = typer.Option(None, "--train-samples", help="A class-balanced training subset."),
+    seed: int = typer.Option(0, "--seed"),
+    save_every: int = typer.Option(0, "--save-every", help="Also checkpoint every N steps."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint path (default: OUTPUT with .ckpt)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the Aux-Net."),
+    output: Path = typer.Option(Path("learngene.safetensors"), "-o", "--output"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+):
+    """Distil a learngene from an ancestor: train its templates through the Aux-Net by knowledge distillation.
+
+    Examples:
+
+        lgtool learn --ancestor deit_base --data /data/imagenet --width small
+
+        lgtool learn --ancestor ancestor/ --method tleg --epochs 4 -o tleg.safetensors
+
+        torchrun --nproc-per-node 8 -m lgtool learn --ancestor deit_base --data /data/imagenet
+    """
+    from lgtool.learn import learn as learn_gene
+    from lgtool.progress import Reporter
+    from lgtool.rules import RULES
+
+    if method not in RULES:
+        raise UsageError(f"unknown --method {method!r}: choose sws, tleg or wave")
+    if kd not in ("soft", "hard") or kd_reduction not in ("per_logit", "batchmean"):
+        raise UsageError("--kd takes soft or hard; --kd-reduction takes per_logit or batchmean")
+    cfg = _train_config(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        accum_steps=accum_steps,
+        kd=kd,
+        alpha=alpha,
+        tau=tau,
+        kd_reduction=kd_reduction,
+        drop_path=drop_path,
+        seed=seed,
+        save_every=save_every,
+        bf16=bf16,
+        compile=compile,
+    )
+    rule_options = {k: v for k, v in (("template_size", template_size), ("num_templates", num_templates)) if v}
+    with Reporter(f"learn {method}", err) as report:
+        result = learn_gene(
+            ancestor,
+            method,
+            data,
+            output,
+            ancestor_weights=ancestor_weights,
+            data_dir=data_dir,
+            width=width,
+            aux_depth=aux_depth,
+            stages=_int_list(stages, "--stages"),
+            img_size=img_size,
+            patch_size=patch_size,
+            train_samples=train_samples,
+            checkpoint=checkpoint,
+            resume=resume,
+            log=report,
+            cfg=cfg,
+            **rule_options,
+        )
+    if _is_main():
+        _emit(result, as_json, _render_learn)
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _render_learn(r: dict) -> None:
+    out.print(
+        f"wrote [bold]{r['output']}[/] — {r['method'].upper()} learngene, width {r['width']}, Aux depth "
+        f"{r['aux_depth']}, {r['params']:,} parameters"
+    )
+    out.print(
+        f"Aux-Net held-out top-1 {r['aux_top1']:.4f} (ancestor {r['ancestor_top1']:.4f}); {r['steps']} steps, "
+        f"{r['images_per_s']:.0f} images/s, {r['train_seconds']:.0f} s, peak memory {r['peak_memory_mb']:.0f} MB"
+    )
+
+
+@app.command()
+def finetune(
+    src: str | None = typer.Argument(None, help="A Desc-Net or timm hub-layout folder (omit with --init scratch)."),
+    data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
+    init: str = typer.Option("pretrained", "--init", help="pretrained (SRC's weights) or scratch (timm's init)."),
+    num_classes: int | None = typer.Option(None, "--num-classes", help="Re-initialize the head for this many classes."),
+    width: str = typer.Option("tiny", "--width", "-w", help="--init scratch: tiny, small, base or an integer."),
+    depth: int = typer.Option(12, "--depth", "-d", help="--init scratch: number of blocks."),
+    num_heads: int | None = typer.Option(None, "--num-heads", help="--init scratch: heads (default width/64)."),
+    img_size: int | None = typer.Option(None, "--img-size", help="--init scratch: input size (default: the data's)."),
+    patch_size: int | None = typer.Option(None, "--patch-size", help="--init scratch: patch size."),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    lr: float = typer.Option(5e-4, "--lr"),
+    weight_decay: float = typer.Option(0.05, "--weight-decay"),
+    warmup_epochs: float = typer.Option(0.0, "--warmup-epochs"),
+    accum_steps: int = typer.Option(1, "--accum-steps"),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    drop_path: float = typer.Option(0.0, "--drop-path"),
+    train_samples: int | None = typer.Option(None, "--train-samples", help="A class-balanced training subset."),
+    seed: int = typer.Option(0, "--seed"),
+    save_every: int = typer.Option(0, "--save-every", help="Also checkpoint every N steps."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint (OUT/checkpoint.ckpt)."),
+    bf16: bool = typer.Option(False, "--bf16"),
+    compile: bool = typer.Option(False, "--compile"),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for best/, last/, checkpoint and metrics."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing output folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+):
+    """Fine-tune a Desc-Net (or train a ViT from scratch) and write OUT/best/ and OUT/last/ for plain timm.
+
+    Examples:
+
+        lgtool finetune desc-d9-small --data /data/cifar100 --num-classes 100 --epochs 10 -o tuned/
+
+        lgtool finetune --init scratch --width 128 --num-heads 2 --depth 6 --epochs 5 --lr 2e-3 -o ancestor/
+    """
+    from lgtool.finetune import finetune as finetune_model
+    from lgtool.progress import Reporter
+
+    if init not in ("pretrained", "scratch"):
+        raise UsageError(f"unknown --init {init!r}: choose pretrained or scratch")
+    cfg = _train_config(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        accum_steps=accum_steps,
+        label_smoothing=label_smoothing,
+        kd="none",
+        drop_path=drop_path,
+        seed=seed,
+        save_every=save_every,
+        bf16=bf16,
+        compile=compile,
+    )
+    with Reporter(f"finetune {src or init}", err) as report:
+        result = finetune_model(
+            src,
+            data,
+            output,
+            init=init,
+            data_dir=data_dir,
+            num_classes=num_classes,
+            width=width,
+            depth=depth,
+            num_heads=num_heads,
+            img_size=img_size,
+            patch_size=patch_size,
+            train_samples=train_samples,
+            cfg=cfg,
+            resume=resume,
+            force=force,
+            log=report,
+        )
+    if _is_main():
+        _emit(result, as_json, _render_finetune)
+
+
+def _render_finetune(r: dict) -> None:
+    out.print(
+        f"wrote [bold]{r['best']}[/] (best held-out top-1 {r['best_top1']:.4f}, epoch {r['best_epoch']}) and "
+        f"{r['last']}; {r['params']:,} parameters, {r['steps']} steps, {r['images_per_s']:.0f} images/s, "
+        f"{r['train_seconds']:.0f} s"
+    )
 
 
 @app.command()

@@ -80,6 +80,27 @@ def model_card(config: dict, name: str) -> str:
     overlay_args = ", ".join(f"{k}={v!r}" for k, v in args.items())
     layers = lg.get("layers", [])
     layer_rows = "\n".join(f"| {i} | {src} |" for i, src in enumerate(layers))
+    if method:
+        origin = f"initialized by [lgtool](https://pypi.org/project/lgtool/) from a {method.upper()} learngene"
+    else:
+        origin = f"trained by lgtool (init: {lg.get('init', 'unknown')})"
+    lineage_md = ""
+    if method:
+        lineage_md = f"""## Lineage
+
+- learngene: `{lg.get("learngene", "?")}` (sha256 `{lg.get("learngene_sha256", "?")[:16]}…`)
+- method: {method}; Aux-Net depth {lg.get("aux_depth", "?")}, width {lg.get("aux_width", "?")}
+- head: {lg.get("head", "?")}
+
+| layer | initialized from ({lg.get("layer_source", "")}) |
+|---|---|
+{layer_rows}
+"""
+    tuned = lg.get("finetune")
+    if tuned:
+        origin += (
+            f", then fine-tuned on {tuned['data']} for {tuned['epochs']} epochs (held-out top-1 {tuned['top1']:.4f})"
+        )
     return f"""---
 library_name: timm
 tags:
@@ -91,9 +112,7 @@ tags:
 # {name}
 
 A Vision Transformer (timm `VisionTransformer`, depth {args["depth"]}, width {args["embed_dim"]},
-{args["num_heads"]} heads, {args["num_classes"]} classes) initialized by
-[lgtool](https://pypi.org/project/lgtool/) from a {method.upper()} learngene. It is an
-initialization, meant to be fine-tuned (`lgtool finetune` or timm's `train.py`).
+{args["num_heads"]} heads, {args["num_classes"]} classes) {origin}.
 
 ## Usage
 
@@ -106,16 +125,7 @@ model = timm.create_model("{config["architecture"]}", pretrained=True,
     {overlay_args})
 ```
 
-## Lineage
-
-- learngene: `{lg.get("learngene", "?")}` (sha256 `{lg.get("learngene_sha256", "?")[:16]}…`)
-- method: {method}; Aux-Net depth {lg.get("aux_depth", "?")}, width {lg.get("aux_width", "?")}
-- head: {lg.get("head", "?")}
-
-| layer | initialized from ({lg.get("layer_source", "")}) |
-|---|---|
-{layer_rows}
-"""
+{lineage_md}"""
 
 
 def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
