@@ -207,7 +207,7 @@ def main() -> None:
     from lgtool._compat import import_timm
 
     import_timm()  # so that no in-process timing pays for importing timm
-    t_start = time.perf_counter()
+    t_start, load_start = time.perf_counter(), os.getloadavg() if hasattr(os, "getloadavg") else None
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lgtool-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -232,6 +232,7 @@ def main() -> None:
             "repeats": args.repeats,
             "runs": args.runs,
             "total_seconds": round(time.perf_counter() - t_start, 1),
+            "loadavg_1min_start_end": [load_start and load_start[0], hasattr(os, "getloadavg") and os.getloadavg()[0]],
         }
         print(json.dumps({"env": env, "results": rows, "all_passed": all(r["passed"] for r in rows)}))
 

@@ -203,6 +203,7 @@ def learn(
     tau: float = typer.Option(1.0, "--tau", help="Distillation temperature."),
     kd_reduction: str = typer.Option("per_logit", "--kd-reduction", help="per_logit (official) or batchmean."),
     drop_path: float = typer.Option(0.0, "--drop-path"),
+    augment: str = typer.Option("flip", "--augment", help="none, flip or crop-flip (in-memory data)."),
     train_samples: int | None = typer.Option(None, "--train-samples", help="A class-balanced training subset."),
     seed: int = typer.Option(0, "--seed"),
     save_every: int = typer.Option(0, "--save-every", help="Also checkpoint every N steps."),
@@ -229,8 +230,6 @@ def learn(
 
     if method not in RULES:
         raise UsageError(f"unknown --method {method!r}: choose sws, tleg or wave")
-    if kd not in ("soft", "hard") or kd_reduction not in ("per_logit", "batchmean"):
-        raise UsageError("--kd takes soft or hard; --kd-reduction takes per_logit or batchmean")
     cfg = _train_config(
         epochs=epochs,
         batch_size=batch_size,
@@ -243,6 +242,7 @@ def learn(
         tau=tau,
         kd_reduction=kd_reduction,
         drop_path=drop_path,
+        augment=augment,
         seed=seed,
         save_every=save_every,
         bf16=bf16,
@@ -310,6 +310,7 @@ def finetune(
     accum_steps: int = typer.Option(1, "--accum-steps"),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     drop_path: float = typer.Option(0.0, "--drop-path"),
+    augment: str = typer.Option("flip", "--augment", help="none, flip or crop-flip (in-memory data)."),
     train_samples: int | None = typer.Option(None, "--train-samples", help="A class-balanced training subset."),
     seed: int = typer.Option(0, "--seed"),
     save_every: int = typer.Option(0, "--save-every", help="Also checkpoint every N steps."),
@@ -343,6 +344,7 @@ def finetune(
         label_smoothing=label_smoothing,
         kd="none",
         drop_path=drop_path,
+        augment=augment,
         seed=seed,
         save_every=save_every,
         bf16=bf16,

@@ -51,11 +51,15 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-def shard(order: torch.Tensor, batch_size: int, rank: int, world: int, drop_last: bool) -> list[torch.Tensor]:
-    """Global batches of `batch_size * world`, each split across ranks; this rank's part of each."""
-    step = batch_size * world
-    stop = len(order) - len(order) % step if drop_last else len(order)
-    return [order[i : i + step][rank::world] for i in range(0, stop, step) if len(order[i : i + step][rank::world])]
+def global_batches(order: torch.Tensor, size: int, drop_last: bool) -> list[torch.Tensor]:
+    """Batches of `size` indices (over all ranks); each rank then takes every world-th sample of each."""
+    stop = len(order) - len(order) % size if drop_last else len(order)
+    return [order[i : i + size] for i in range(0, stop, size)]
+
+
+def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    """Augmentation randomness of one global batch: independent of rank count and of where a run resumed."""
+    return torch.Generator().manual_seed(((seed * 1_000_003) + epoch) * 1_000_003 + batch)
 
 
 @dataclass
@@ -84,29 +88,30 @@ class TensorSplit:
         rank: int = 0,
         world: int = 1,
         device="cpu",
+        augment: str = "flip",
     ):
         order = epoch_order(len(self), seed, epoch, shuffle=train)
-        gen = torch.Generator().manual_seed(seed * 7919 + epoch * 31 + rank)
-        for i, index in enumerate(shard(order, batch_size, rank, world, drop_last=train)):
+        for i, index in enumerate(global_batches(order, batch_size * world, drop_last=train)):
+            if i < start:
+                continue
             x = self.images[index]
             if train:
-                x = augment_small(x, gen)
-            if i >= start:  # augmentation RNG still advances over skipped batches: resume is exact
-                yield prepare(x, view, device), self.labels[index].to(device, non_blocking=True)
+                x = augment_small(x, batch_generator(seed, epoch, i), augment)
+            mine = slice(rank, None, world)
+            yield prepare(x[mine], view, device), self.labels[index][mine].to(device, non_blocking=True)
 
 
-def augment_small(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """For small gray images: per-image random crop with 2-px zero padding and horizontal flip, on uint8."""
+def augment_small(x: torch.Tensor, gen: torch.Generator, mode: str = "flip") -> torch.Tensor:
+    """For small in-memory images (uint8): horizontal flip, optionally after a random crop with 2-px padding."""
     n, _, h, w = x.shape
-    padded = F.pad(x, (2, 2, 2, 2))
-    offset = torch.randint(0, 25, (n,), generator=gen)  # one of the 5 x 5 shifts per image
-    out = torch.empty_like(x)
-    for k in offset.unique().tolist():
-        sel = offset == k
-        dy, dx = divmod(k, 5)
-        out[sel] = padded[sel, :, dy : dy + h, dx : dx + w]
+    if mode == "none":
+        return x
+    if mode == "crop-flip":
+        dy, dx = torch.randint(0, 5, (2, n), generator=gen)
+        windows = F.pad(x, (2, 2, 2, 2)).unfold(2, h, 1).unfold(3, w, 1)  # (n, C, 5, 5, h, w), a view
+        x = windows[torch.arange(n), :, dy, dx]
     flip = torch.rand(n, generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def prepare(x: torch.Tensor, view: View, device) -> torch.Tensor:
@@ -160,6 +165,7 @@ class FolderSplit:
         rank: int = 0,
         world: int = 1,
         device="cpu",
+        augment: str = "flip",
     ):
         from timm.data import create_transform
 
@@ -173,7 +179,7 @@ class FolderSplit:
         )
         dataset = self._dataset(transform)
         order = self.index[epoch_order(len(self), seed, epoch, shuffle=train)]
-        sampler = [b.tolist() for b in shard(order, batch_size, rank, world, drop_last=train)][start:]
+        sampler = [b[rank::world].tolist() for b in global_batches(order, batch_size * world, drop_last=train)][start:]
         loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=sampler, num_workers=self.workers, pin_memory=str(device).startswith("cuda")
         )

@@ -29,37 +29,74 @@ def load_source(src: str, num_classes: int | None):
     kwargs = {} if num_classes in (None, arch.num_classes) else {"num_classes": num_classes}
     model = timm.create_model(f"local-dir:{Path(src).resolve()}", pretrained=True, **kwargs)
     cfg = config.get("pretrained_cfg", {})
-    view = View(arch.img_size, arch.in_chans, tuple(cfg.get("mean", (0.5,) * arch.in_chans)),
-                tuple(cfg.get("std", (0.5,) * arch.in_chans)), cfg.get("crop_pct", 0.875),
-                cfg.get("interpolation", "bicubic"))  # fmt: skip
+    view = View(
+        arch.img_size,
+        arch.in_chans,
+        tuple(cfg.get("mean", (0.5,) * arch.in_chans)),
+        tuple(cfg.get("std", (0.5,) * arch.in_chans)),
+        cfg.get("crop_pct", 0.875),
+        cfg.get("interpolation", "bicubic"),
+    )
     return model, arch.model_copy(update={"num_classes": model.num_classes}), view, config.get("lgtool", {})
 
 
-def scratch_model(data_view: View, num_classes: int, width="tiny", depth: int = 12, num_heads=None,
-                  img_size=None, patch_size=None, seed: int = 0):  # fmt: skip
+def scratch_model(
+    data_view: View,
+    num_classes: int,
+    width="tiny",
+    depth: int = 12,
+    num_heads=None,
+    img_size=None,
+    patch_size=None,
+    seed: int = 0,
+):
     """A plain ViT of the lgtool family from timm's default init, seeing images as the data provides them."""
     import torch
 
     embed_dim, heads = parse_width(width, num_heads)
     img = img_size or data_view.img_size
-    arch = Arch(img_size=img, patch_size=patch_size or default_patch_size(img), in_chans=data_view.in_chans,
-                embed_dim=embed_dim, depth=depth, num_heads=heads, num_classes=num_classes)  # fmt: skip
+    arch = Arch(
+        img_size=img,
+        patch_size=patch_size or default_patch_size(img),
+        in_chans=data_view.in_chans,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads,
+        num_classes=num_classes,
+    )
     torch.manual_seed(seed)
     view = View(img, data_view.in_chans, data_view.mean, data_view.std, data_view.crop_pct, data_view.interpolation)
     return build_vit(arch), arch, view
 
 
-def finetune(src: str | None, data: str, output, *, init: str = "pretrained", data_dir=None, num_classes=None,
-             width="tiny", depth: int = 12, num_heads=None, img_size=None, patch_size=None, train_samples=None,
-             cfg: TrainConfig | None = None, resume=None, force: bool = False, log=None) -> dict:  # fmt: skip
+def finetune(
+    src: str | None,
+    data: str,
+    output,
+    *,
+    init: str = "pretrained",
+    data_dir=None,
+    num_classes=None,
+    width="tiny",
+    depth: int = 12,
+    num_heads=None,
+    img_size=None,
+    patch_size=None,
+    train_samples=None,
+    cfg: TrainConfig | None = None,
+    resume=None,
+    force: bool = False,
+    log=None,
+) -> dict:
     cfg = cfg or TrainConfig(kd="none")
     output = Path(output)
     if output.exists() and not force and resume is None:
         raise InputError(f"{output} already exists; choose another -o, pass --force, or --resume")
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     if init == "scratch":
-        model, arch, view = scratch_model(dataset.view, dataset.num_classes, width, depth, num_heads, img_size,
-                                          patch_size, cfg.seed)  # fmt: skip
+        model, arch, view = scratch_model(
+            dataset.view, dataset.num_classes, width, depth, num_heads, img_size, patch_size, cfg.seed
+        )
         lineage = {"init": "scratch"}
     elif src is None:
         raise InputError("give a model folder to fine-tune, or --init scratch with architecture options")
@@ -67,8 +104,10 @@ def finetune(src: str | None, data: str, output, *, init: str = "pretrained", da
         model, arch, view, lineage = load_source(src, num_classes or dataset.num_classes)
         lineage = lineage or {"init": f"folder {src}"}
     if arch.num_classes != dataset.num_classes:
-        raise InputError(f"the model has {arch.num_classes} classes, the data {dataset.num_classes}: "
-                         f"pass --num-classes {dataset.num_classes} for a fresh head")  # fmt: skip
+        raise InputError(
+            f"the model has {arch.num_classes} classes, the data {dataset.num_classes}: "
+            f"pass --num-classes {dataset.num_classes} for a fresh head"
+        )
     dist = Dist.from_env()
 
     def on_epoch(epoch: int, top1: float, history: list):
@@ -76,8 +115,17 @@ def finetune(src: str | None, data: str, output, *, init: str = "pretrained", da
             _write(model, arch, view, output / "best", lineage, data, cfg, {"top1": top1, "epoch": epoch})
 
     identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(src) if src else "scratch"}
-    summary = fit(model, dataset, view, cfg, identity=identity, checkpoint=output / "checkpoint.ckpt", resume=resume,
-                  log=log, on_epoch=on_epoch)  # fmt: skip
+    summary = fit(
+        model,
+        dataset,
+        view,
+        cfg,
+        identity=identity,
+        checkpoint=output / "checkpoint.ckpt",
+        resume=resume,
+        log=log,
+        on_epoch=on_epoch,
+    )
     if dist.main:
         history = summary["history"]
         best_row = max(history, key=lambda h: h["top1"]) if history else {"top1": None, "epoch": None}
@@ -87,15 +135,35 @@ def finetune(src: str | None, data: str, output, *, init: str = "pretrained", da
         (output / "metrics.json").write_text(json.dumps({"history": history, **summary}, indent=2) + "\n")
     else:
         best_row = {"top1": None, "epoch": None}
-    return {"output": str(output), "best": str(output / "best"), "last": str(output / "last"),
-            "best_top1": best_row["top1"], "best_epoch": best_row["epoch"], "params": arch.num_params(),
-            **{k: v for k, v in summary.items() if k != "history"}}  # fmt: skip
+    return {
+        "output": str(output),
+        "best": str(output / "best"),
+        "last": str(output / "last"),
+        "best_top1": best_row["top1"],
+        "best_epoch": best_row["epoch"],
+        "params": arch.num_params(),
+        **{k: v for k, v in summary.items() if k != "history"},
+    }
 
 
 def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, data: str, cfg: TrainConfig, score: dict):
-    info = {**lineage, "finetune": {"data": data, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                                    "seed": cfg.seed, "top1": score["top1"], "epoch": score["epoch"]}}  # fmt: skip
-    input_cfg = {"mean": list(view.mean), "std": list(view.std), "crop_pct": view.crop_pct,
-                 "interpolation": view.interpolation}  # fmt: skip
+    info = {
+        **lineage,
+        "finetune": {
+            "data": data,
+            "epochs": cfg.epochs,
+            "lr": cfg.lr,
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
+            "top1": score["top1"],
+            "epoch": score["epoch"],
+        },
+    }
+    input_cfg = {
+        "mean": list(view.mean),
+        "std": list(view.std),
+        "crop_pct": view.crop_pct,
+        "interpolation": view.interpolation,
+    }
     module = getattr(model, "module", model)
     write_descnet(module, arch, folder, input_cfg, info, force=True)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lgtool.errors import InputError, LgtoolError
+from lgtool.errors import InputError, LgtoolError, UsageError
 
 
 @dataclass
@@ -40,11 +40,25 @@ class TrainConfig:
     tau: float = 1.0
     kd_reduction: str = "per_logit"  # per_logit (official: sum / (B*C)) | batchmean
     drop_path: float = 0.0
+    augment: str = "flip"  # none | flip | crop-flip (in-memory sets); ImageFolder: timm's train transform unless none
     seed: int = 0
     bf16: bool = False
     compile: bool = False
     save_every: int = 0  # steps; 0 = only at epoch ends
     log_every: int = 20
+
+    def __post_init__(self):
+        choices = {
+            "kd": ("soft", "hard", "none"),
+            "kd_reduction": ("per_logit", "batchmean"),
+            "augment": ("none", "flip", "crop-flip"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"unknown {flag} {getattr(self, name)!r}: choose {', '.join(allowed)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.accum_steps < 1:
+            raise UsageError("--epochs, --batch-size and --accum-steps must be at least 1")
 
 
 class Interrupted(LgtoolError):
@@ -210,6 +224,7 @@ def fit(
                 rank=dist.rank,
                 world=dist.world,
                 device=dist.device,
+                augment=cfg.augment,
             )
             for i, (x, y) in enumerate(batches, start=start):
                 if i >= steps_per_epoch * cfg.accum_steps:

@@ -1,0 +1,237 @@
+"""`lgtool learn` on real Fashion-MNIST: distillation from a small ancestor trained here, resume, DDP, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lgtool
+from lgtool.data import FASHION_MNIST_DIR, load_data
+from lgtool.errors import InputError
+from lgtool.learn import learn
+from lgtool.train import Diverged, Interrupted, TrainConfig, evaluate
+
+pytestmark = pytest.mark.skipif(
+    not Path(FASHION_MNIST_DIR).is_dir(), reason="needs Fashion-MNIST: apt-get install dataset-fashion-mnist"
+)
+SMALL = {"width": 32, "num_heads": 2, "aux_depth": 4, "train_samples": 3000}
+STAGES = {"sws": {"stages": [2, 2]}, "tleg": {}, "wave": {"num_templates": 4}}
+
+
+def quick(**kw):
+    return TrainConfig(**{"epochs": 1, "batch_size": 64, "lr": 2e-3, "warmup_epochs": 0.2, **kw})
+
+
+@pytest.fixture(scope="session")
+def ancestor(tmp_path_factory):
+    """A plain timm ViT (width 64, depth 2) trained from scratch on 6000 images: about 68% top-1."""
+    from lgtool.finetune import finetune
+
+    out = tmp_path_factory.mktemp("ancestor") / "anc"
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=2e-3, warmup_epochs=0.2, kd="none", augment="none")
+    result = finetune(
+        None, "fashion-mnist", out, init="scratch", width=64, num_heads=2, depth=2, train_samples=6000, cfg=cfg
+    )
+    assert result["best_top1"] > 0.6
+    return out / "best"
+
+
+def _learn(ancestor, method, out, **kw):
+    options = {**SMALL, **STAGES[method], **{k: kw.pop(k) for k in list(kw) if k in SMALL}}
+    options.pop("num_heads")
+    if method == "sws":
+        options.pop("aux_depth")
+    return learn(str(ancestor), method, "fashion-mnist", out, cfg=kw.pop("cfg", quick()), **options, **kw)
+
+
+@pytest.mark.parametrize("method", ["sws", "tleg", "wave"])
+def test_learned_gene_and_expanded_desc_net_beat_chance(ancestor, tmp_path, method):
+    result = _learn(ancestor, method, tmp_path / "g.safetensors", cfg=quick(epochs=2, lr=5e-3), train_samples=6000)
+    assert result["aux_top1"] > 0.45, result  # chance is 0.10; the ancestor about 0.68
+    gene = lgtool.load_learngene(tmp_path / "g.safetensors")
+    assert gene.meta.provenance["ancestor"] == str(ancestor) and gene.meta.provenance["kd"] == "soft"
+    data = load_data("fashion-mnist")
+    model = lgtool.expand(gene, depth={"sws": 3, "tleg": 6, "wave": 6}[method])  # another depth, no fine-tuning
+    top1 = evaluate(model, data.test, data.view)
+    assert top1 > 0.35, top1
+    print(f"{method}: aux {result['aux_top1']:.3f}, expanded {top1:.3f}")
+
+
+def test_sigint_saves_and_resume_is_exact(ancestor, tmp_path):
+    cfg = quick(epochs=2, log_every=1)
+    full = _learn(ancestor, "tleg", tmp_path / "full.safetensors", cfg=cfg)
+
+    def interrupt(**event):
+        if event.get("step") == 50:  # mid second epoch
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted, match="interrupted at step 50"):
+        _learn(ancestor, "tleg", tmp_path / "cut.safetensors", cfg=cfg, log=interrupt)
+    assert not (tmp_path / "cut.safetensors").exists() and (tmp_path / "cut.ckpt").is_file()
+    resumed = _learn(ancestor, "tleg", tmp_path / "cut.safetensors", cfg=cfg, resume=tmp_path / "cut.ckpt")
+    assert resumed["steps"] == full["steps"]
+    a, b = (lgtool.load_learngene(tmp_path / f).tensors for f in ("full.safetensors", "cut.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_checkpoint_of_another_method(ancestor, tmp_path):
+    _learn(ancestor, "tleg", tmp_path / "t.safetensors")
+    with pytest.raises(InputError, match="checkpoint is for another run"):
+        _learn(ancestor, "sws", tmp_path / "s.safetensors", resume=tmp_path / "t.ckpt")
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(ancestor, tmp_path):
+    _learn(ancestor, "tleg", tmp_path / "g.safetensors")  # a good epoch: checkpoint written
+    good = (tmp_path / "g.ckpt").read_bytes()
+    with pytest.raises(Diverged, match="NaN/inf at step"):
+        _learn(
+            ancestor,
+            "tleg",
+            tmp_path / "g.safetensors",
+            cfg=quick(epochs=3, lr=1e12, log_every=5),
+            resume=tmp_path / "g.ckpt",
+        )
+    assert (tmp_path / "g.ckpt").read_bytes() == good
+
+
+def _lgtool(*args, env=None, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lgtool", *map(str, args)], capture_output=True, text=True, env=env, **kw
+    )
+
+
+def test_sigkill_loses_at_most_one_checkpoint_interval(ancestor, tmp_path):
+    args = [
+        "learn",
+        "--ancestor",
+        ancestor,
+        "--method",
+        "sws",
+        "--width",
+        32,
+        "--stages",
+        "2,2",
+        "--epochs",
+        2,
+        "--batch-size",
+        32,
+        "--train-samples",
+        2000,
+        "--save-every",
+        10,
+        "-o",
+        tmp_path / "g.safetensors",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lgtool", *map(str, args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpt = tmp_path / "g.ckpt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.is_file() and not (tmp_path / "g.safetensors").exists()
+    step = torch.load(ckpt, weights_only=True)["position"]["step"]
+    assert step >= 10
+    done = _lgtool(*args, "--resume", ckpt, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == 2 * (2000 // 32)
+    gene = lgtool.load_learngene(tmp_path / "g.safetensors")
+    fresh = lgtool.init_learngene("sws", width=32, stages=[2, 2], img_size=28, patch_size=7, in_chans=1, num_classes=10)
+    assert gene.meta.tensors == fresh.meta.tensors
+    assert {k: v.shape for k, v in gene.tensors.items()} == {k: v.shape for k, v in fresh.tensors.items()}
+
+
+def test_two_rank_gloo_run_matches_one_process(ancestor, tmp_path):
+    common = [
+        "learn",
+        "--ancestor",
+        ancestor,
+        "--method",
+        "sws",
+        "--width",
+        32,
+        "--stages",
+        "2,2",
+        "--epochs",
+        1,
+        "--train-samples",
+        640,
+        "--lr",
+        2e-3,
+        "--warmup-epochs",
+        0,
+    ]
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "lgtool",
+            *map(str, [*common, "--batch-size", 32, "--json", "-o", tmp_path / "ddp.safetensors"]),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+    )
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    lines = [line for line in ddp.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and json.loads(lines[0])["steps"] == 10  # only rank 0 printed; 640 / (32 x 2)
+    single = _lgtool(*common, "--batch-size", 64, "-o", tmp_path / "one.safetensors")
+    assert single.returncode == 0, single.stderr
+    a, b = (lgtool.load_learngene(tmp_path / f).tensors for f in ("ddp.safetensors", "one.safetensors"))
+    for k in a:  # shared stage blocks trained the same way under DDP as in one process with the same global batch
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=2e-5)
+
+
+def test_offline_pretrained_ancestor_fails_fast_and_clearly(run_cli):
+    start = time.time()
+    code, _, err = run_cli("learn", "--ancestor", "deit_base", "--train-samples", 100)
+    assert code == 3 and "offline" in err and "--ancestor-weights" in err and time.time() - start < 20
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ancestor", "no_such_model_xyz"], "not a timm model name"),
+        (["--ancestor", "deit_tiny", "--ancestor-weights", "WEIGHTS"], "weights of another architecture"),
+        (["--ancestor", "ANC", "--data", "MISSING"], "not found"),
+        (["--ancestor", "ANC", "--data", "EMPTY"], "no images found"),
+        (["--ancestor", "ANC", "--data", "ONECLASS"], "only one class"),
+        (["--ancestor", "ANC", "--train-samples", "50", "--batch-size", "64"], "larger than the 50 training images"),
+        (["--ancestor", "ANC", "--resume", "WEIGHTS"], "not an lgtool checkpoint"),
+        (["--ancestor", "ANC", "--method", "lots"], "unknown --method"),
+    ],
+)
+def test_bad_learn_input_is_one_line(run_cli, ancestor, tmp_path, args, message):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / "one" / "cat" / f"{i}.png")
+    subs = {
+        "ANC": ancestor,
+        "WEIGHTS": ancestor / "model.safetensors",
+        "MISSING": tmp_path / "nope",
+        "EMPTY": tmp_path / "empty",
+        "ONECLASS": tmp_path / "one",
+    }
+    code, stdout, err = run_cli("learn", *[subs.get(a, a) for a in args], "-o", tmp_path / "g.safetensors")
+    assert code in (2, 3), err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "g.safetensors").exists()
