@@ -17,7 +17,7 @@ from rich.table import Table
 
 from lgtool import __version__
 from lgtool.arch import SLOTS
-from lgtool.errors import CheckError, InputError, LgtoolError, UsageError
+from lgtool.errors import CheckError, LgtoolError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -26,8 +26,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     help="Build families of Vision Transformers of many sizes from one compact learngene (SWS, TLEG, WAVE).",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool):
@@ -90,66 +90,34 @@ def expand(
 
         lgtool expand gene.safetensors --depth 12 --num-classes 100 --check -o desc12/
     """
-    from lgtool.descnet import check_descnet, lineage, write_descnet
-    from lgtool.learngene import load_learngene
-    from lgtool.materialize import expand as expand_gene
-    from lgtool.materialize import target_arch
+    from lgtool.descnet import expand_folder
 
-    lgene = load_learngene(gene)
-    stages = _int_list(layer_map, "--layer-map")
-    target = target_arch(lgene, depth, width, num_classes, stages)
-    output = output or Path(f"desc-d{target.depth}-{width or target.embed_dim}")
-    if output.exists() and not force:
-        raise InputError(f"{output} already exists; choose another -o or pass --force to replace it")
-    calibration = None
-    if calibrate is not None:
-        from lgtool.learn import calibrate as calibrate_scalers
-        from lgtool.progress import Reporter
-
-        if lgene.method != "wave":
-            raise InputError(f"--calibrate learns WAVE scalers; this is a {lgene.method.upper()} learngene")
-        with Reporter("calibrate", err) as report:
-            lgene_t, calibration = calibrate_scalers(
-                lgene,
-                target.depth,
-                target.embed_dim,
-                calibrate,
-                data_dir=data_dir,
-                samples=calibrate_samples,
-                steps=calibrate_steps,
-                log=report,
-            )
-        model = expand_gene(lgene_t, num_classes=target.num_classes)
-    else:
-        model = expand_gene(lgene, target.depth, target.embed_dim, target.num_classes, stages)
-    info = lineage(lgene, gene, target, stages)
-    if calibration:
-        info["calibration"] = calibration
-    write_descnet(model, target, output, lgene.meta.input.model_dump(), info, force=force)
-    result = {
-        "output": str(output),
-        "method": lgene.method,
-        "depth": target.depth,
-        "width": target.embed_dim,
-        "num_heads": target.num_heads,
-        "num_classes": target.num_classes,
-        "params": target.num_params(),
-        "layers": info["layers"],
-        "head": info["head"],
-    }
-    if calibration:
-        result["calibration"] = calibration
-    if check:
-        at_aux = (target.depth, target.embed_dim, target.num_classes) == (
-            lgene.arch.depth,
-            lgene.arch.embed_dim,
-            lgene.arch.num_classes,
-        ) and stages is None
-        diffs = check_descnet(output, model, lgene if at_aux else None)
-        result["check"] = {**diffs, "tol": tol, "passed": all(v <= tol for v in diffs.values())}
+    result = expand_folder(
+        gene,
+        output,
+        depth=depth,
+        width=width,
+        num_classes=num_classes,
+        layer_map=_int_list(layer_map, "--layer-map"),
+        check=check,
+        tol=tol,
+        force=force,
+        calibrate=calibrate,
+        calibrate_steps=calibrate_steps,
+        calibrate_samples=calibrate_samples,
+        data_dir=data_dir,
+        log=_calibration_reporter,
+    )
     _emit(result, as_json, _render_expand)
     if check and not result["check"]["passed"]:
-        raise CheckError(f"--check failed: max abs difference {max(diffs.values()):.3g} > {tol:g}")
+        worst = max(v for k, v in result["check"].items() if k.startswith("max_abs"))
+        raise CheckError(f"--check failed: max abs difference {worst:.3g} > {tol:g}")
+
+
+def _calibration_reporter():
+    from lgtool.progress import Reporter
+
+    return Reporter("calibrate", err)
 
 
 def _render_expand(r: dict) -> None:
@@ -379,6 +347,78 @@ def _render_finetune(r: dict) -> None:
         f"{r['last']}; {r['params']:,} parameters, {r['steps']} steps, {r['images_per_s']:.0f} images/s, "
         f"{r['train_seconds']:.0f} s"
     )
+
+
+def _float_list(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, e.g. 2e-4,5e-4,2e-3") from None
+
+
+@app.command()
+def bench(
+    data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
+    ancestor: str | None = typer.Option(None, "--ancestor", help="Ancestor (default: a small ViT trained and cached)."),
+    learngene: list[Path] = typer.Option([], "--learngene", help="Use this learngene instead of learning one."),
+    depths: str = typer.Option("2,4,6,8", "--depths", help="Desc-Net depths."),
+    width: str = typer.Option("64", "--width", "-w", help="Desc-Net (and learngene) width."),
+    inits: str = typer.Option(",".join(("sws", "tleg", "wave", "scratch", "weight-selection")), "--inits"),
+    epochs: int = typer.Option(1, "--epochs", help="Fine-tune epochs of every init."),
+    learn_epochs: int = typer.Option(3, "--learn-epochs", help="Distillation epochs of each learngene."),
+    scratch_epochs: str = typer.Option("1,2,4", "--scratch-epochs", help="Longer scratch budgets to match against."),
+    lr_grid: str | None = typer.Option(None, "--lr-grid", help="Each init picks its rate on a validation split."),
+    train_samples: int | None = typer.Option(10_000, "--train-samples", help="Class-balanced training subset."),
+    all_data: bool = typer.Option(False, "--all-data", help="Use every training image (overrides --train-samples)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the bench in OUT without redoing finished rows."),
+    output: Path = typer.Option(Path("bench"), "-o", "--output", help="Folder for results.json/.md and the plot."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
+):
+    """Compare learngene inits with scratch and weight selection at several depths, on real data.
+
+    With no arguments: the whole pipeline on Fashion-MNIST (about 10 minutes on 2 CPU cores the first time).
+
+    Examples:
+
+        lgtool bench
+
+        lgtool bench --depths 2,4,6,8 --epochs 2 --lr-grid 2e-4,5e-4,2e-3 --all-data -o bench-full
+    """
+    from lgtool.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(
+        depths=_int_list(depths, "--depths"),
+        width=width,
+        inits=[i for i in inits.split(",") if i],
+        epochs=epochs,
+        learn_epochs=learn_epochs,
+        scratch_epochs=_int_list(scratch_epochs, "--scratch-epochs"),
+        lr_grid=_float_list(lr_grid, "--lr-grid"),
+        train_samples=None if all_data else train_samples,
+        seed=seed,
+    )
+    report = run_bench(
+        cfg,
+        output,
+        ancestor=ancestor,
+        learngenes=[str(p) for p in learngene],
+        data=data,
+        data_dir=data_dir,
+        resume=resume,
+        log=lambda msg: err.print(msg, highlight=False),
+    )
+    if as_json:
+        _emit(report, True, None)
+    else:
+        out.print((output / "results.md").read_text(), markup=False, highlight=False)
+        out.print(
+            f"wrote {output}/results.json, {output}/results.md and {output}/accuracy_vs_depth.png "
+            f"in {report['wall_seconds']:.0f} s"
+        )
 
 
 @app.command()

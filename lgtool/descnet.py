@@ -40,8 +40,9 @@ def hub_config(arch: Arch, input_cfg: dict, lineage: dict) -> dict:
     }
 
 
-def write_descnet(model, arch: Arch, out_dir, input_cfg: dict, lineage: dict, force: bool = False) -> Path:
-    """Write the three files into `out_dir` atomically (a temporary folder renamed into place)."""
+def write_descnet(state: dict, arch: Arch, out_dir, input_cfg: dict, lineage: dict, force: bool = False) -> Path:
+    """Write a state dict (timm keys) and its config and card into `out_dir`, atomically (a temporary
+    folder renamed into place)."""
     from safetensors.torch import save_file
 
     from lgtool.atomic import atomic_dir
@@ -49,7 +50,7 @@ def write_descnet(model, arch: Arch, out_dir, input_cfg: dict, lineage: dict, fo
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise InputError(f"{out_dir} already exists; choose another -o or pass --force to replace it")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     config = hub_config(arch, input_cfg, lineage)
     with atomic_dir(out_dir, force=force) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
@@ -159,20 +160,94 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
     }
 
 
-def check_descnet(out_dir, model, gene=None, batch: int = 4, seed: int = 0) -> dict:
-    """Reload `out_dir` with plain timm and compare logits with `model` (and with the Aux-Net, if given)."""
+def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, seed: int = 0) -> dict:
+    """Reload `out_dir` with plain timm and compare its logits with a model holding `state` in memory (and
+    with the learngene's Aux-Net, if given)."""
     import torch
 
     from lgtool._compat import import_timm
     from lgtool.materialize import build_aux
 
     timm = import_timm()
+    from lgtool.arch import build_vit
+
     reloaded = timm.create_model(f"local-dir:{Path(out_dir).resolve()}", pretrained=True).eval()
-    cfg = model.patch_embed
-    x = torch.randn(batch, cfg.proj.in_channels, *cfg.img_size, generator=torch.Generator().manual_seed(seed))
+    model = build_vit(arch)
+    model.load_state_dict(state)
+    x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         ref = model.eval()(x)
         result = {"max_abs_diff_timm": (reloaded(x) - ref).abs().max().item()}
         if gene is not None:
             result["max_abs_diff_aux"] = (build_aux(gene).eval()(x) - ref).abs().max().item()
+    return result
+
+
+def expand_folder(
+    gene_path,
+    output=None,
+    *,
+    depth=None,
+    width=None,
+    num_classes=None,
+    layer_map=None,
+    check: bool = False,
+    tol: float = 1e-5,
+    force: bool = False,
+    calibrate: str | None = None,
+    calibrate_steps: int = 200,
+    calibrate_samples: int = 2000,
+    data_dir=None,
+    log=None,
+) -> dict:
+    """`lgtool expand`: learngene file -> Desc-Net folder (default name desc-d<depth>-<width>), optionally
+    WAVE-calibrated on data first and checked against plain timm (and the Aux-Net at the Aux size)."""
+    from contextlib import nullcontext
+
+    from lgtool.learngene import load_learngene
+    from lgtool.materialize import desc_state_dict, target_arch
+
+    gene = load_learngene(gene_path)
+    target = target_arch(gene, depth, width, num_classes, layer_map)
+    output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
+    if output.exists() and not force:
+        raise InputError(f"{output} already exists; choose another -o or pass --force to replace it")
+    info = lineage(gene, gene_path, target, layer_map)
+    if calibrate is not None:
+        from lgtool.learn import calibrate as calibrate_scalers
+
+        if gene.method != "wave":
+            raise InputError(f"--calibrate learns WAVE scalers; this is a {gene.method.upper()} learngene")
+        with log() if log else nullcontext(None) as report:
+            calibrated, info["calibration"] = calibrate_scalers(
+                gene,
+                target.depth,
+                target.embed_dim,
+                calibrate,
+                data_dir=data_dir,
+                samples=calibrate_samples,
+                steps=calibrate_steps,
+                log=report,
+            )
+        state = desc_state_dict(calibrated, num_classes=target.num_classes)
+    else:
+        state = desc_state_dict(gene, target.depth, target.embed_dim, target.num_classes, layer_map)
+    write_descnet(state, target, output, gene.meta.input.model_dump(), info, force=force)
+    result = {
+        "output": str(output),
+        "method": gene.method,
+        "depth": target.depth,
+        "width": target.embed_dim,
+        "num_heads": target.num_heads,
+        "num_classes": target.num_classes,
+        "params": target.num_params(),
+        "layers": info["layers"],
+        "head": info["head"],
+    }
+    if "calibration" in info:
+        result["calibration"] = info["calibration"]
+    if check:
+        at_aux = target == gene.arch and layer_map is None and calibrate is None
+        diffs = check_descnet(output, state, target, gene if at_aux else None)
+        result["check"] = {**diffs, "tol": tol, "passed": all(v <= tol for v in diffs.values())}
     return result

@@ -166,4 +166,4 @@ def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, data: str
         "interpolation": view.interpolation,
     }
     module = getattr(model, "module", model)
-    write_descnet(module, arch, folder, input_cfg, info, force=True)
+    write_descnet(module.state_dict(), arch, folder, input_cfg, info, force=True)

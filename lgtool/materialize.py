@@ -100,6 +100,43 @@ def describe_layers(gene: Learngene, depth: int, layer_map: list[int] | None = N
 
 
 @torch.no_grad()
+def desc_state_dict(
+    gene: Learngene,
+    depth: int | None = None,
+    width=None,
+    num_classes: int | None = None,
+    layer_map: list[int] | None = None,
+) -> dict:
+    """The complete Desc-Net state dict: exactly timm's keys, each tensor with storage of its own.
+
+    A head for another class count gets timm's init (trunc-normal 0.02, zero bias). No timm model is
+    built, so writing a Desc-Net costs little more than saving its tensors."""
+    target = target_arch(gene, depth, width, num_classes, layer_map)
+    state = materialize(gene, target.depth, target.embed_dim, target.num_classes, layer_map)
+    if "head.weight" not in state and target.num_classes > 0:
+        state["head.weight"] = nn.init.trunc_normal_(torch.empty(target.num_classes, target.embed_dim), std=0.02)
+        state["head.bias"] = torch.zeros(target.num_classes)
+    expected = {f"blocks.{i}.{k}": s for i in range(target.depth) for k, s in target.slot_shapes().items()}
+    expected.update(target.nonblock_shapes())
+    wrong = {k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k])} | (
+        state.keys() - expected.keys()
+    )
+    if wrong:  # pitfall P21: never let a renamed or missing key pass silently
+        raise RuntimeError(f"materialized weights do not match timm's model: {sorted(wrong)[:3]}")
+    return _own_storage(state)
+
+
+def _own_storage(state: dict) -> dict:
+    """Clone tensors that share storage (SWS stage copies, slices of WAVE's per-layer stacks, gene tensors)."""
+    seen, out = set(), {}
+    for k, v in state.items():
+        storage = v.untyped_storage()
+        shared = storage.data_ptr() in seen or storage.nbytes() != v.numel() * v.element_size() or not v.is_contiguous()
+        out[k] = v.detach().clone().contiguous() if shared else v.detach()
+        seen.add(storage.data_ptr())
+    return out
+
+
 def expand(
     gene: Learngene,
     depth: int | None = None,
@@ -109,14 +146,8 @@ def expand(
 ) -> nn.Module:
     """A plain timm VisionTransformer of the requested size, initialized from the learngene."""
     target = target_arch(gene, depth, width, num_classes, layer_map)
-    state = materialize(gene, target.depth, target.embed_dim, target.num_classes, layer_map)
-    # Every block gets its own contiguous tensors (SWS stages are shared references until here).
-    state = {k: v.detach().clone().contiguous() for k, v in state.items()}
     model = build_vit(target)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    fresh_head = target.num_classes != gene.arch.num_classes
-    if unexpected or [k for k in missing if not (fresh_head and k.startswith("head."))]:
-        raise RuntimeError(f"materialized weights do not fit timm's model: missing {missing}, unexpected {unexpected}")
+    model.load_state_dict(desc_state_dict(gene, target.depth, target.embed_dim, target.num_classes, layer_map))
     return model.eval()
 
 

@@ -17,7 +17,9 @@ def _write(tmp_path, method, depth, **target):
     path = gene.save(tmp_path / "g.safetensors")
     arch = target_arch(gene, depth, **target)
     model = lgtool.expand(gene, depth, **target)
-    out = write_descnet(model, arch, tmp_path / "desc", gene.meta.input.model_dump(), lineage(gene, path, arch))
+    out = write_descnet(
+        model.state_dict(), arch, tmp_path / "desc", gene.meta.input.model_dump(), lineage(gene, path, arch)
+    )
     return model, out
 
 
