@@ -56,3 +56,26 @@ def run_cli(capsys, monkeypatch):
         return code, captured.out, captured.err
 
     return run
+
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+    reason="needs Fashion-MNIST: apt-get install dataset-fashion-mnist",
+)
+
+
+@pytest.fixture(scope="session")
+def ancestor(tmp_path_factory):
+    """A plain timm ViT (width 64, depth 2) trained from scratch on 6000 images: about 68% top-1."""
+    from lgtool.finetune import finetune
+    from lgtool.train import TrainConfig
+
+    out = tmp_path_factory.mktemp("ancestor") / "anc"
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=2e-3, warmup_epochs=0.2, kd="none", augment="none")
+    result = finetune(
+        None, "fashion-mnist", out, init="scratch", width=64, num_heads=2, depth=2, train_samples=6000, cfg=cfg
+    )
+    assert result["best_top1"] > 0.6
+    return out / "best"
+
+

@@ -6,40 +6,24 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.data import FASHION_MNIST_DIR, load_data
+from lgtool.data import load_data
 from lgtool.errors import InputError
 from lgtool.learn import learn
 from lgtool.train import Diverged, Interrupted, TrainConfig, evaluate
 
-pytestmark = pytest.mark.skipif(
-    not Path(FASHION_MNIST_DIR).is_dir(), reason="needs Fashion-MNIST: apt-get install dataset-fashion-mnist"
-)
+pytestmark = needs_fashion_mnist
 SMALL = {"width": 32, "num_heads": 2, "aux_depth": 4, "train_samples": 3000}
 STAGES = {"sws": {"stages": [2, 2]}, "tleg": {}, "wave": {"num_templates": 4}}
 
 
 def quick(**kw):
     return TrainConfig(**{"epochs": 1, "batch_size": 64, "lr": 2e-3, "warmup_epochs": 0.2, **kw})
-
-
-@pytest.fixture(scope="session")
-def ancestor(tmp_path_factory):
-    """A plain timm ViT (width 64, depth 2) trained from scratch on 6000 images: about 68% top-1."""
-    from lgtool.finetune import finetune
-
-    out = tmp_path_factory.mktemp("ancestor") / "anc"
-    cfg = TrainConfig(epochs=2, batch_size=64, lr=2e-3, warmup_epochs=0.2, kd="none", augment="none")
-    result = finetune(
-        None, "fashion-mnist", out, init="scratch", width=64, num_heads=2, depth=2, train_samples=6000, cfg=cfg
-    )
-    assert result["best_top1"] > 0.6
-    return out / "best"
 
 
 def _learn(ancestor, method, out, **kw):

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole lgtool pipeline as a CI job would run it: every step's JSON feeds the next.
+# Usage: examples/pipeline.sh [WORKDIR]   (needs lgtool on PATH, jq, and apt-get install dataset-fashion-mnist)
+set -euo pipefail
+work=${1:-$(mktemp -d)}
+cd "$work"
+export HF_HUB_OFFLINE=1
+
+# 1. a small ancestor, trained from scratch (a real user would pass a pretrained timm name)
+lgtool finetune --init scratch --width 128 --num-heads 2 --depth 4 --epochs 2 --lr 2e-3 --augment none \
+   --train-samples 10000 -o ancestor --json > ancestor.json
+echo "ancestor top-1: $(jq -r .best_top1 ancestor.json)"
+
+# 2. a TLEG learngene distilled from it
+lgtool learn --ancestor ancestor/best --method tleg --width 64 --aux-depth 8 --epochs 2 --lr 2e-3 \
+   --train-samples 10000 -o tleg.safetensors --json > learn.json
+echo "Aux-Net top-1: $(jq -r .aux_top1 learn.json)"
+
+# 3. what it holds, from the header alone
+lgtool inspect tleg.safetensors --json | jq '{method, params, storage_ratio, depths}'
+
+# 4. Desc-Nets of several depths; --check compares plain timm's reload with the in-memory model
+for d in 2 4 6 8; do
+  lgtool expand tleg.safetensors --depth "$d" --check -o "desc-d$d" --json | jq -c '{depth, params, check}'
+done
+
+# 5. fine-tune one of them
+lgtool finetune desc-d4 --epochs 1 --train-samples 10000 -o tuned-d4 --json | jq '{best_top1, params}'
+
+# 6. the comparison against scratch and weight selection, reusing this ancestor and learngene
+lgtool bench --ancestor ancestor/best --learngene tleg.safetensors --inits tleg,scratch,weight-selection \
+   --depths 2,4 --epochs 1 --scratch-epochs 1,2 --train-samples 5000 -o bench --json | jq '.training_cost'
+echo "results in $work/bench"
