@@ -47,7 +47,7 @@ class BenchConfig:
     # the default ancestor, trained once and cached when --ancestor is not given
     ancestor_width: int = 128
     ancestor_depth: int = 8
-    ancestor_epochs: int = 4
+    ancestor_epochs: int = 3
     ancestor_lr: float = 2e-3
 
     def __post_init__(self):
@@ -75,9 +75,7 @@ def default_ancestor(cfg: BenchConfig, data: str, data_dir, log) -> Path:
     if (folder / "best" / "model.safetensors").is_file():
         log(f"ancestor: reusing {folder / 'best'}")
         return folder / "best"
-    log(
-        f"ancestor: training a {cfg.ancestor_width}-wide, {cfg.ancestor_depth}-deep ViT from scratch (cache {folder})"
-    )
+    log(f"ancestor: training a {cfg.ancestor_width}-wide, {cfg.ancestor_depth}-deep ViT from scratch (cache {folder})")
     train_cfg = TrainConfig(
         epochs=cfg.ancestor_epochs,
         batch_size=cfg.batch_size,
@@ -142,12 +140,17 @@ def run_bench(
     from lgtool.learngene import load_learngene
 
     out = Path(out)
+    started = time.perf_counter()
+    say = log
+
+    def log(msg):
+        say(f"[{time.perf_counter() - started:5.0f}s] {msg}")
+
     results_path = out / "results.json"
     previous = json.loads(results_path.read_text()) if resume and results_path.is_file() else {}
     if results_path.is_file() and not resume:
         raise InputError(f"{out} already holds a bench; pass --resume to continue it or choose another -o")
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
 
     dataset = load_data(data, data_dir, cfg.train_samples, seed=cfg.seed)
     val = None
@@ -195,6 +198,7 @@ def run_bench(
                 method,
                 data,
                 path,
+                evaluate_ancestor=False,
                 data_dir=data_dir,
                 width=embed_dim,
                 train_samples=cfg.train_samples,
@@ -270,14 +274,15 @@ def run_row(cfg, init, depth, epochs, arch, genes, ancestor_state, dataset, val,
         "lr": lr,
         "lr_from": "grid (validation split)" if cfg.lr_grid else ("fine-tune rate" if inherited else "scratch rate"),
         "val_top1": score if val is not None else None,
-        "top1": evaluate(trial, dataset.test, view),
+        # without a grid, fit() already evaluated the last epoch on the test split
+        "top1": evaluate(trial, dataset.test, view) if val is not None else summary["top1"],
         "train_images": summary["images_seen"],
         "wall_seconds": round(seconds, 2),
     }
 
 
 def summarize(cfg, arch, rows, learn_rows, ancestor, ancestor_top1, data, started) -> dict:
-    done = [r for r in rows.values()]
+    done = list(rows.values())
     family = sum(arch.model_copy(update={"depth": d}).num_params() for d in cfg.depths)
     storage = {m: round(family / r["params"], 2) for m, r in learn_rows.items() if r.get("params")}
     return {

@@ -51,6 +51,7 @@ def learn(
     resume=None,
     log=None,
     cfg: TrainConfig | None = None,
+    evaluate_ancestor: bool = True,
     **rule_options,
 ) -> dict:
     """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`."""
@@ -112,7 +113,7 @@ def learn(
 
     if Dist.from_env().main:
         learned.save(output)
-    ancestor_top1 = evaluate(teacher, dataset.test, view)
+    ancestor_top1 = evaluate(teacher, dataset.test, view) if evaluate_ancestor else None
     return {
         "output": str(output),
         "method": method,
@@ -156,19 +157,28 @@ def calibrate(
     resized = resize_gene(gene, depth, width)
     aux = build_aux(resized)
     before = evaluate(aux, dataset.test, view)
-    epochs = max(1, -(-steps * batch_size // len(dataset.train)))
+    batch_size = min(batch_size, len(dataset.train))
+    epochs = -(-steps // (len(dataset.train) // batch_size))
     cfg = TrainConfig(
         epochs=epochs,
-        batch_size=min(batch_size, len(dataset.train)),
+        batch_size=batch_size,
         lr=lr,
         weight_decay=0.0,
         warmup_epochs=0.0,
         kd="none",
+        max_steps=steps,
+        eval_each_epoch=False,
         seed=seed,
         log_every=max(1, steps // 10),
     )
     summary = fit(
-        aux, dataset, view, cfg, identity={"kind": "calibrate"}, trainable=lambda n: n.startswith("scaler."), log=log
+        aux,
+        dataset,
+        view,
+        cfg,
+        identity={"kind": "calibrate"},
+        trainable=lambda n: n.startswith("gene.scaler."),
+        log=log,
     )
     calibrated = aux.to("cpu").to_learngene()
     calibrated.meta.provenance.update(

@@ -46,6 +46,8 @@ class TrainConfig:
     compile: bool = False
     save_every: int = 0  # steps; 0 = only at epoch ends
     log_every: int = 20
+    max_steps: int | None = None  # stop early (WAVE calibration counts steps, not epochs)
+    eval_each_epoch: bool = True  # else only after the last one
 
     def __post_init__(self):
         choices = {
@@ -99,7 +101,7 @@ def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
 def param_groups(named_params, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in named_params:
-        skip = p.ndim <= 1 or name.endswith("pos_embed") or name.endswith("cls_token") or name.startswith("scaler.")
+        skip = p.ndim <= 1 or name.endswith("pos_embed") or name.endswith("cls_token") or ".scaler." in f".{name}"
         (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -187,7 +189,8 @@ def fit(
             f"--batch-size {cfg.batch_size} (x {dist.world} ranks) is larger than the {len(data.train)} training images"
         )
     steps_per_epoch = max(1, batches_per_epoch // cfg.accum_steps)
-    total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
     pos = {"epoch": 0, "batch": 0, "step": 0, "history": []}
     if resume is not None:
@@ -197,11 +200,12 @@ def fit(
         torch.manual_seed(cfg.seed + dist.rank)  # drop path; data order has its own seeded generators
 
     interrupted = {"flag": False}
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.update(flag=True)) if dist.main else None
+    # torchrun forwards Ctrl-C to every rank: each sets its flag, saves (rank 0 writes) and stops.
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.update(flag=True))
     bad_step = torch.full((), -1, device=dist.device)
     running, seen, t0, wall = torch.zeros((), device=dist.device), 0, time.perf_counter(), 0.0
 
-    def save(tag):
+    def save():
         if checkpoint is None:
             return
         if bad_step.item() >= 0:  # never overwrite the last good checkpoint with a diverged state
@@ -227,7 +231,7 @@ def fit(
                 augment=cfg.augment,
             )
             for i, (x, y) in enumerate(batches, start=start):
-                if i >= steps_per_epoch * cfg.accum_steps:
+                if i >= steps_per_epoch * cfg.accum_steps or pos["step"] >= total:
                     break
                 with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     t_logits = teacher(x) if teacher is not None and cfg.kd != "none" and cfg.alpha > 0 else None
@@ -260,25 +264,28 @@ def fit(
                     )
                     running.zero_()
                 if cfg.save_every and pos["step"] % cfg.save_every == 0:
-                    save("step")
+                    save()
                 if interrupted["flag"]:
-                    save("interrupt")
+                    save()
                     raise Interrupted(
                         f"interrupted at step {pos['step']}; checkpoint saved to {checkpoint}"
                         + (f", continue with --resume {checkpoint}" if checkpoint else "")
                     )
             wall += time.perf_counter() - t0
-            top1 = evaluate(model, data.test, view, device=dist.device) if dist.main else float("nan")
-            pos["history"].append({"epoch": epoch + 1, "step": pos["step"], "top1": top1})
-            log(epoch_end=epoch + 1, epochs=cfg.epochs, top1=top1)
-            if on_epoch is not None and dist.main:
-                on_epoch(epoch + 1, top1, pos["history"])
+            last = epoch == cfg.epochs - 1 or pos["step"] >= total
+            if cfg.eval_each_epoch or last:
+                top1 = evaluate(model, data.test, view, device=dist.device) if dist.main else float("nan")
+                pos["history"].append({"epoch": epoch + 1, "step": pos["step"], "top1": top1})
+                log(epoch_end=epoch + 1, epochs=cfg.epochs, top1=top1)
+                if on_epoch is not None and dist.main:
+                    on_epoch(epoch + 1, top1, pos["history"])
             pos["epoch"], pos["batch"] = epoch + 1, 0
-            save("epoch")
+            save()
             t0 = time.perf_counter()
+            if last:
+                break
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous)
     if bad_step.item() >= 0:
         raise Diverged(f"loss became NaN/inf at step {bad_step.item()}; last good checkpoint: {checkpoint or 'none'}")
     return {

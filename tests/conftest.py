@@ -77,5 +77,3 @@ def ancestor(tmp_path_factory):
     )
     assert result["best_top1"] > 0.6
     return out / "best"
-
-

@@ -1,4 +1,5 @@
 """`lgtool finetune` resume and `lgtool bench` on a tiny real subset: files, consistency, skips, resume."""
+
 import json
 import os
 import signal
@@ -28,8 +29,14 @@ def test_finetune_resume_is_exact(ancestor, tmp_path):
     with pytest.raises(Interrupted):
         finetune(str(ancestor), "fashion-mnist", tmp_path / "cut", train_samples=1280, cfg=cfg, log=interrupt)
     assert (tmp_path / "cut" / "best" / "model.safetensors").is_file() and not (tmp_path / "cut" / "last").exists()
-    resumed = finetune(str(ancestor), "fashion-mnist", tmp_path / "cut", train_samples=1280, cfg=cfg,
-                       resume=tmp_path / "cut" / "checkpoint.ckpt")  # fmt: skip
+    resumed = finetune(
+        str(ancestor),
+        "fashion-mnist",
+        tmp_path / "cut",
+        train_samples=1280,
+        cfg=cfg,
+        resume=tmp_path / "cut" / "checkpoint.ckpt",
+    )
     assert resumed["steps"] == full["steps"] == 40
     a, b = (load_file(str(tmp_path / run / "last" / "model.safetensors")) for run in ("full", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -38,8 +45,18 @@ def test_finetune_resume_is_exact(ancestor, tmp_path):
 
 
 def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
-    cfg = BenchConfig(depths=[1, 3], width=32, epochs=1, learn_epochs=1, scratch_epochs=[1, 2], train_samples=640,
-                      batch_size=64, aux_depth=3, sws_stages=[1, 1, 1], wave_template_size=16)  # fmt: skip
+    cfg = BenchConfig(
+        depths=[1, 3],
+        width=32,
+        epochs=1,
+        learn_epochs=1,
+        scratch_epochs=[1, 2],
+        train_samples=640,
+        batch_size=64,
+        aux_depth=3,
+        sws_stages=[1, 1, 1],
+        wave_template_size=16,
+    )
     lines = []
     report = run_bench(cfg, tmp_path / "b", ancestor=str(ancestor), log=lines.append)
     out = tmp_path / "b"
@@ -69,6 +86,7 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
     (out / "results.json").write_text(json.dumps(data))
     lines.clear()
     run_bench(cfg, out, ancestor=str(ancestor), resume=True, log=lines.append)
+    lines = [line.split("] ", 1)[1] for line in lines]  # drop the elapsed-time stamp
     trained = [line for line in lines if line.startswith("d") and "top-1" in line]
     assert len(trained) == 1 and trained[0].startswith("d3 tleg")
     assert not any(line.startswith("learn ") for line in lines)  # learngenes are reused

@@ -27,7 +27,7 @@ def quick(**kw):
 
 
 def _learn(ancestor, method, out, **kw):
-    options = {**SMALL, **STAGES[method], **{k: kw.pop(k) for k in list(kw) if k in SMALL}}
+    options = {**SMALL, **STAGES[method], **{k: kw.pop(k) for k in list(kw) if k in SMALL or k == "num_templates"}}
     options.pop("num_heads")
     if method == "sws":
         options.pop("aux_depth")
@@ -219,3 +219,43 @@ def test_bad_learn_input_is_one_line(run_cli, ancestor, tmp_path, args, message)
     assert code in (2, 3), err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_wave_calibration_learns_scalers_of_a_new_width(ancestor, tmp_path, run_cli):
+    _learn(
+        ancestor, "wave", tmp_path / "w.safetensors", num_templates=2, cfg=quick(epochs=2, lr=5e-3), train_samples=6000
+    )
+    gene = lgtool.load_learngene(tmp_path / "w.safetensors")  # width 32, one head, 2 templates per matrix type
+    code, stdout, err = run_cli(
+        "expand",
+        tmp_path / "w.safetensors",
+        "--depth",
+        3,
+        "--width",
+        64,
+        "--calibrate",
+        "fashion-mnist",
+        "--calibrate-steps",
+        60,
+        "--calibrate-samples",
+        1000,
+        "--json",
+        "-o",
+        tmp_path / "d",
+    )
+    assert code == 0, err
+    result = json.loads(stdout)
+    cal = result["calibration"]
+    assert cal["steps"] == 60 and cal["top1_after"] > cal["top1_before"], cal
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "d" / "model.safetensors"))
+    assert weights["blocks.0.attn.qkv.weight"].shape == (192, 64)
+    assert len({k.split(".")[1] for k in weights if "blocks" in k}) == 3
+    # the templates were frozen: every generated matrix is still a combination of the learngene's templates
+    w = gene.rule.template_size
+    t = gene.tensors["template.attn.proj.weight"].reshape(2, -1)  # (N, w*w)
+    g = 64 // w
+    tiles = weights["blocks.1.attn.proj.weight"].reshape(g, w, g, w).permute(0, 2, 1, 3).reshape(g * g, -1)
+    coef = torch.linalg.lstsq(t.T, tiles.T).solution
+    torch.testing.assert_close(coef.T @ t, tiles, atol=1e-5, rtol=1e-4)

@@ -1,4 +1,5 @@
 """README's commands are the ones CI and users run."""
+
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
