@@ -60,89 +60,6 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 
 
 @app.command()
-def expand(
-    gene: Path = typer.Argument(Path("learngene.safetensors"), help="The learngene file."),
-    depth: int | None = typer.Option(None, "--depth", "-d", help="Desc-Net depth (default: the Aux depth)."),
-    width: str | None = typer.Option(
-        None, "--width", "-w", help="tiny, small, base or an integer (default: the Aux width)."
-    ),
-    num_classes: int | None = typer.Option(
-        None, "--num-classes", help="Classes of the new head (fresh init if it differs)."
-    ),
-    layer_map: str | None = typer.Option(
-        None, "--layer-map", help="SWS only: the stage of every layer, e.g. 0,0,1,1,2."
-    ),
-    check: bool = typer.Option(False, "--check", help="Reload with plain timm and compare logits; exit 4 above --tol."),
-    tol: float = typer.Option(1e-5, "--tol", help="Tolerance of --check (max abs logit difference)."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (default: desc-d<depth>-<width>)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
-    calibrate: str | None = typer.Option(None, "--calibrate", help="WAVE: learn this size's scalers on DATA first."),
-    calibrate_steps: int = typer.Option(200, "--calibrate-steps", help="Optimizer steps of --calibrate."),
-    calibrate_samples: int = typer.Option(2000, "--calibrate-samples", help="Images --calibrate trains on."),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
-):
-    """Expand a learngene into a Desc-Net folder (model.safetensors, config.json, README.md) that plain timm loads.
-
-    Examples:
-
-        lgtool expand --depth 9 --width small
-
-        lgtool expand gene.safetensors --depth 12 --num-classes 100 --check -o desc12/
-    """
-    from lgtool.descnet import expand_folder
-
-    result = expand_folder(
-        gene,
-        output,
-        depth=depth,
-        width=width,
-        num_classes=num_classes,
-        layer_map=_int_list(layer_map, "--layer-map"),
-        check=check,
-        tol=tol,
-        force=force,
-        calibrate=calibrate,
-        calibrate_steps=calibrate_steps,
-        calibrate_samples=calibrate_samples,
-        data_dir=data_dir,
-        log=_calibration_reporter,
-    )
-    _emit(result, as_json, _render_expand)
-    if check and not result["check"]["passed"]:
-        worst = max(v for k, v in result["check"].items() if k.startswith("max_abs"))
-        raise CheckError(f"--check failed: max abs difference {worst:.3g} > {tol:g}")
-
-
-def _calibration_reporter():
-    from lgtool.progress import Reporter
-
-    return Reporter("calibrate", err)
-
-
-def _render_expand(r: dict) -> None:
-    out.print(
-        f"wrote [bold]{r['output']}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
-        f"width {r['width']} ({r['num_heads']} heads), {r['num_classes']} classes, {r['params']:,} parameters"
-    )
-    out.print(f"layers from: {r['layers']}")
-    out.print(f"head: {r['head']}")
-    if "check" in r:
-        c = r["check"]
-        diffs = ", ".join(f"{k.removeprefix('max_abs_diff_')} {v:.2e}" for k, v in c.items() if k.startswith("max_abs"))
-        out.print(
-            f"check: max abs logit difference vs {diffs} (tol {c['tol']:g}) — "
-            + ("[green]passed[/]" if c["passed"] else "[red]FAILED[/]")
-        )
-
-
-def _train_config(**kw):
-    from lgtool.train import TrainConfig
-
-    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
-
-
-@app.command()
 def learn(
     ancestor: str = typer.Option(
         ..., "--ancestor", help="timm name or alias (deit_tiny|small|base), or a model folder."
@@ -259,6 +176,89 @@ def _render_learn(r: dict) -> None:
 
 
 @app.command()
+def expand(
+    gene: Path = typer.Argument(Path("learngene.safetensors"), help="The learngene file."),
+    depth: int | None = typer.Option(None, "--depth", "-d", help="Desc-Net depth (default: the Aux depth)."),
+    width: str | None = typer.Option(
+        None, "--width", "-w", help="tiny, small, base or an integer (default: the Aux width)."
+    ),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", help="Classes of the new head (fresh init if it differs)."
+    ),
+    layer_map: str | None = typer.Option(
+        None, "--layer-map", help="SWS only: the stage of every layer, e.g. 0,0,1,1,2."
+    ),
+    check: bool = typer.Option(False, "--check", help="Reload with plain timm and compare logits; exit 4 above --tol."),
+    tol: float = typer.Option(1e-5, "--tol", help="Tolerance of --check (max abs logit difference)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (default: desc-d<depth>-<width>)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+    calibrate: str | None = typer.Option(None, "--calibrate", help="WAVE: learn this size's scalers on DATA first."),
+    calibrate_steps: int = typer.Option(200, "--calibrate-steps", help="Optimizer steps of --calibrate."),
+    calibrate_samples: int = typer.Option(2000, "--calibrate-samples", help="Images --calibrate trains on."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+):
+    """Expand a learngene into a Desc-Net folder (model.safetensors, config.json, README.md) that plain timm loads.
+
+    Examples:
+
+        lgtool expand --depth 9 --width small
+
+        lgtool expand gene.safetensors --depth 12 --num-classes 100 --check -o desc12/
+    """
+    from lgtool.descnet import expand_folder
+
+    result = expand_folder(
+        gene,
+        output,
+        depth=depth,
+        width=width,
+        num_classes=num_classes,
+        layer_map=_int_list(layer_map, "--layer-map"),
+        check=check,
+        tol=tol,
+        force=force,
+        calibrate=calibrate,
+        calibrate_steps=calibrate_steps,
+        calibrate_samples=calibrate_samples,
+        data_dir=data_dir,
+        log=_calibration_reporter,
+    )
+    _emit(result, as_json, _render_expand)
+    if check and not result["check"]["passed"]:
+        worst = max(v for k, v in result["check"].items() if k.startswith("max_abs"))
+        raise CheckError(f"--check failed: max abs difference {worst:.3g} > {tol:g}")
+
+
+def _calibration_reporter():
+    from lgtool.progress import Reporter
+
+    return Reporter("calibrate", err)
+
+
+def _render_expand(r: dict) -> None:
+    out.print(
+        f"wrote [bold]{r['output']}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
+        f"width {r['width']} ({r['num_heads']} heads), {r['num_classes']} classes, {r['params']:,} parameters"
+    )
+    out.print(f"layers from: {r['layers']}")
+    out.print(f"head: {r['head']}")
+    if "check" in r:
+        c = r["check"]
+        diffs = ", ".join(f"{k.removeprefix('max_abs_diff_')} {v:.2e}" for k, v in c.items() if k.startswith("max_abs"))
+        out.print(
+            f"check: max abs logit difference vs {diffs} (tol {c['tol']:g}) — "
+            + ("[green]passed[/]" if c["passed"] else "[red]FAILED[/]")
+        )
+
+
+def _train_config(**kw):
+    from lgtool.train import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+@app.command()
 def finetune(
     src: str | None = typer.Argument(None, help="A Desc-Net or timm hub-layout folder (omit with --init scratch)."),
     data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
@@ -359,69 +359,6 @@ def _float_list(text: str | None, option: str) -> list[float] | None:
 
 
 @app.command()
-def bench(
-    data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
-    ancestor: str | None = typer.Option(None, "--ancestor", help="Ancestor (default: a small ViT trained and cached)."),
-    learngene: list[Path] = typer.Option([], "--learngene", help="Use this learngene instead of learning one."),
-    depths: str = typer.Option("2,4,6,8", "--depths", help="Desc-Net depths."),
-    width: str = typer.Option("64", "--width", "-w", help="Desc-Net (and learngene) width."),
-    inits: str = typer.Option(",".join(("sws", "tleg", "wave", "scratch", "weight-selection")), "--inits"),
-    epochs: int = typer.Option(1, "--epochs", help="Fine-tune epochs of every init."),
-    learn_epochs: int = typer.Option(3, "--learn-epochs", help="Distillation epochs of each learngene."),
-    scratch_epochs: str = typer.Option("1,2,4", "--scratch-epochs", help="Longer scratch budgets to match against."),
-    lr_grid: str | None = typer.Option(None, "--lr-grid", help="Each init picks its rate on a validation split."),
-    train_samples: int | None = typer.Option(10_000, "--train-samples", help="Class-balanced training subset."),
-    all_data: bool = typer.Option(False, "--all-data", help="Use every training image (overrides --train-samples)."),
-    seed: int = typer.Option(0, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue the bench in OUT without redoing finished rows."),
-    output: Path = typer.Option(Path("bench"), "-o", "--output", help="Folder for results.json/.md and the plot."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
-):
-    """Compare learngene inits with scratch and weight selection at several depths, on real data.
-
-    With no arguments: the whole pipeline on Fashion-MNIST (about 10 minutes on 2 CPU cores the first time).
-
-    Examples:
-
-        lgtool bench
-
-        lgtool bench --depths 2,4,6,8 --epochs 2 --lr-grid 2e-4,5e-4,2e-3 --all-data -o bench-full
-    """
-    from lgtool.bench import BenchConfig, run_bench
-
-    cfg = BenchConfig(
-        depths=_int_list(depths, "--depths"),
-        width=width,
-        inits=[i for i in inits.split(",") if i],
-        epochs=epochs,
-        learn_epochs=learn_epochs,
-        scratch_epochs=_int_list(scratch_epochs, "--scratch-epochs"),
-        lr_grid=_float_list(lr_grid, "--lr-grid"),
-        train_samples=None if all_data else train_samples,
-        seed=seed,
-    )
-    report = run_bench(
-        cfg,
-        output,
-        ancestor=ancestor,
-        learngenes=[str(p) for p in learngene],
-        data=data,
-        data_dir=data_dir,
-        resume=resume,
-        log=lambda msg: err.print(msg, highlight=False),
-    )
-    if as_json:
-        _emit(report, True, None)
-    else:
-        out.print((output / "results.md").read_text(), markup=False, highlight=False)
-        out.print(
-            f"wrote {output}/results.json, {output}/results.md and {output}/accuracy_vs_depth.png "
-            f"in {report['wall_seconds']:.0f} s"
-        )
-
-
-@app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A learngene .safetensors file or a Desc-Net folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -493,6 +430,69 @@ def _render_descnet(s: dict) -> None:
             f"(sha256 {str(lg.get('learngene_sha256', ''))[:12]}…); head {lg.get('head')}"
         )
         out.print(f"layers ({lg.get('layer_source')}): {lg.get('layers')}")
+
+
+@app.command()
+def bench(
+    data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
+    ancestor: str | None = typer.Option(None, "--ancestor", help="Ancestor (default: a small ViT trained and cached)."),
+    learngene: list[Path] = typer.Option([], "--learngene", help="Use this learngene instead of learning one."),
+    depths: str = typer.Option("2,4,6,8", "--depths", help="Desc-Net depths."),
+    width: str = typer.Option("64", "--width", "-w", help="Desc-Net (and learngene) width."),
+    inits: str = typer.Option(",".join(("sws", "tleg", "wave", "scratch", "weight-selection")), "--inits"),
+    epochs: int = typer.Option(1, "--epochs", help="Fine-tune epochs of every init."),
+    learn_epochs: int = typer.Option(3, "--learn-epochs", help="Distillation epochs of each learngene."),
+    scratch_epochs: str = typer.Option("1,2,4", "--scratch-epochs", help="Longer scratch budgets to match against."),
+    lr_grid: str | None = typer.Option(None, "--lr-grid", help="Each init picks its rate on a validation split."),
+    train_samples: int | None = typer.Option(10_000, "--train-samples", help="Class-balanced training subset."),
+    all_data: bool = typer.Option(False, "--all-data", help="Use every training image (overrides --train-samples)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the bench in OUT without redoing finished rows."),
+    output: Path = typer.Option(Path("bench"), "-o", "--output", help="Folder for results.json/.md and the plot."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
+):
+    """Compare learngene inits with scratch and weight selection at several depths, on real data.
+
+    With no arguments: the whole pipeline on Fashion-MNIST (about 10 minutes on 2 CPU cores the first time).
+
+    Examples:
+
+        lgtool bench
+
+        lgtool bench --depths 2,4,6,8 --epochs 2 --lr-grid 2e-4,5e-4,2e-3 --all-data -o bench-full
+    """
+    from lgtool.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(
+        depths=_int_list(depths, "--depths"),
+        width=width,
+        inits=[i for i in inits.split(",") if i],
+        epochs=epochs,
+        learn_epochs=learn_epochs,
+        scratch_epochs=_int_list(scratch_epochs, "--scratch-epochs"),
+        lr_grid=_float_list(lr_grid, "--lr-grid"),
+        train_samples=None if all_data else train_samples,
+        seed=seed,
+    )
+    report = run_bench(
+        cfg,
+        output,
+        ancestor=ancestor,
+        learngenes=[str(p) for p in learngene],
+        data=data,
+        data_dir=data_dir,
+        resume=resume,
+        log=lambda msg: err.print(msg, highlight=False),
+    )
+    if as_json:
+        _emit(report, True, None)
+    else:
+        out.print((output / "results.md").read_text(), markup=False, highlight=False)
+        out.print(
+            f"wrote {output}/results.json, {output}/results.md and {output}/accuracy_vs_depth.png "
+            f"in {report['wall_seconds']:.0f} s"
+        )
 
 
 def main() -> None:
