@@ -9,8 +9,8 @@ Measures (medians; every baseline is timed interleaved with what it is compared 
   expand     `lgtool expand GENE --depth 12 -o DIR` for base-width TLEG and SWS (stages 3,3,2,2,2)
              learngenes, as a subprocess, vs a subprocess that imports torch + safetensors, loads the
              very same Desc-Net state dict (pre-saved) and writes it with `safetensors.torch.save_file`.
-             Also in-process: `lgtool.expand(gene, depth=12)` + `lineage` + `write_descnet` vs
-             `save_file` of the same state dict (process start-up and torch import drop out).
+             Also in-process: `lgtool.descnet.expand_folder` (what the command runs) vs `save_file`
+             of the same state dict already in memory (process start-up and torch import drop out).
              Target: <= 1.3x the baseline.
 
 Run:  .venv/bin/python examples/bench_core.py [--repeats 3] [--runs 7] [--json] [--workdir DIR]
@@ -102,29 +102,22 @@ def make_genes(work: Path) -> dict[str, Path]:
 
 
 def bench_in_process(method: str, gene_path: Path, work: Path, repeats: int) -> tuple[dict, Path]:
-    """lgtool.expand + write_descnet vs save_file of the same state dict; returns the row and a plain copy."""
-    from safetensors.torch import save_file
+    """What `lgtool expand` runs (load gene, materialize, lineage, write the folder) vs save_file of the
+    same state dict; returns the row and a plain copy of the state dict for the subprocess baseline."""
+    from safetensors.torch import load_file, save_file
 
-    import lgtool
-    from lgtool.descnet import lineage, write_descnet
-    from lgtool.materialize import target_arch
+    from lgtool.descnet import expand_folder
 
-    gene = lgtool.load_learngene(gene_path)
     out_dir, plain = work / f"inproc-{method}", work / f"plain-{method}.safetensors"
-    built = {}
 
     def subject():
-        target = target_arch(gene, 12)
-        model = lgtool.expand(gene, depth=12)
-        info = lineage(gene, gene_path, target)
-        write_descnet(model, target, out_dir, gene.meta.input.model_dump(), info)
-        built["model"] = model
+        expand_folder(gene_path, out_dir, depth=12)
 
     def baseline():
         save_file(state, str(plain), metadata={"format": "pt"})
 
-    subject()  # warm-up; its model gives the baseline its (identical every time) state dict
-    state = {k: v.detach().contiguous() for k, v in built["model"].state_dict().items()}
+    subject()  # warm-up; its output gives the baseline its (identical every time) state dict
+    state = load_file(str(out_dir / "model.safetensors"))
     row = compare(
         f"expand {method} d12, in-process",
         subject,
