@@ -199,6 +199,7 @@ def run_bench(
                 data,
                 path,
                 evaluate_ancestor=False,
+                resume=path.with_suffix(".ckpt") if resume and path.with_suffix(".ckpt").is_file() else None,
                 data_dir=data_dir,
                 width=embed_dim,
                 train_samples=cfg.train_samples,
