@@ -7,6 +7,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_file(path):
     """Yields a temporary path beside `path`; on success it replaces `path` in one rename."""
@@ -16,6 +22,7 @@ def atomic_file(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the final file the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -33,6 +40,9 @@ def atomic_dir(path, force: bool = False):
     old = None
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        for child in tmp.iterdir():
+            os.chmod(child, 0o666 & ~_umask())
         if path.exists() and force:
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
