@@ -239,7 +239,8 @@ def _calibration_reporter():
 def _render_expand(r: dict) -> None:
     out.print(
         f"wrote [bold]{r['output']}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
-        f"width {r['width']} ({r['num_heads']} heads), {r['num_classes']} classes, {r['params']:,} parameters"
+        f"width {r['width']} ({_plural(r['num_heads'], 'head')}), {r['num_classes']} classes, "
+        f"{r['params']:,} parameters"
     )
     out.print(f"layers from: {r['layers']}")
     out.print(f"head: {r['head']}")
@@ -381,8 +382,8 @@ def _render_learngene(s: dict) -> None:
     a = s["arch"]
     out.print(f"[bold]{s['path']}[/]: {s['method'].upper()} learngene ({s['schema']})")
     out.print(
-        f"Aux-Net: depth {s['aux_depth']}, width {a['embed_dim']}, {a['num_heads']} heads, "
-        f"{a['img_size']}px / patch {a['patch_size']}, {a['in_chans']} channels, {a['num_classes']} classes"
+        f"Aux-Net: depth {s['aux_depth']}, width {a['embed_dim']}, {_plural(a['num_heads'], 'head')}, "
+        f"{a['img_size']}px / patch {a['patch_size']}, {_plural(a['in_chans'], 'channel')}, {a['num_classes']} classes"
     )
     rule = {k: v for k, v in s["rule"].items() if k != "method" and "{" not in str(v)}
     out.print("rule: " + ", ".join(f"{k}={v}" for k, v in rule.items()))
@@ -493,6 +494,10 @@ def bench(
             f"wrote {output}/results.json, {output}/results.md and {output}/accuracy_vs_depth.png "
             f"in {report['wall_seconds']:.0f} s"
         )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def main() -> None:
