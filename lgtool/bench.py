@@ -214,6 +214,9 @@ def run_bench(
             }
         genes[method] = load_learngene(path)
         learn_rows.setdefault(method, previous.get("learngenes", {}).get(method, {"images": None}))
+        prov = genes[method].meta.provenance  # a given learngene: its cost from what `learn` recorded
+        if learn_rows[method].get("images") is None and prov.get("steps") and prov.get("batch_size"):
+            learn_rows[method]["images"] = prov["steps"] * prov["batch_size"]
         learn_rows[method].update(path=str(path), params=genes[method].num_params())
     ancestor_state = teacher.state_dict()
 

@@ -91,6 +91,12 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
     assert len(trained) == 1 and trained[0].startswith("d3 tleg")
     assert not any(line.startswith("learn ") for line in lines)  # learngenes are reused
 
+    # a learngene passed in: its learning cost comes from its provenance (steps x batch size)
+    given = report["learngenes"]["tleg"]["path"]
+    cfg2 = BenchConfig(**{**cfg.__dict__, "inits": ["tleg", "scratch"], "depths": [3]})
+    again = run_bench(cfg2, tmp_path / "b2", ancestor=str(ancestor), learngenes=[given], log=lines.append)
+    assert again["learngenes"]["tleg"]["images"] == report["learngenes"]["tleg"]["images"] == 640
+
 
 def test_unknown_init_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown init 'magic'"):
