@@ -111,10 +111,7 @@ def learn(
     """
     from lgtool.learn import learn as learn_gene
     from lgtool.progress import Reporter
-    from lgtool.rules import RULES
 
-    if method not in RULES:
-        raise UsageError(f"unknown --method {method!r}: choose sws, tleg or wave")
     cfg = _train_config(
         epochs=epochs,
         batch_size=batch_size,

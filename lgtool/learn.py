@@ -10,7 +10,7 @@ from lgtool import __version__
 from lgtool.data import View, load_data
 from lgtool.learngene import GeneMeta, Learngene, init_learngene, tensor_specs
 from lgtool.materialize import build_aux, target_arch
-from lgtool.rules import wave
+from lgtool.rules import rule_module, wave
 from lgtool.train import TrainConfig, evaluate, fit
 
 
@@ -57,6 +57,7 @@ def learn(
     """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`."""
     from lgtool.ancestor import load_ancestor
 
+    rule_module(method)  # a typo fails before any data or ancestor is loaded
     cfg = cfg or TrainConfig()
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     teacher = load_ancestor(ancestor, ancestor_weights, num_classes=dataset.num_classes)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lgtool import __version__
 from lgtool.arch import Arch, parse_width
 from lgtool.errors import InputError, UsageError
-from lgtool.rules import RULES, sws, tleg, wave
+from lgtool.rules import RULES, rule_module, sws, tleg, wave
 
 SCHEMA = "learngene/1"
 METADATA_KEY = "learngene"
@@ -113,8 +113,7 @@ def init_learngene(
 
     from lgtool.arch import build_vit
 
-    if method not in RULES:
-        raise UsageError(f"unknown method {method!r}: choose sws, tleg or wave")
+    rule_module(method)
     embed_dim, heads = parse_width(width, num_heads)
     rule, depth = _make_rule(method, aux_depth, embed_dim // heads, rule_options)
     arch = Arch(
@@ -134,7 +133,7 @@ def init_learngene(
         vit = build_vit(arch.model_copy(update={"depth": 0}))
         generator = torch.Generator().manual_seed(seed)
         tensors = {k: v.detach().clone() for k, v in vit.state_dict().items()}
-        tensors.update(RULES[method].init_templates(rule, arch, generator))
+        tensors.update(rule_module(method).init_templates(rule, arch, generator))
     meta = GeneMeta(
         method=method,
         arch=arch,

@@ -198,7 +198,7 @@ def test_offline_pretrained_ancestor_fails_fast_and_clearly(run_cli):
         (["--ancestor", "ANC", "--data", "ONECLASS"], "only one class"),
         (["--ancestor", "ANC", "--train-samples", "50", "--batch-size", "64"], "larger than the 50 training images"),
         (["--ancestor", "ANC", "--resume", "WEIGHTS"], "not an lgtool checkpoint"),
-        (["--ancestor", "ANC", "--method", "lots"], "unknown --method"),
+        (["--ancestor", "ANC", "--method", "lots"], "unknown method 'lots'"),
     ],
 )
 def test_bad_learn_input_is_one_line(run_cli, ancestor, tmp_path, args, message):

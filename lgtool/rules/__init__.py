@@ -15,6 +15,15 @@ from lgtool.rules import sws, tleg, wave
 RULES = {"sws": sws, "tleg": tleg, "wave": wave}
 
 
+def rule_module(method: str):
+    """The rule module of `method`, or a usage error naming the choices."""
+    from lgtool.errors import UsageError
+
+    if method not in RULES:
+        raise UsageError(f"unknown method {method!r}: choose {', '.join(RULES)}")
+    return RULES[method]
+
+
 def fresh_slot(slot: str, shape, generator=None):
     """timm's ViT initialization of one block tensor: trunc-normal(0.02) weights, zero biases, LN (1, 0)."""
     import torch
