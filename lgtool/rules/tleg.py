@@ -48,6 +48,24 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
     return out
 
 
+def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
+    """Templates from an ancestor's L layers: per slot and element, the least-squares line through
+    W(l) at c_l = coefficient(l, L), so expanding to depth L samples the line where the ancestor's layers sit."""
+    import torch
+
+    c = torch.tensor([coefficient(layer, len(layers)) for layer in range(1, len(layers) + 1)])
+    dc = c - c.mean()
+    out = {}
+    for slot in arch.slot_shapes():
+        stack = torch.stack([layer[slot] for layer in layers])  # (L, *shape)
+        mean = stack.mean(0)
+        # One ancestor layer fixes no slope: take it flat (the sum of squares is 0 only then).
+        slope = torch.tensordot(dc, stack - mean, dims=1) / dc.square().sum().clamp_min(1e-12)
+        out[f"intercept.{slot}"] = mean - c.mean() * slope
+        out[f"slope.{slot}"] = slope
+    return out
+
+
 def depths(rule: Rule, arch) -> tuple[int, int | None]:
     return 1, None
 

@@ -74,6 +74,41 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
     return out
 
 
+def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
+    """Templates from an ancestor's layers (resampled to the Aux depth): for each matrix type the nearest
+    sum of N Kronecker products (Van Loan-Pitsianis), per-layer vectors as they are."""
+    import torch
+
+    out = {}
+    for slot in arch.slot_shapes():
+        stack = resample(torch.stack([layer[slot] for layer in layers]), 0, arch.depth)
+        if slot in MATRICES:
+            out[f"scaler.{slot}"], out[f"template.{slot}"] = nearest_kron(stack, rule.template_size, rule.num_templates)
+        else:
+            out[f"layerwise.{slot}"] = stack
+    return out
+
+
+def nearest_kron(stack, w: int, n: int):
+    """(scalers (L, n, r, c), templates (n, w, w)) whose `kron_weight` is the best rank-n fit of `stack` (L, r*w, c*w).
+
+    Rearranged into one row per tile (in `kron_weight`'s order), sum_t S_t (x) T_t is a rank-n matrix, so the
+    truncated SVD gives the optimum: templates = top right singular vectors (unit norm), scalers = U * S."""
+    import torch
+
+    depth, rows, cols = stack.shape
+    r, c = rows // w, cols // w
+    tiles = stack.reshape(depth, r, w, c, w).permute(0, 1, 3, 2, 4).reshape(depth * r * c, w * w)
+    if n > min(tiles.shape):
+        raise InputError(
+            f"cannot seed {n} WAVE templates from a {tiles.shape[0]} x {tiles.shape[1]} tile matrix; "
+            f"use --num-templates {min(tiles.shape)} or fewer"
+        )
+    u, s, vh = torch.linalg.svd(tiles, full_matrices=False)
+    scalers = (u[:, :n] * s[:n]).reshape(depth, r, c, n).permute(0, 3, 1, 2)
+    return scalers.contiguous(), vh[:n].reshape(n, w, w).contiguous()
+
+
 def check_width(rule: Rule, arch, width: int) -> None:
     step = _lcm(rule.template_size, rule.head_dim)
     if width % step or (width * arch.mlp_ratio) % rule.template_size:
