@@ -6,15 +6,11 @@ work=${1:-$(mktemp -d)}
 cd "$work"
 export HF_HUB_OFFLINE=1
 
-# 1. a small ancestor, trained from scratch (a real user would pass a pretrained timm name)
-lgtool finetune --init scratch --width 128 --num-heads 2 --depth 4 --epochs 2 --lr 2e-3 --augment none \
-   --train-samples 10000 -o ancestor --json > ancestor.json
-echo "ancestor top-1: $(jq -r .best_top1 ancestor.json)"
-
-# 2. a TLEG learngene distilled from it
-lgtool learn --ancestor ancestor/best --method tleg --width 64 --aux-depth 8 --epochs 2 --lr 2e-3 \
+# 1-2. a TLEG learngene distilled from the ancestor shipped with lgtool (fmnist-vit, a pretrained
+# 128-wide ViT; a real user passes their own pretrained model), seeded from the ancestor's layers
+lgtool learn --ancestor fmnist-vit --method tleg --init ancestor --width 64 --aux-depth 8 --epochs 2 \
    --train-samples 10000 -o tleg.safetensors --json > learn.json
-echo "Aux-Net top-1: $(jq -r .aux_top1 learn.json)"
+echo "Aux-Net top-1: $(jq -r .aux_top1 learn.json), ancestor: $(jq -r .ancestor_top1 learn.json)"
 
 # 3. what it holds, from the header alone
 lgtool inspect tleg.safetensors --json | jq '{method, params, storage_ratio, depths}'
@@ -27,7 +23,7 @@ done
 # 5. fine-tune one of them
 lgtool finetune desc-d4 --epochs 1 --train-samples 10000 -o tuned-d4 --json | jq '{best_top1, params}'
 
-# 6. the comparison against scratch and weight selection, reusing this ancestor and learngene
-lgtool bench --ancestor ancestor/best --learngene tleg.safetensors --inits tleg,scratch,weight-selection \
-   --depths 2,4 --epochs 1 --scratch-epochs 1,2 --train-samples 5000 -o bench --json | jq '.training_cost'
+# 6. the comparison against scratch, kd-scratch and weight selection, reusing this learngene
+lgtool bench --learngene tleg.safetensors --inits tleg,scratch,kd-scratch,weight-selection \
+   --depths 2,4 --epochs 1 --scratch-max-epochs 4 --train-samples 5000 -o bench --json | jq '.training_cost'
 echo "results in $work/bench"

@@ -1,5 +1,6 @@
 """Resolve `--ancestor`: a timm name or alias (pretrained weights via timm), a name plus a weights file,
-or a hub-layout folder (`model.safetensors` + `config.json`, e.g. a Desc-Net lgtool wrote)."""
+a hub-layout folder (`model.safetensors` + `config.json`, e.g. a Desc-Net lgtool wrote), or the short
+name of an ancestor shipped with lgtool (`fmnist-vit`)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from pathlib import Path
 import torch
 
 from lgtool._compat import import_timm, offline
-from lgtool.arch import ANCESTOR_ALIASES
+from lgtool.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS
 from lgtool.errors import InputError
 
 
 def load_ancestor(name: str, weights: str | None = None, num_classes: int | None = None) -> torch.nn.Module:
     """The ancestor in eval mode. `num_classes` is the data's class count, which the ancestor must match."""
     timm = import_timm()
-    path = Path(name)
+    path = shipped_ancestor(name) or Path(name)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"--ancestor {name}: a folder, but without config.json (timm's hub layout)")
@@ -29,7 +30,8 @@ def load_ancestor(name: str, weights: str | None = None, num_classes: int | None
         arch = ANCESTOR_ALIASES.get(name, name)
         if not timm.is_model(arch):
             raise InputError(
-                f"--ancestor {name}: not a timm model name, alias ({', '.join(ANCESTOR_ALIASES)}), or model folder"
+                f"--ancestor {name}: not a timm model name, alias ({', '.join(ANCESTOR_ALIASES)}), shipped "
+                f"ancestor ({', '.join(SHIPPED_ANCESTORS)}), or model folder"
             )
         model = _create(timm, arch, pretrained=weights is None, num_classes=num_classes if weights else None)
     if weights is not None:
@@ -42,6 +44,13 @@ def load_ancestor(name: str, weights: str | None = None, num_classes: int | None
             f"{num_classes})"
         )
     return model.eval()
+
+
+def shipped_ancestor(name: str) -> Path | None:
+    """The folder of an ancestor shipped inside the package, for its short name; None for any other name."""
+    if name not in SHIPPED_ANCESTORS or Path(name).exists():  # a local folder of that name wins
+        return None
+    return Path(__file__).parent / "ancestors" / SHIPPED_ANCESTORS[name]
 
 
 def _create(timm, name: str, pretrained: bool, **kwargs):

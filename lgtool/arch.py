@@ -15,6 +15,8 @@ ANCESTOR_ALIASES = {
     "deit_small": "deit_small_patch16_224",
     "deit_base": "deit_base_patch16_224",
 }
+# Pretrained ancestors shipped inside the package (lgtool/ancestors/<folder>/, timm hub layout).
+SHIPPED_ANCESTORS = {"fmnist-vit": "fmnist-vit128"}
 HEAD_DIM = 64
 
 # The 12 tensors of a pre-norm ViT block, in timm's names. Every rule acts on these slot-wise.

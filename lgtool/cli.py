@@ -17,6 +17,7 @@ from rich.table import Table
 
 from lgtool import __version__
 from lgtool.arch import SLOTS
+from lgtool.bench_report import INITS
 from lgtool.errors import CheckError, LgtoolError, UsageError
 
 app = typer.Typer(
@@ -62,7 +63,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @app.command()
 def learn(
     ancestor: str = typer.Option(
-        ..., "--ancestor", help="timm name or alias (deit_tiny|small|base), or a model folder."
+        ..., "--ancestor", help="fmnist-vit (shipped), a timm name or alias (deit_tiny|small|base), or a model folder."
     ),
     ancestor_weights: str | None = typer.Option(None, "--ancestor-weights", help="Weights file for --ancestor."),
     method: str = typer.Option("sws", "--method", "-m", help="sws, tleg or wave."),
@@ -76,6 +77,12 @@ def learn(
     img_size: int | None = typer.Option(None, "--img-size", help="Input size (default: the ancestor's)."),
     patch_size: int | None = typer.Option(
         None, "--patch-size", help="Patch size (default: 16, or img/4 below 112 px)."
+    ),
+    init: str = typer.Option(
+        "official",
+        "--init",
+        help="official: the paper's initialization; ancestor: templates seeded from the ancestor's own layers "
+        "(SWS stage means, TLEG least-squares line, WAVE nearest-Kronecker templates)",
     ),
     epochs: int = typer.Option(10, "--epochs"),
     batch_size: int = typer.Option(128, "--batch-size"),
@@ -149,6 +156,7 @@ def learn(
             resume=resume,
             log=report,
             cfg=cfg,
+            init=init,
             **rule_options,
         )
     if _is_main():
@@ -277,6 +285,12 @@ def finetune(
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     drop_path: float = typer.Option(0.0, "--drop-path"),
     augment: str = typer.Option("flip", "--augment", help="none, flip or crop-flip (in-memory data)."),
+    ancestor: str | None = typer.Option(
+        None, "--ancestor", help="Distil from this teacher while training (fmnist-vit, a timm name or a folder)."
+    ),
+    kd: str | None = typer.Option(None, "--kd", help="soft or hard distillation (default: soft with --ancestor)."),
+    alpha: float = typer.Option(1.0, "--alpha", help="With --ancestor: weight of the distillation loss."),
+    tau: float = typer.Option(1.0, "--tau", help="With --ancestor: distillation temperature."),
     train_samples: int | None = typer.Option(None, "--train-samples", help="A class-balanced training subset."),
     seed: int = typer.Option(0, "--seed"),
     save_every: int = typer.Option(0, "--save-every", help="Also checkpoint every N steps."),
@@ -294,12 +308,16 @@ def finetune(
         lgtool finetune desc-d9-small --data /data/cifar100 --num-classes 100 --epochs 10 -o tuned/
 
         lgtool finetune --init scratch --width 128 --num-heads 2 --depth 6 --epochs 5 --lr 2e-3 -o ancestor/
+
+        lgtool finetune --init scratch --width 64 --depth 6 --ancestor fmnist-vit --lr 2e-3 -o kd-scratch/
     """
     from lgtool.finetune import finetune as finetune_model
     from lgtool.progress import Reporter
 
     if init not in ("pretrained", "scratch"):
         raise UsageError(f"unknown --init {init!r}: choose pretrained or scratch")
+    if kd not in (None, "none") and ancestor is None:
+        raise UsageError(f"--kd {kd} needs a teacher: pass --ancestor")
     cfg = _train_config(
         epochs=epochs,
         batch_size=batch_size,
@@ -308,7 +326,9 @@ def finetune(
         warmup_epochs=warmup_epochs,
         accum_steps=accum_steps,
         label_smoothing=label_smoothing,
-        kd="none",
+        kd=kd or ("soft" if ancestor else "none"),
+        alpha=alpha,
+        tau=tau,
         drop_path=drop_path,
         augment=augment,
         seed=seed,
@@ -331,6 +351,7 @@ def finetune(
             patch_size=patch_size,
             train_samples=train_samples,
             cfg=cfg,
+            ancestor=ancestor,
             resume=resume,
             force=force,
             log=report,
@@ -434,41 +455,51 @@ def _render_descnet(s: dict) -> None:
 def bench(
     data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
-    ancestor: str | None = typer.Option(None, "--ancestor", help="Ancestor (default: a small ViT trained and cached)."),
+    ancestor: str | None = typer.Option(
+        None, "--ancestor", help="The teacher (default for fashion-mnist: fmnist-vit, shipped with lgtool)."
+    ),
     learngene: list[Path] = typer.Option([], "--learngene", help="Use this learngene instead of learning one."),
     depths: str = typer.Option("2,4,6,8", "--depths", help="Desc-Net depths."),
-    width: str = typer.Option("64", "--width", "-w", help="Desc-Net (and learngene) width."),
-    inits: str = typer.Option(",".join(("sws", "tleg", "wave", "scratch", "weight-selection")), "--inits"),
+    width: str = typer.Option("64", "--width", "-w", help="Family (and learngene) width."),
+    widths: str | None = typer.Option(None, "--widths", help="More widths, e.g. 128,192 (WAVE changes width)."),
+    width_depths: str | None = typer.Option(None, "--width-depths", help="Depths for --widths (default: all)."),
+    inits: str = typer.Option(",".join(INITS), "--inits"),
     epochs: int = typer.Option(1, "--epochs", help="Fine-tune epochs of every init."),
-    learn_epochs: int = typer.Option(3, "--learn-epochs", help="Distillation epochs of each learngene."),
-    scratch_epochs: str = typer.Option("1,2,4", "--scratch-epochs", help="Longer scratch budgets to match against."),
+    learn_epochs: int = typer.Option(2, "--learn-epochs", help="Distillation epochs of each learngene."),
+    learn_init: str = typer.Option("ancestor", "--learn-init", help="Learngenes start from: ancestor or official."),
+    scratch_max_epochs: int = typer.Option(
+        8, "--scratch-max-epochs", help="Scratch doubles its epochs up to this until it matches the learngene."
+    ),
     lr_grid: str | None = typer.Option(None, "--lr-grid", help="Each init picks its rate on a validation split."),
     train_samples: int | None = typer.Option(10_000, "--train-samples", help="Class-balanced training subset."),
     all_data: bool = typer.Option(False, "--all-data", help="Use every training image (overrides --train-samples)."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the bench in OUT without redoing finished rows."),
-    output: Path = typer.Option(Path("bench"), "-o", "--output", help="Folder for results.json/.md and the plot."),
+    output: Path = typer.Option(Path("bench"), "-o", "--output", help="Folder for results.json/.md and the plots."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
 ):
-    """Compare learngene inits with scratch and weight selection at several depths, on real data.
+    """Does a learngene family pay off? Learngene inits against scratch, kd-scratch and weight selection, on real data.
 
-    With no arguments: the whole pipeline on Fashion-MNIST (about 10 minutes on 2 CPU cores the first time).
+    With no arguments: Fashion-MNIST with the shipped ancestor, depths 2-8 (a few minutes on 2 CPU cores).
 
     Examples:
 
         lgtool bench
 
-        lgtool bench --depths 2,4,6,8 --epochs 2 --lr-grid 2e-4,5e-4,2e-3 --all-data -o bench-full
+        lgtool bench --depths 2,4,6,8,10,12 --widths 128,192 --width-depths 4,8 --scratch-max-epochs 32 -o full
     """
     from lgtool.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(
         depths=_int_list(depths, "--depths"),
         width=width,
+        widths=_int_list(widths, "--widths") or [],
+        width_depths=_int_list(width_depths, "--width-depths"),
         inits=[i for i in inits.split(",") if i],
         epochs=epochs,
         learn_epochs=learn_epochs,
-        scratch_epochs=_int_list(scratch_epochs, "--scratch-epochs"),
+        learn_init=learn_init,
+        scratch_max_epochs=scratch_max_epochs,
         lr_grid=_float_list(lr_grid, "--lr-grid"),
         train_samples=None if all_data else train_samples,
         seed=seed,
@@ -488,7 +519,7 @@ def bench(
     else:
         out.print((output / "results.md").read_text(), markup=False, highlight=False)
         out.print(
-            f"wrote {output}/results.json, {output}/results.md and {output}/accuracy_vs_depth.png "
+            f"wrote {output}/results.json, results.md, accuracy_vs_depth.png and time_to_accuracy.png "
             f"in {report['wall_seconds']:.0f} s"
         )
 

@@ -16,9 +16,11 @@ from lgtool.train import Dist, TrainConfig, fit
 
 
 def load_source(src: str, num_classes: int | None):
-    """A timm model from a hub-layout folder, with its Arch, view and lineage."""
+    """A timm model from a hub-layout folder (or a shipped ancestor's short name), with its Arch, view and lineage."""
     from lgtool._compat import import_timm
+    from lgtool.ancestor import shipped_ancestor
 
+    src = str(shipped_ancestor(src) or src)
     config = read_config(src)
     args = config.get("model_args", {})
     try:
@@ -84,10 +86,13 @@ def finetune(
     patch_size=None,
     train_samples=None,
     cfg: TrainConfig | None = None,
+    ancestor: str | None = None,
     resume=None,
     force: bool = False,
     log=None,
 ) -> dict:
+    """Train `src` (or a fresh ViT with `init="scratch"`) on `data`; with `ancestor`, distil from it as a
+    teacher with `cfg`'s KD settings (the loss `learn` uses)."""
     cfg = cfg or TrainConfig(kd="none")
     output = Path(output)
     if output.exists() and not force and resume is None:
@@ -108,11 +113,18 @@ def finetune(
             f"the model has {arch.num_classes} classes, the data {dataset.num_classes}: "
             f"pass --num-classes {dataset.num_classes} for a fresh head"
         )
+    trained_on = {"data": data, "train_samples": len(dataset.train)}
+    teacher = None
+    if ancestor is not None and cfg.kd != "none":
+        from lgtool.ancestor import load_ancestor
+
+        teacher = load_ancestor(ancestor, num_classes=dataset.num_classes)
+        lineage = {**lineage, "teacher": ancestor, "kd": cfg.kd, "alpha": cfg.alpha, "tau": cfg.tau}
     dist = Dist.from_env()
 
     def on_epoch(epoch: int, top1: float, history: list):
         if top1 >= max(h["top1"] for h in history):  # history includes epochs before a resume
-            _write(model, arch, view, output / "best", lineage, data, cfg, {"top1": top1, "epoch": epoch})
+            _write(model, arch, view, output / "best", lineage, trained_on, cfg, {"top1": top1, "epoch": epoch})
 
     identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(src) if src else "scratch"}
     summary = fit(
@@ -123,15 +135,15 @@ def finetune(
         identity=identity,
         checkpoint=output / "checkpoint.ckpt",
         resume=resume,
+        teacher=teacher,
         log=log,
         on_epoch=on_epoch,
     )
     if dist.main:
         history = summary["history"]
         best_row = max(history, key=lambda h: h["top1"]) if history else {"top1": None, "epoch": None}
-        _write(
-            model, arch, view, output / "last", lineage, data, cfg, {"top1": history[-1]["top1"], "epoch": cfg.epochs}
-        )
+        last = {"top1": history[-1]["top1"], "epoch": cfg.epochs}
+        _write(model, arch, view, output / "last", lineage, trained_on, cfg, last)
         (output / "metrics.json").write_text(json.dumps({"history": history, **summary}, indent=2) + "\n")
     else:
         best_row = {"top1": None, "epoch": None}
@@ -146,11 +158,11 @@ def finetune(
     }
 
 
-def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, data: str, cfg: TrainConfig, score: dict):
+def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, trained_on: dict, cfg, score: dict):
     info = {
         **lineage,
         "finetune": {
-            "data": data,
+            **trained_on,
             "epochs": cfg.epochs,
             "lr": cfg.lr,
             "batch_size": cfg.batch_size,

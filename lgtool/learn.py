@@ -8,10 +8,13 @@ from pathlib import Path
 
 from lgtool import __version__
 from lgtool.data import View, load_data
+from lgtool.errors import UsageError
 from lgtool.learngene import GeneMeta, Learngene, init_learngene, tensor_specs
 from lgtool.materialize import build_aux, target_arch
 from lgtool.rules import rule_module, wave
 from lgtool.train import TrainConfig, evaluate, fit
+
+INITS = ("official", "ancestor")  # the papers' initialization, or templates seeded from the ancestor's layers
 
 
 def ancestor_view(ancestor, data_view: View) -> View:
@@ -52,12 +55,18 @@ def learn(
     log=None,
     cfg: TrainConfig | None = None,
     evaluate_ancestor: bool = True,
+    init: str = "official",
     **rule_options,
 ) -> dict:
-    """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`."""
+    """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`.
+
+    `init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
+    ancestor's own layers (`lgtool.seed`)."""
     from lgtool.ancestor import load_ancestor
 
     rule_module(method)  # a typo fails before any data or ancestor is loaded
+    if init not in INITS:
+        raise UsageError(f"unknown init {init!r}: choose {' or '.join(INITS)}")
     cfg = cfg or TrainConfig()
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     teacher = load_ancestor(ancestor, ancestor_weights, num_classes=dataset.num_classes)
@@ -83,6 +92,10 @@ def learn(
         },
         **rule_options,
     )
+    if init == "ancestor":
+        from lgtool.seed import seed_from_ancestor
+
+        gene = seed_from_ancestor(gene, teacher.state_dict())
     aux = build_aux(gene, drop_path_rate=cfg.drop_path)
     output = Path(output)
     checkpoint = Path(checkpoint) if checkpoint else output.with_suffix(".ckpt")
@@ -100,6 +113,7 @@ def learn(
         epochs=cfg.epochs,
         steps=summary["steps"],
         seed=cfg.seed,
+        init=init,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         kd=cfg.kd,
@@ -118,6 +132,7 @@ def learn(
     return {
         "output": str(output),
         "method": method,
+        "init": init,
         "params": learned.num_params(),
         "aux_depth": gene.arch.depth,
         "width": gene.arch.embed_dim,
@@ -141,9 +156,10 @@ def calibrate(
     gene: Learngene,
     depth: int,
     width,
-    data: str,
+    data: str = "fashion-mnist",
     *,
     data_dir: str | None = None,
+    dataset=None,
     samples: int = 2000,
     steps: int = 200,
     batch_size: int = 64,
@@ -151,8 +167,10 @@ def calibrate(
     seed: int = 0,
     log=None,
 ) -> tuple[Learngene, dict]:
-    """WAVE: learn the scalers of size (depth, width) on a few images, templates (and all else) frozen."""
-    dataset = load_data(data, data_dir, samples, seed=seed)
+    """WAVE: learn the scalers of size (depth, width) on a few images, templates (and all else) frozen.
+
+    `dataset` (already loaded, its train split the calibration images) replaces `data` and `samples`."""
+    dataset = dataset or load_data(data, data_dir, samples, seed=seed)
     g = gene.meta.input
     view = View(gene.arch.img_size, gene.arch.in_chans, tuple(g.mean), tuple(g.std), g.crop_pct, g.interpolation)
     resized = resize_gene(gene, depth, width)
@@ -185,4 +203,5 @@ def calibrate(
     calibrated.meta.provenance.update(
         calibration={"data": data, "samples": len(dataset.train), "steps": summary["steps"]}
     )
-    return calibrated, {"top1_before": before, "top1_after": summary["top1"], "steps": summary["steps"]}
+    info = {"top1_before": before, "top1_after": summary["top1"], "steps": summary["steps"]}
+    return calibrated, {**info, "images": summary["images_seen"]}
