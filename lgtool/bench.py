@@ -36,6 +36,7 @@ SCHEMA = "lgtool-bench/2"
 class BenchConfig:
     depths: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
     width: str | int = 64  # the family's width, and the learngenes' Aux width
+    num_heads: int | None = None  # at `width` (default: the ancestor's head count); other widths keep the head dim
     widths: list[int] = field(default_factory=list)  # more widths (only WAVE changes width)
     width_depths: list[int] | None = None  # depths at which `widths` run (default: all depths)
     inits: list[str] = field(default_factory=lambda: list(INITS))
@@ -130,7 +131,9 @@ def run_bench(
     out.mkdir(parents=True, exist_ok=True)
     ancestor_top1 = previous.get("ancestor", {}).get("top1") or evaluate(teacher, dataset.test, view)
     log(f"ancestor {ancestor}: held-out top-1 {ancestor_top1:.4f}")
-    embed_dim, heads = parse_width(cfg.width)
+    # The ancestor's head count by default: narrowing it by evenly spaced selection then halves every head
+    # rather than merging heads, for seeded learngenes and weight selection alike.
+    embed_dim, heads = parse_width(cfg.width, cfg.num_heads or getattr(teacher.blocks[0].attn, "num_heads", None))
     arch = Arch(
         img_size=view.img_size,
         patch_size=teacher.patch_embed.patch_size[0],
@@ -221,6 +224,7 @@ class Bench:
                     resume=checkpoint if resume and checkpoint.is_file() else None,
                     data_dir=data_dir,
                     width=self.arch.embed_dim,
+                    num_heads=self.arch.num_heads,
                     train_samples=cfg.train_samples,
                     init=cfg.learn_init,
                     cfg=TrainConfig(

@@ -25,8 +25,8 @@ def size_name(depth: int, width: int) -> str:
 
 
 def size_arch(arch, depth: int, width: int):
-    """The family's architecture at another depth and width (heads of the default head dim)."""
-    return arch.model_copy(update={"depth": depth, "embed_dim": width, "num_heads": parse_width(width)[1]})
+    """The family's architecture at another depth and width: the head dim stays, as WAVE keeps it."""
+    return arch.model_copy(update={"depth": depth, "embed_dim": width, "num_heads": max(1, width // arch.head_dim)})
 
 
 def ancestor_cost(ancestor: str) -> dict:
@@ -178,6 +178,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _color(init: str) -> str:
+    """One colour per init in every plot."""
+    return f"C{INITS.index(init)}"
+
+
 def _figure(path: Path, draw, **subplots) -> None:
     import matplotlib
 
@@ -207,7 +212,16 @@ def plot_accuracy(report: dict, path: Path) -> None:
             pts = sorted((r["depth"], r["top1"]) for r in rows if (r["init"], r["epochs"]) == (init, epochs))
             if pts:
                 style = "--" if epochs != cfg["epochs"] else "-"
-                ax.plot(*zip(*pts, strict=True), style, marker="o", ms=3, label=f"{init} @{epochs}ep")
+                alpha = 1.0 if epochs == cfg["epochs"] else 0.3 + 0.7 * cfg["epochs"] / epochs
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    style,
+                    marker="o",
+                    ms=3,
+                    color=_color(init),
+                    alpha=alpha,
+                    label=f"{init} @{epochs}ep",
+                )
         ax.axhline(report["ancestor"]["top1"], color="gray", lw=0.8, ls=":", label="ancestor")
         ax.set_xlabel("depth")
         ax.set_ylabel("held-out top-1")
@@ -234,7 +248,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
             here = [r for r in report["rows"] if (r["depth"], r["width"]) == (depth, width) and "top1" in r]
             scratch = sorted((r["train_images"], r["top1"]) for r in here if r["init"] == "scratch")
             if scratch:
-                ax.plot(*zip(*scratch, strict=True), "k--", marker="o", ms=3, label="scratch")
+                ax.plot(*zip(*scratch, strict=True), "--", color=_color("scratch"), marker="o", ms=3, label="scratch")
             for r in here:
                 if r["init"] in LEARNGENES and learned.get(r["init"], {}).get("images"):
                     start = learned[r["init"]]["images"] + r.get("calibration_images", 0)
@@ -246,7 +260,15 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
                         label=r["init"],
                     )
                 elif r["init"] not in ("scratch",) and r["epochs"] == cfg["epochs"]:
-                    ax.plot([r["train_images"]], [r["top1"]], marker="s", ms=4, ls="", label=r["init"])
+                    ax.plot(
+                        [r["train_images"]],
+                        [r["top1"]],
+                        marker="s",
+                        ms=4,
+                        ls="",
+                        color=_color(r["init"]),
+                        label=r["init"],
+                    )
             ax.axhline(report["ancestor"]["top1"], color="gray", lw=0.8, ls=":")
             ax.set_xscale("log")
             ax.set_title(f"depth {depth}, width {width}", fontsize=9)
