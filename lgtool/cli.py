@@ -70,6 +70,7 @@ def learn(
     data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),
     width: str | None = typer.Option(None, "--width", "-w", help="Learngene width (default: the ancestor's)."),
+    num_heads: int | None = typer.Option(None, "--num-heads", help="Heads at that width (default width/64)."),
     aux_depth: int | None = typer.Option(None, "--aux-depth", help="Aux-Net depth (TLEG/WAVE 12, SWS 16)."),
     stages: str | None = typer.Option(None, "--stages", help="SWS Aux stage sizes, e.g. 3,3,4,3,3."),
     template_size: int | None = typer.Option(None, "--template-size", help="WAVE template side (default head dim)."),
@@ -147,6 +148,7 @@ def learn(
             ancestor_weights=ancestor_weights,
             data_dir=data_dir,
             width=width,
+            num_heads=num_heads,
             aux_depth=aux_depth,
             stages=_int_list(stages, "--stages"),
             img_size=img_size,
@@ -461,7 +463,10 @@ def bench(
     learngene: list[Path] = typer.Option([], "--learngene", help="Use this learngene instead of learning one."),
     depths: str = typer.Option("2,4,6,8", "--depths", help="Desc-Net depths."),
     width: str = typer.Option("64", "--width", "-w", help="Family (and learngene) width."),
-    widths: str | None = typer.Option(None, "--widths", help="More widths, e.g. 128,192 (WAVE changes width)."),
+    num_heads: int | None = typer.Option(
+        None, "--num-heads", help="Heads at --width (default: the ancestor's); other widths keep the head dim."
+    ),
+    widths: str | None = typer.Option(None, "--widths", help="More widths, e.g. 96,128 (WAVE changes width)."),
     width_depths: str | None = typer.Option(None, "--width-depths", help="Depths for --widths (default: all)."),
     inits: str = typer.Option(",".join(INITS), "--inits"),
     epochs: int = typer.Option(1, "--epochs", help="Fine-tune epochs of every init."),
@@ -493,6 +498,7 @@ def bench(
     cfg = BenchConfig(
         depths=_int_list(depths, "--depths"),
         width=width,
+        num_heads=num_heads,
         widths=_int_list(widths, "--widths") or [],
         width_depths=_int_list(width_depths, "--width-depths"),
         inits=[i for i in inits.split(",") if i],

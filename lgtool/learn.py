@@ -45,6 +45,7 @@ def learn(
     ancestor_weights: str | None = None,
     data_dir: str | None = None,
     width=None,
+    num_heads: int | None = None,
     aux_depth: int | None = None,
     stages: list[int] | None = None,
     img_size: int | None = None,
@@ -78,6 +79,7 @@ def learn(
     gene = init_learngene(
         method,
         width=width or getattr(teacher, "embed_dim", "tiny"),
+        num_heads=num_heads,
         aux_depth=aux_depth,
         img_size=view.img_size,
         patch_size=patch_size or default_patch_size(view.img_size),
