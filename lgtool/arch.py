@@ -5,7 +5,9 @@ Everything here but `build_vit` is torch-free, so `inspect` and `--help` stay fa
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lgtool.errors import InputError
 
@@ -36,24 +38,86 @@ SLOTS = (
 )
 
 
+# Upper bounds on what an architecture may claim. Far above any real ViT (ViT-22B: width 6144, depth 48;
+# ImageNet-21k: 21,843 classes), low enough that a crafted header cannot claim sizes whose bookkeeping
+# alone (a loop over the depth, a list of layers) would hang or exhaust memory.
+MAX_IMG_SIZE = 16384
+MAX_IN_CHANS = 4096
+MAX_EMBED_DIM = 65536
+MAX_DEPTH = 1000
+MAX_NUM_CLASSES = 1_000_000
+MAX_MLP_RATIO = 64.0
+# timm's VisionTransformer also knows "map" and "prr", but those add attention-pool parameters that a
+# learngene and lgtool's tensor layout do not describe, so they are refused here.
+GLOBAL_POOLS = ("", "avg", "avgmax", "max", "token")
+
+
+def _count(lo: int, hi: int):
+    """An integer in [lo, hi]; strict, so JSON `true`, `4.0` or `"4"` are refused rather than coerced."""
+    return Annotated[int, Field(strict=True, ge=lo, le=hi)]
+
+
+StrictBool = Annotated[bool, Field(strict=True)]
+
+
+class ArchError(InputError, ValueError):
+    """An Arch built with invalid arguments: a one-line InputError (exit 3) that is also a ValueError.
+
+    `error` is pydantic's first error, kept so that an Arch inside another model reports as `arch.depth: ...`."""
+
+    def __init__(self, error: dict):
+        self.error = error
+        super().__init__(f"invalid architecture: {_describe(error)}")
+
+
 class Arch(BaseModel):
-    """Stock timm `VisionTransformer` keyword arguments; variants are data, not subclasses."""
+    """Stock timm `VisionTransformer` keyword arguments; variants are data, not subclasses.
+
+    Every field is checked against its range and the relations timm relies on (the patch divides the
+    image, the heads divide the width), so no user of an Arch sees an absurd or inconsistent one.
+    `Arch(...)` raises `ArchError`; validation as part of another model (`GeneMeta`) raises pydantic's
+    `ValidationError` as usual. `model_copy(update=...)` does not validate: use `Arch.checked`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    img_size: int = 224
-    patch_size: int = 16
-    in_chans: int = 3
-    embed_dim: int = 192
-    depth: int = 12
-    num_heads: int = 3
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    class_token: bool = False
-    global_pool: str = "avg"
+    img_size: _count(1, MAX_IMG_SIZE) = 224
+    patch_size: _count(1, MAX_IMG_SIZE) = 16
+    in_chans: _count(1, MAX_IN_CHANS) = 3
+    embed_dim: _count(1, MAX_EMBED_DIM) = 192
+    depth: _count(1, MAX_DEPTH) = 12
+    num_heads: _count(1, MAX_EMBED_DIM) = 3
+    mlp_ratio: Annotated[float, Field(strict=True, gt=0, le=MAX_MLP_RATIO, allow_inf_nan=False)] = 4.0
+    qkv_bias: StrictBool = True
+    class_token: StrictBool = False
+    global_pool: Annotated[str, Field(strict=True)] = "avg"
     # Final norm before pooling: makes expansion at the Aux size function-preserving (pitfall P3).
-    fc_norm: bool = False
-    num_classes: int = 1000
+    fc_norm: StrictBool = False
+    num_classes: _count(0, MAX_NUM_CLASSES) = 1000  # 0: no head
+
+    def __init__(self, **data):
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise ArchError(_innermost(e.errors()[0])) from None
+
+    @model_validator(mode="after")
+    def _relations(self):
+        if self.img_size % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide img_size {self.img_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"num_heads {self.num_heads} does not divide embed_dim {self.embed_dim}")
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"global_pool {self.global_pool!r} is not one of {', '.join(map(repr, GLOBAL_POOLS))}")
+        if self.global_pool == "token" and not self.class_token:
+            raise ValueError("global_pool 'token' needs class_token true")
+        if self.mlp_hidden < 1:
+            raise ValueError(f"mlp_ratio {self.mlp_ratio} leaves no MLP hidden units at embed_dim {self.embed_dim}")
+        return self
+
+    @classmethod
+    def checked(cls, base: Arch, **update) -> Arch:
+        """`base` with some fields changed, validated (unlike `model_copy(update=...)`)."""
+        return cls(**{**base.model_dump(), **update})
 
     @property
     def head_dim(self) -> int:
@@ -105,9 +169,17 @@ class Arch(BaseModel):
             shapes["head.bias"] = (self.num_classes,)
         return shapes
 
+    def block_params(self) -> int:
+        return sum(numel(s) for s in self.slot_shapes().values())
+
     def num_params(self) -> int:
-        block = sum(numel(s) for s in self.slot_shapes().values())
-        return self.depth * block + sum(numel(s) for s in self.nonblock_shapes().values())
+        return self.depth * self.block_params() + sum(numel(s) for s in self.nonblock_shapes().values())
+
+    def family_params(self, min_depth: int, max_depth: int) -> int:
+        """Parameters of the nets of every depth in min_depth..max_depth together (closed form: no loop)."""
+        n = max(0, max_depth - min_depth + 1)
+        nonblock = self.num_params() - self.depth * self.block_params()
+        return self.block_params() * n * (min_depth + max_depth) // 2 + n * nonblock
 
     def timm_name(self) -> str:
         """A stock timm name whose module layout this model has; `model_args` override its sizes."""
@@ -118,6 +190,30 @@ class Arch(BaseModel):
 
     def model_args(self) -> dict:
         return self.model_dump()
+
+
+def first_error(e: ValidationError) -> str:
+    """The first error of a pydantic ValidationError as one line: `where: what`."""
+    return _describe(_innermost(e.errors()[0]))
+
+
+def _innermost(err: dict) -> dict:
+    """An Arch nested in a model fails as one value error at `arch`: reach through to the field inside."""
+    inner = (err.get("ctx") or {}).get("error")
+    if isinstance(inner, ArchError):
+        return {**inner.error, "loc": (*err["loc"], *inner.error["loc"])}
+    return err
+
+
+def _describe(err: dict) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return one_line(f"{where}: {msg}" if where else msg)
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters escaped, so that a name read from a file cannot break an error line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def numel(shape) -> int:

@@ -15,27 +15,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lgtool import __version__
-from lgtool.arch import Arch, parse_width
+from lgtool.arch import MAX_IN_CHANS, Arch, first_error, numel, one_line, parse_width
 from lgtool.errors import InputError, UsageError
 from lgtool.rules import RULES, rule_module, sws, tleg, wave
 
 SCHEMA = "learngene/1"
 METADATA_KEY = "learngene"
 MAX_HEADER = 100 << 20  # safetensors' own limit
+# Bytes per element of every safetensors dtype of whole bytes; a learngene holds only the floating ones.
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}  # fmt: skip
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 AnyRule = Annotated[sws.Rule | tleg.Rule | wave.Rule, Field(discriminator="method")]
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class InputConfig(BaseModel):
     """How images are normalized for this family (becomes timm's pretrained_cfg of every Desc-Net)."""
 
-    mean: list[float] = [0.485, 0.456, 0.406]
-    std: list[float] = [0.229, 0.224, 0.225]
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
+    model_config = ConfigDict(extra="forbid")
+
+    mean: Annotated[list[FiniteFloat], Field(max_length=MAX_IN_CHANS)] = [0.485, 0.456, 0.406]
+    std: Annotated[list[Annotated[FiniteFloat, Field(gt=0)]], Field(max_length=MAX_IN_CHANS)] = [0.229, 0.224, 0.225]
+    interpolation: Literal["nearest", "bilinear", "bicubic", "box", "hamming", "lanczos"] = "bicubic"
+    crop_pct: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.875
 
 
 class GeneMeta(BaseModel):
@@ -48,6 +61,30 @@ class GeneMeta(BaseModel):
     tensors: dict[str, dict[str, Any]]  # tensor name -> what it is (template/slot, stage/slot, nonblock key)
     input: InputConfig = InputConfig()
     provenance: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        """What the fields say must agree: one method, a rule that fits the Aux-Net, one norm per channel."""
+        arch, rule = self.arch, self.rule
+        if self.method != rule.method:
+            raise ValueError(f"method {self.method!r} disagrees with rule.method {rule.method!r}")
+        if rule.method == "sws" and sum(rule.stage_sizes) != arch.depth:
+            raise ValueError(f"rule.stage_sizes {rule.stage_sizes} do not add up to the Aux depth {arch.depth}")
+        if rule.method == "wave":
+            if rule.head_dim != arch.head_dim:
+                raise ValueError(f"rule.head_dim {rule.head_dim} is not the Aux-Net's head dim {arch.head_dim}")
+            w = rule.template_size
+            if arch.embed_dim % w or arch.mlp_hidden % w:
+                raise ValueError(
+                    f"rule.template_size {w} does not divide both the Aux width {arch.embed_dim} "
+                    f"and its MLP width {arch.mlp_hidden}"
+                )
+        for key in ("mean", "std"):
+            if len(getattr(self.input, key)) != arch.in_chans:
+                raise ValueError(
+                    f"input.{key} has {len(getattr(self.input, key))} values for {arch.in_chans} input channels"
+                )
+        return self
 
 
 @dataclass
@@ -116,7 +153,7 @@ def init_learngene(
     rule_module(method)
     embed_dim, heads = parse_width(width, num_heads)
     rule, depth = _make_rule(method, aux_depth, embed_dim // heads, rule_options)
-    arch = Arch(
+    arch = Arch(  # an invalid one raises ArchError, an InputError
         img_size=img_size,
         patch_size=patch_size,
         in_chans=in_chans,
@@ -128,24 +165,29 @@ def init_learngene(
     )
     if method == "wave":
         wave.check_width(rule, arch, embed_dim)
+    try:
+        meta = GeneMeta(
+            method=method,
+            arch=arch,
+            rule=rule,
+            tensors={},
+            input=InputConfig(
+                **(input or ({"mean": [0.5] * in_chans, "std": [0.5] * in_chans} if in_chans != 3 else {}))
+            ),
+            provenance={
+                "lgtool_version": __version__,
+                "seed": seed,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+    except ValidationError as e:
+        raise InputError(f"cannot make this learngene: {first_error(e)}") from None
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         vit = build_vit(arch.model_copy(update={"depth": 0}))
         generator = torch.Generator().manual_seed(seed)
         tensors = {k: v.detach().clone() for k, v in vit.state_dict().items()}
         tensors.update(rule_module(method).init_templates(rule, arch, generator))
-    meta = GeneMeta(
-        method=method,
-        arch=arch,
-        rule=rule,
-        tensors={},
-        input=InputConfig(**(input or ({"mean": [0.5] * in_chans, "std": [0.5] * in_chans} if in_chans != 3 else {}))),
-        provenance={
-            "lgtool_version": __version__,
-            "seed": seed,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
     meta.tensors = {name: role for name, (_, role) in tensor_specs(meta).items()}
     return Learngene(meta, tensors)
 
@@ -170,11 +212,15 @@ def _make_rule(method, aux_depth, head_dim, options):
         options.setdefault("template_size", head_dim)
         return wave.Rule(head_dim=head_dim, **options), aux_depth or 12
     except ValidationError as e:
-        raise UsageError(f"bad {method} option: {_first_error(e)}") from None
+        raise UsageError(f"bad {method} option: {first_error(e)}") from None
 
 
 def safetensors_header(path) -> tuple[dict, dict]:
-    """Parse and sanity-check a safetensors header, torch-free: ({name: entry}, metadata)."""
+    """Parse and check a safetensors header, torch-free: ({name: entry}, metadata).
+
+    Checked as safetensors itself does before it maps anything: every entry a known dtype, a shape of
+    non-negative integers and data offsets holding exactly that many bytes, the entries tiling the data
+    section without gaps or overlaps, and the metadata a map of strings."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -186,18 +232,53 @@ def safetensors_header(path) -> tuple[dict, dict]:
             raise InputError(f"{path}: not a safetensors file (truncated or corrupt header)")
         try:
             header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise InputError(f"{path}: not a safetensors file (header is not valid JSON)") from None
     if not isinstance(header, dict):
         raise InputError(f"{path}: not a safetensors file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
-    try:
-        end = max((v["data_offsets"][1] for v in header.values()), default=0)
-    except (TypeError, KeyError, IndexError):
-        raise InputError(f"{path}: corrupt safetensors header (bad tensor entry)") from None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InputError(f"{path}: corrupt safetensors header (__metadata__ is not a map of strings)")
+    spans = []
+    for name, entry in header.items():
+        nbytes = _entry_bytes(entry)
+        if nbytes is None:
+            raise InputError(f"{path}: corrupt safetensors header (bad tensor entry {name!r})")
+        begin, end = entry["data_offsets"]
+        if end - begin != nbytes:
+            raise InputError(
+                f"{path}: corrupt safetensors header ({name!r}: {entry['dtype']!r} {entry['shape']} needs {nbytes} "
+                f"bytes, its offsets hold {end - begin})"
+            )
+        spans.append((begin, end, name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise InputError(f"{path}: corrupt safetensors header (tensor {name!r} does not start where the last ends)")
+        end = stop
     if end != size - 8 - n:
         raise InputError(f"{path}: truncated or corrupt: {size - 8 - n} data bytes, header describes {end}")
     return header, metadata
+
+
+def _entry_bytes(entry) -> int | None:
+    """Bytes a header entry's dtype and shape need, or None if the entry is malformed."""
+
+    def count(x):
+        return type(x) is int and x >= 0
+
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
+        return None
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(shape, list) or not all(count(s) for s in shape):
+        return None
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(count(o) for o in offsets):
+        return None
+    if offsets[0] > offsets[1]:
+        return None
+    per = DTYPE_BYTES.get(entry["dtype"])
+    # A dtype this table lacks (sub-byte floats, newer ones): trust its offsets; learngenes refuse it anyway.
+    return numel(shape) * per if per else offsets[1] - offsets[0]
 
 
 def read_header(path) -> tuple[dict, GeneMeta]:
@@ -210,7 +291,7 @@ def read_header(path) -> tuple[dict, GeneMeta]:
         )
     try:
         raw = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise InputError(f"{path}: learngene metadata is not valid JSON") from None
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         found = raw.get("schema") if isinstance(raw, dict) else None
@@ -218,18 +299,33 @@ def read_header(path) -> tuple[dict, GeneMeta]:
     try:
         meta = GeneMeta.model_validate(raw)
     except ValidationError as e:
-        raise InputError(f"{path}: invalid learngene metadata: {_first_error(e)}") from None
+        raise InputError(f"{path}: invalid learngene metadata: {first_error(e)}") from None
     infos = {k: {"dtype": v["dtype"], "shape": list(v["shape"])} for k, v in header.items()}
-    _check_tensors(path, meta, {k: tuple(v["shape"]) for k, v in infos.items()})
+    _check_tensors(path, meta, infos)
     return infos, meta
 
 
-def _check_tensors(path, meta: GeneMeta, shapes: dict) -> None:
-    if meta.method == "sws" and sum(meta.rule.stage_sizes) != meta.arch.depth:
+def _check_tensors(path, meta: GeneMeta, infos: dict) -> None:
+    """The file's tensors are floating point, exactly the ones the metadata lists, of the shapes its arch
+    and rule imply and with the roles the rule gives them. Costs a few dozen dict entries (the specs of one
+    block per template, never one per layer), and no tensor is read."""
+    bad = next((k for k, v in infos.items() if v["dtype"] not in FLOAT_DTYPES), None)
+    if bad is not None:
         raise InputError(
-            f"{path}: SWS stage sizes {meta.rule.stage_sizes} do not add up to the Aux depth {meta.arch.depth}"
+            f"{path}: tensor {one_line(bad)} is {infos[bad]['dtype']!r}; a learngene holds floating-point tensors "
+            f"({', '.join(FLOAT_DTYPES)})"
         )
-    expected = {k: tuple(s) for k, (s, _) in tensor_specs(meta).items()}
+    listed, stored = set(meta.tensors), set(infos)
+    if listed != stored:
+        what = (
+            f"the metadata lists {one_line(min(listed - stored))}, the file lacks it"
+            if listed - stored
+            else f"the file holds {one_line(min(stored - listed))}, the metadata does not list it"
+        )
+        raise InputError(f"{path}: tensors do not match the metadata ({what})")
+    shapes = {k: tuple(v["shape"]) for k, v in infos.items()}
+    specs = tensor_specs(meta)
+    expected = {k: tuple(s) for k, (s, _) in specs.items()}
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))
     wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
@@ -241,7 +337,14 @@ def _check_tensors(path, meta: GeneMeta, shapes: dict) -> None:
             if extra
             else f"{wrong[0]} has shape {list(shapes[wrong[0]])}, expected {list(expected[wrong[0]])}"
         )
-        raise InputError(f"{path}: tensors do not match the metadata ({what})")
+        raise InputError(f"{path}: tensors do not match the metadata ({one_line(what)})")
+    # What each tensor is (`inspect` groups by it): exactly what the rule says, nothing made up.
+    bad_role = next((k for k, (_, role) in specs.items() if meta.tensors[k] != role), None)
+    if bad_role is not None:
+        raise InputError(
+            f"{path}: tensors do not match the metadata (role of {bad_role} is "
+            f"{one_line(json.dumps(meta.tensors[bad_role]))}, expected {json.dumps(specs[bad_role][1])})"
+        )
 
 
 def load_learngene(path) -> Learngene:
@@ -255,9 +358,3 @@ def load_learngene(path) -> Learngene:
     except (SafetensorError, OSError) as e:
         raise InputError(f"{path}: cannot read tensors: {e}") from None
     return Learngene(meta, tensors)
-
-
-def _first_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]

@@ -46,13 +46,12 @@ def target_arch(
             heads = aux.num_heads
     if layer_map is not None and gene.method != "sws":
         raise InputError(f"--layer-map applies to SWS learngenes, not {gene.method.upper()}")
-    target = aux.model_copy(
-        update={
-            "depth": depth,
-            "embed_dim": embed_dim,
-            "num_heads": heads,
-            "num_classes": aux.num_classes if num_classes is None else num_classes,
-        }
+    target = Arch.checked(  # validated: a depth or class count beyond the bounds is an ArchError (exit 3)
+        aux,
+        depth=depth,
+        embed_dim=embed_dim,
+        num_heads=heads,
+        num_classes=aux.num_classes if num_classes is None else num_classes,
     )
     if gene.method == "sws":
         RULES["sws"].stage_map(gene.rule, depth, layer_map)  # validates depth / layer map

@@ -26,7 +26,7 @@ def summarize_learngene(path: Path) -> dict:
     params = sum(numel(i["shape"]) for i in infos.values())
     min_depth, max_depth = rule_mod.depths(meta.rule, meta.arch)
     family = range(min_depth, meta.arch.depth + 1)
-    family_params = sum(meta.arch.model_copy(update={"depth": d}).num_params() for d in family)
+    family_params = meta.arch.family_params(family.start, family.stop - 1)  # closed form: no loop over depths
     return {
         "path": str(path),
         "kind": "learngene",
@@ -60,7 +60,7 @@ def summarize_descnet(path: Path) -> dict:
     args = config.get("model_args", {})
     try:
         expected = Arch(**args).num_params() if args else None
-    except ValueError:
+    except (TypeError, ValueError):
         expected = None
     return {
         "path": str(path),

@@ -8,10 +8,11 @@ sizes are used, so expansion there reproduces the Aux-Net exactly. An explicit p
 overrides both. The Desc-Net's copies are independent tensors afterwards.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lgtool.arch import MAX_DEPTH
 from lgtool.errors import InputError
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
@@ -20,15 +21,20 @@ DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: Literal["sws"] = "sws"
-    stage_sizes: list[int] = list(DEFAULT_STAGE_SIZES)  # Aux-Net layers per stage
+    # Aux-Net layers per stage: at least one stage, each of at least one layer, at most MAX_DEPTH in all.
+    stage_sizes: Annotated[list[Annotated[int, Field(strict=True)]], Field(min_length=1, max_length=MAX_DEPTH)] = list(
+        DEFAULT_STAGE_SIZES
+    )
     assignment: Literal["even_remainder_first"] = "even_remainder_first"
-    stage: str = "stage{index}.{slot}"
+    stage: Literal["stage{index}.{slot}"] = "stage{index}.{slot}"  # the tensor names, as template_specs makes them
 
     @field_validator("stage_sizes")
     @classmethod
     def _positive(cls, v):
-        if not v or any(n <= 0 for n in v):
+        if any(n <= 0 for n in v):
             raise ValueError("stage sizes must be positive integers")
+        if sum(v) > MAX_DEPTH:
+            raise ValueError(f"stage sizes add up to {sum(v)}, more than {MAX_DEPTH} layers")
         return v
 
     @property

@@ -18,8 +18,9 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: Literal["tleg"] = "tleg"
     coefficient: Literal["(l-1)/L"] = "(l-1)/L"
-    intercept: str = "intercept.{slot}"
-    slope: str = "slope.{slot}"
+    # The tensor names, as template_specs makes them.
+    intercept: Literal["intercept.{slot}"] = "intercept.{slot}"
+    slope: Literal["slope.{slot}"] = "slope.{slot}"
 
 
 def coefficient(layer: int, depth: int) -> float:

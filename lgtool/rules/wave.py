@@ -19,28 +19,31 @@ WAVE has no public code; these choices are ours and are recorded in the artifact
   starts from there.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from lgtool.arch import MAX_EMBED_DIM
 from lgtool.errors import InputError
 
 MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
 # qkv rows are three stacked matrices (q, k, v): resample each on its own.
 ROW_GROUPS = {"attn.qkv.weight": 3, "attn.qkv.bias": 3}
+MAX_TEMPLATES = 4096  # per matrix type; the paper uses a handful
 
 
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: Literal["wave"] = "wave"
-    template_size: int  # w: templates are w x w
-    num_templates: int = 4  # N per matrix type
-    head_dim: int
+    template_size: Annotated[int, Field(strict=True, ge=1, le=MAX_EMBED_DIM)]  # w: templates are w x w
+    num_templates: Annotated[int, Field(strict=True, ge=1, le=MAX_TEMPLATES)] = 4  # N per matrix type
+    head_dim: Annotated[int, Field(strict=True, ge=1, le=MAX_EMBED_DIM)]
     kron_order: Literal["scaler_outer"] = "scaler_outer"
     scaler_init: Literal["resample_aux"] = "resample_aux"
-    template: str = "template.{slot}"  # (N, w, w)
-    scaler: str = "scaler.{slot}"  # (depth, N, rows / w, cols / w)
-    layerwise: str = "layerwise.{slot}"  # (depth, len): biases and LayerNorms of every layer
+    # The tensor names, as template_specs makes them.
+    template: Literal["template.{slot}"] = "template.{slot}"  # (N, w, w)
+    scaler: Literal["scaler.{slot}"] = "scaler.{slot}"  # (depth, N, rows / w, cols / w)
+    layerwise: Literal["layerwise.{slot}"] = "layerwise.{slot}"  # (depth, len): biases and LayerNorms of every layer
 
 
 def template_specs(rule: Rule, arch) -> dict:
