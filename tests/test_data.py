@@ -71,6 +71,7 @@ def test_image_folder_finetune(tmp_path, run_cli):
     )
     assert code == 0, err
     result = json.loads(stdout)
-    assert result["steps"] == 6 and 0.0 <= result["best_top1"] <= 1.0
+    # Three classes told apart by colour: chance is 1/3, and 6 steps reach 12/12 (seeds 0-5 all gave 1.0).
+    assert result["steps"] == 6 and result["best_top1"] >= 0.75, result
     config = json.loads((tmp_path / "out" / "best" / "config.json").read_text())
     assert config["model_args"]["in_chans"] == 3 and config["model_args"]["img_size"] == 32

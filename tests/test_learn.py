@@ -188,20 +188,22 @@ def test_offline_pretrained_ancestor_fails_fast_and_clearly(run_cli):
     assert code == 3 and "offline" in err and "--ancestor-weights" in err and time.time() - start < 20
 
 
+# Exit codes (DESIGN.md section 4): 2 a usage error (an option no command accepts), 3 an input invalid or
+# missing (a file, folder or data set that does not fit: unknown model, wrong weights, unusable data).
 @pytest.mark.parametrize(
-    "args, message",
+    "args, code, message",
     [
-        (["--ancestor", "no_such_model_xyz"], "not a timm model name"),
-        (["--ancestor", "deit_tiny", "--ancestor-weights", "WEIGHTS"], "weights of another architecture"),
-        (["--ancestor", "ANC", "--data", "MISSING"], "not found"),
-        (["--ancestor", "ANC", "--data", "EMPTY"], "no images found"),
-        (["--ancestor", "ANC", "--data", "ONECLASS"], "only one class"),
-        (["--ancestor", "ANC", "--train-samples", "50", "--batch-size", "64"], "larger than the 50 training images"),
-        (["--ancestor", "ANC", "--resume", "WEIGHTS"], "not an lgtool checkpoint"),
-        (["--ancestor", "ANC", "--method", "lots"], "unknown method 'lots'"),
+        (["--ancestor", "no_such_model_xyz"], 3, "not a timm model name"),
+        (["--ancestor", "deit_tiny", "--ancestor-weights", "WEIGHTS"], 3, "weights of another architecture"),
+        (["--ancestor", "ANC", "--data", "MISSING"], 3, "not found"),
+        (["--ancestor", "ANC", "--data", "EMPTY"], 3, "no images found"),
+        (["--ancestor", "ANC", "--data", "ONECLASS"], 3, "only one class"),
+        (["--ancestor", "ANC", "--train-samples", "50", "--batch-size", "64"], 3, "larger than the 50 training images"),
+        (["--ancestor", "ANC", "--resume", "WEIGHTS"], 3, "not an lgtool checkpoint"),
+        (["--ancestor", "ANC", "--method", "lots"], 2, "unknown method 'lots'"),
     ],
 )
-def test_bad_learn_input_is_one_line(run_cli, ancestor, tmp_path, args, message):
+def test_bad_learn_input_is_one_line(run_cli, ancestor, tmp_path, args, code, message):
     from PIL import Image
 
     (tmp_path / "empty").mkdir()
@@ -215,8 +217,8 @@ def test_bad_learn_input_is_one_line(run_cli, ancestor, tmp_path, args, message)
         "EMPTY": tmp_path / "empty",
         "ONECLASS": tmp_path / "one",
     }
-    code, stdout, err = run_cli("learn", *[subs.get(a, a) for a in args], "-o", tmp_path / "g.safetensors")
-    assert code in (2, 3), err
+    exit_code, stdout, err = run_cli("learn", *[subs.get(a, a) for a in args], "-o", tmp_path / "g.safetensors")
+    assert exit_code == code, err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "g.safetensors").exists()
 

@@ -19,13 +19,28 @@ def test_expanding_at_aux_size_reproduces_the_aux_net(method):
     assert (aux_logits - desc_logits).abs().max().item() < 1e-5
 
 
-def test_desc_net_is_a_plain_timm_model_with_independent_blocks(method):
+def test_desc_net_is_a_plain_timm_model(method):
     from timm.models.vision_transformer import VisionTransformer
 
     model = lgtool.expand(tiny_gene(method), depth=7)
     assert type(model) is VisionTransformer and len(model.blocks) == 7
-    ptrs = [b.mlp.fc1.weight.data_ptr() for b in model.blocks]
-    assert len(set(ptrs)) == 7  # SWS stage copies are separate tensors, not views
+
+
+@pytest.mark.parametrize("depth", [None, 7], ids=["aux-depth", "depth7"])
+@pytest.mark.parametrize("method", ["sws", "wave"])  # SWS layers share a stage's block; WAVE layers slice stacks
+def test_desc_net_state_dict_gives_every_tensor_storage_of_its_own(method, depth):
+    """What a Desc-Net folder is saved from: no two tensors share storage, and each storage holds exactly
+    its tensor (not a slice of a larger one), so every block is its own contiguous tensors."""
+    from lgtool.materialize import desc_state_dict
+
+    state = desc_state_dict(tiny_gene(method), depth=depth)
+    owners = {}
+    for name, t in state.items():
+        storage = t.untyped_storage()
+        other = owners.setdefault(storage.data_ptr(), name)
+        assert other == name, f"{name} shares storage with {other}"
+        assert t.is_contiguous() and t.storage_offset() == 0, name
+        assert storage.nbytes() == t.numel() * t.element_size(), f"{name} is a view into a larger storage"
 
 
 def test_aux_gradients_reach_every_template(method):
