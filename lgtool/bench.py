@@ -41,7 +41,7 @@ class BenchConfig:
     width_depths: list[int] | None = None  # depths at which `widths` run (default: all depths)
     inits: list[str] = field(default_factory=lambda: list(INITS))
     epochs: int = 1  # fine-tune budget of every init
-    learn_epochs: int = 2
+    learn_epochs: int = 3
     learn_init: str = "ancestor"  # learngenes seeded from the ancestor's layers, or "official"
     scratch_max_epochs: int = 8  # the scratch curve doubles its epochs up to this
     min_gain: float = 0.001  # the curve stops when doubling the epochs gains less than this

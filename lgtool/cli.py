@@ -470,7 +470,7 @@ def bench(
     width_depths: str | None = typer.Option(None, "--width-depths", help="Depths for --widths (default: all)."),
     inits: str = typer.Option(",".join(INITS), "--inits"),
     epochs: int = typer.Option(1, "--epochs", help="Fine-tune epochs of every init."),
-    learn_epochs: int = typer.Option(2, "--learn-epochs", help="Distillation epochs of each learngene."),
+    learn_epochs: int = typer.Option(3, "--learn-epochs", help="Distillation epochs of each learngene."),
     learn_init: str = typer.Option("ancestor", "--learn-init", help="Learngenes start from: ancestor or official."),
     scratch_max_epochs: int = typer.Option(
         8, "--scratch-max-epochs", help="Scratch doubles its epochs up to this until it matches the learngene."
