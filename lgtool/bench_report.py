@@ -257,6 +257,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
                         [r["top1_at_init"], r["top1"]],
                         marker="o",
                         ms=3,
+                        color=_color(r["init"]),
                         label=r["init"],
                     )
                 elif r["init"] not in ("scratch",) and r["epochs"] == cfg["epochs"]:
@@ -274,7 +275,12 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
             ax.set_title(f"depth {depth}, width {width}", fontsize=9)
             ax.set_xlabel("training images (student forward+backward)")
         axes[0].set_ylabel("held-out top-1")
-        axes[0].legend(fontsize=6)
+        labelled = {}  # one legend for all panels: a route missing at one depth is still named
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                labelled.setdefault(label, handle)
+        order = [i for i in INITS if i in labelled]
+        axes[-1].legend([labelled[i] for i in order], order, fontsize=6, loc="lower right")
         fig.suptitle("time to accuracy (learngene curves include the whole one-off learn cost)", fontsize=9)
 
     _figure(path, draw, ncols=len(shown), figsize=(4 * len(shown), 3.6), sharey=True)
