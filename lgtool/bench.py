@@ -299,16 +299,15 @@ class Bench:
         best = None
         for lr in grid:
             trial = copy.deepcopy(model)
-            kd = {} if teacher is None else {k: getattr(TrainConfig(), k) for k in ("kd", "alpha", "tau")}
+            # with a teacher: soft KD at TrainConfig's alpha, tau and reduction, as the learngenes' learn
             tcfg = TrainConfig(
                 epochs=epochs,
                 batch_size=cfg.batch_size,
                 lr=lr,
-                kd=kd.pop("kd", "none"),
+                kd="none" if teacher is None else "soft",
                 seed=cfg.seed,
                 warmup_epochs=0.2 if scratch else 0.0,
                 log_every=10**9,
-                **kd,
             )
             held_out = copy.copy(self.dataset)
             held_out.test = self.val if self.val is not None else self.dataset.test
