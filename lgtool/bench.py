@@ -277,8 +277,15 @@ class Bench:
         cfg = self.cfg
         data = copy.copy(self.dataset)
         data.train = data.train.subset(balanced_subset(data.train.labels, cfg.calibrate_samples, cfg.seed + 2))
-        calibrated, info = calibrate(
-            gene, depth, width, dataset=data, steps=cfg.calibrate_steps, lr=cfg.calibrate_lr, seed=cfg.seed
+        calibrated, info = calibrate(  # the row measures the calibrated model itself: skip the "before" pass
+            gene,
+            depth,
+            width,
+            dataset=data,
+            steps=cfg.calibrate_steps,
+            lr=cfg.calibrate_lr,
+            seed=cfg.seed,
+            measure_before=False,
         )
         return calibrated, info["images"]
 

@@ -168,6 +168,7 @@ def calibrate(
     lr: float = 1e-2,
     seed: int = 0,
     log=None,
+    measure_before: bool = True,
 ) -> tuple[Learngene, dict]:
     """WAVE: learn the scalers of size (depth, width) on a few images, templates (and all else) frozen.
 
@@ -177,7 +178,7 @@ def calibrate(
     view = View(gene.arch.img_size, gene.arch.in_chans, tuple(g.mean), tuple(g.std), g.crop_pct, g.interpolation)
     resized = resize_gene(gene, depth, width)
     aux = build_aux(resized)
-    before = evaluate(aux, dataset.test, view)
+    before = evaluate(aux, dataset.test, view) if measure_before else None
     batch_size = min(batch_size, len(dataset.train))
     epochs = -(-steps // (len(dataset.train) // batch_size))
     cfg = TrainConfig(
