@@ -1,0 +1,122 @@
+"""What a training run is told: `TrainConfig`, one field per setting, each with its flag, help and range.
+
+The CLI builds every training flag of `learn` and `finetune` from these fields (`cli_options.py`), so a
+flag is declared once and its default is the field's. Validation lives here too, so a library caller
+gets the same one-line errors as the command line. Torch-free: `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+from lgtool.errors import UsageError
+
+
+def setting(default, help: str, *, lo=None, hi=None, above=None, below=None, choices=None, flags=()):
+    """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones."""
+    meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "flags": flags}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    # Schedule and optimizer (AdamW, linear warmup then cosine per step).
+    epochs: int = setting(10, "Training epochs.", lo=1)
+    batch_size: int = setting(128, "Images per step on each process (before accumulation).", lo=1)
+    lr: float = setting(5e-4, "Peak learning rate (after --lr-base-size scaling).", above=0)
+    lr_base_size: int = setting(
+        0, "--lr is the rate at this many images per step; scale it to the total batch (0: no scaling; DeiT: 512).",
+        lo=0,
+    )  # fmt: skip
+    lr_base_scale: str = setting(
+        "linear", "How --lr-base-size scales: linear (DeiT) or sqrt.", choices=("linear", "sqrt")
+    )
+    min_lr: float = setting(1e-6, "Learning rate at the end of the cosine.", lo=0)
+    weight_decay: float = setting(0.05, "AdamW weight decay (none on biases, norms, embeddings).", lo=0)
+    warmup_epochs: float = setting(1.0, "Linear warmup, in epochs.", lo=0)
+    accum_steps: int = setting(1, "Gradient accumulation steps.", lo=1)
+    # Loss: labels, and distillation from a teacher where there is one.
+    smoothing: float = setting(0.1, "Label smoothing.", lo=0, below=1, flags=("--smoothing", "--label-smoothing"))
+    kd: str = setting("soft", "Distillation from the teacher: soft, hard or none.", choices=("soft", "hard", "none"))
+    alpha: float = setting(1.0, "Weight of the distillation loss (1 = pure KD, official).", lo=0, hi=1)
+    tau: float = setting(1.0, "Distillation temperature.", above=0)
+    kd_reduction: str = setting(
+        "per_logit", "KL reduction: per_logit (official) or batchmean.", choices=("per_logit", "batchmean")
+    )
+    # Regularization and augmentation (timm's train.py names and meanings).
+    drop_path: float = setting(0.0, "Stochastic depth rate.", lo=0, hi=1)
+    augment: str = setting(
+        "flip", "In-memory data: none, flip or crop-flip. ImageFolder: none turns timm's transform off.",
+        choices=("none", "flip", "crop-flip"),
+    )  # fmt: skip
+    aa: str | None = setting(None, "timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1 (default: none).")
+    color_jitter: float | None = setting(
+        None, "Colour jitter strength (default: timm's 0.4 on ImageFolder data, off in memory; 0: off).", lo=0
+    )
+    reprob: float = setting(0.0, "Random erasing probability.", lo=0, hi=1)
+    remode: str = setting("pixel", "Random erasing fill: const, rand or pixel.", choices=("const", "rand", "pixel"))
+    recount: int = setting(1, "Random erasing boxes per image (up to).", lo=1)
+    mixup: float = setting(0.0, "Mixup alpha (0: off).", lo=0)
+    cutmix: float = setting(0.0, "CutMix alpha (0: off).", lo=0)
+    mixup_prob: float = setting(1.0, "Chance of mixing a batch at all, with --mixup or --cutmix.", lo=0, hi=1)
+    mixup_switch_prob: float = setting(0.5, "Chance of CutMix instead of Mixup when both are on.", lo=0, hi=1)
+    mixup_mode: str = setting("batch", "One mixing factor per batch, pair or elem.", choices=("batch", "pair", "elem"))
+    model_ema: bool = setting(False, "Keep an EMA of the weights; the EMA is evaluated and written.")
+    model_ema_decay: float = setting(0.9998, "EMA decay per step.", lo=0, below=1)
+    # Run.
+    workers: int = setting(4, "ImageFolder loader processes.", lo=0)
+    seed: int = setting(0, "Seed of initialization, data order and augmentation.", lo=0)
+    bf16: bool = setting(False, "bf16 autocast.")
+    compile: bool = setting(False, "torch.compile the model.")
+    save_every: int = setting(0, "Also checkpoint every N steps (0: at epoch ends only).", lo=0)
+    # Library only (no flag).
+    log_every: int = 20
+    max_steps: int | None = None  # stop early (calibration counts steps, not epochs)
+    eval_each_epoch: bool = True  # else only after the last one
+
+    def __post_init__(self):
+        for f in fields(self):
+            if "help" in f.metadata:
+                check(f, getattr(self, f.name))
+        if self.aa is not None:
+            from lgtool.recipe import check_aa  # imports timm: only when a policy is given
+
+            check_aa(self.aa)
+        if self.mixing and self.batch_size % 2:
+            raise UsageError(
+                f"--mixup and --cutmix mix pairs of images: --batch-size must be even, not {self.batch_size}"
+            )
+
+    @property
+    def mixing(self) -> bool:
+        return self.mixup > 0 or self.cutmix > 0
+
+
+def flag(f) -> str:
+    return (f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),))[0]
+
+
+def bounds(f) -> str:
+    """The range of a setting in words, for --help and errors: "between 0 and 1", "at least 1", "above 0"."""
+    m = f.metadata
+    low = f"at least {m['lo']:g}" if m["lo"] is not None else f"above {m['above']:g}" if m["above"] is not None else ""
+    high = f"at most {m['hi']:g}" if m["hi"] is not None else f"below {m['below']:g}" if m["below"] is not None else ""
+    return " and ".join(part for part in (low, high) if part)
+
+
+def check(f, value) -> None:
+    """One-line UsageError if `value` is outside the setting's meaning (NaN and Inf never are inside)."""
+    m, name = f.metadata, flag(f)
+    if m["choices"]:
+        if value not in m["choices"]:
+            raise UsageError(f"{name} must be one of {', '.join(m['choices'])}, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value}")
+    too_low = (m["lo"] is not None and value < m["lo"]) or (m["above"] is not None and value <= m["above"])
+    too_high = (m["hi"] is not None and value > m["hi"]) or (m["below"] is not None and value >= m["below"])
+    if too_low or too_high:
+        raise UsageError(f"{name} must be {bounds(f)}, got {value:g}")
