@@ -1,0 +1,257 @@
+"""Atomic writes: a kill at any point leaves the old or the new content (or a folder the next run restores),
+leftovers of dead writers are cleaned up, and an unusable output path is one InputError line up front."""
+
+import ctypes
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lgtool import atomic
+from lgtool.atomic import atomic_dir, atomic_file, check_output_path, write_json, write_text
+from lgtool.errors import InputError
+
+# Replaces a folder in a child process that dies (os._exit) just before filesystem step number `die_at`
+# (or inside the `with` body); prints the number of steps when it lives to the end.
+KILLED_WRITER = """
+import os, sys
+from pathlib import Path
+from lgtool import atomic
+
+target, die_at, exchange = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+steps = 0
+
+def step(fn):
+    def wrapped(*args):
+        global steps
+        if str(steps) == die_at:
+            os._exit(9)
+        steps += 1
+        return fn(*args)
+    return wrapped
+
+if not exchange:
+    atomic._exchange = lambda a, b: False
+atomic._exchange, atomic._remove, os.replace = step(atomic._exchange), step(atomic._remove), step(os.replace)
+with atomic.atomic_dir(target, force=True) as tmp:
+    (tmp / "who").write_text("new")
+    if die_at == "body":
+        os._exit(9)
+print(steps)
+"""
+
+
+def make_dir(path, who: str):
+    path.mkdir()
+    (path / "who").write_text(who)
+    return path
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def names(folder) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def kill_writer(target, die_at, exchange: bool) -> int:
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(target), str(die_at), "1" if exchange else "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode in (0, 9), child.stderr
+    return child.returncode
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])
+def test_kill_at_any_point_of_a_forced_replace_is_recoverable(tmp_path, exchange):
+    if exchange and not atomic._exchange(*(make_dir(tmp_path / n, n) for n in "ab")):
+        pytest.skip("no renameat2 RENAME_EXCHANGE here")
+    seen = []
+    for i, die_at in enumerate(["body", *range(10)]):
+        parent = tmp_path / f"run{i}"
+        parent.mkdir()
+        target = make_dir(parent / "out", "old")
+        finished = kill_writer(target, die_at, exchange) == 0
+        now = (target / "who").read_text() if target.exists() else None
+        seen.append(now)
+        assert now in ("old", "new") or (not exchange and any(n.endswith(".old") for n in names(parent))), now
+        with atomic_dir(target, force=True) as tmp:  # the next run: recovers before it writes
+            assert (target / "who").read_text() == (now or "old")
+            (tmp / "who").write_text("third")
+        assert names(parent) == ["out"] and (target / "who").read_text() == "third"
+        if finished:
+            break
+    assert finished and seen[0] == "old" and seen[-1] == "new"
+    assert (None in seen) == (not exchange)  # the fallback has a moment with nothing under the final name
+
+
+def test_failed_body_keeps_the_old_folder_and_leaves_nothing(tmp_path):
+    target = make_dir(tmp_path / "out", "old")
+    with pytest.raises(RuntimeError), atomic_dir(target, force=True) as tmp:
+        (tmp / "who").write_text("new")
+        raise RuntimeError
+    assert names(tmp_path) == ["out"] and (target / "who").read_text() == "old"
+
+
+def test_fallback_when_renameat2_is_refused(tmp_path, monkeypatch):
+    def refuse(*args):
+        ctypes.set_errno(errno.EINVAL)  # what some filesystems answer to RENAME_EXCHANGE
+        return -1
+
+    monkeypatch.setattr(atomic, "_renameat2", lambda: refuse)
+    target = make_dir(tmp_path / "out", "old")
+    assert not atomic._exchange(tmp_path / "out", tmp_path / "out")
+    with atomic_dir(target, force=True) as tmp:
+        (tmp / "who").write_text("new")
+    assert names(tmp_path) == ["out"] and (target / "who").read_text() == "new"
+
+
+def test_fallback_puts_the_old_folder_back_when_the_second_rename_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_renameat2", lambda: None)
+    target = make_dir(tmp_path / "out", "old")
+    real = os.replace
+
+    def fail_on_tmp(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError(errno.EIO, "simulated I/O error")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_tmp)
+    with pytest.raises(OSError, match="simulated"), atomic_dir(target, force=True) as tmp:
+        (tmp / "who").write_text("new")
+    assert names(tmp_path) == ["out"] and (target / "who").read_text() == "old"
+
+
+def test_moved_aside_folder_is_restored_or_deleted(tmp_path):
+    pid = dead_pid()
+    make_dir(tmp_path / f".out.{pid}.old", "old")
+    with atomic_file(tmp_path / "other"):  # another target leaves it alone
+        pass
+    assert (tmp_path / f".out.{pid}.old").is_dir()
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "out"):
+        raise RuntimeError  # even a run that then fails restores it first
+    assert names(tmp_path) == ["other", "out"] and (tmp_path / "out" / "who").read_text() == "old"
+    make_dir(tmp_path / f".out.{pid}.old", "older")
+    with atomic_dir(tmp_path / "out", force=True) as tmp:
+        (tmp / "who").write_text("new")
+    assert names(tmp_path) == ["other", "out"] and (tmp_path / "out" / "who").read_text() == "new"
+
+
+def test_leftovers_of_dead_writers_go_and_those_of_live_ones_stay(tmp_path):
+    dead, live = dead_pid(), os.getpid()
+    stale = [f".out.{dead}.abcdef.tmp", f".out.{dead}.123456.tmp"]
+    kept = [
+        f".out.{live}.abcdef.tmp",  # a writer still running
+        f".out.{live}.old",
+        f".out.{dead}.abcdef.tmp.bak",  # not ours: other names, and other targets
+        f".out.x.{dead}.abcdef.tmp",
+        f".outer.{dead}.abcdef.tmp",
+        f".out.{dead}.ABCDEF.tmp",
+    ]
+    (tmp_path / stale[0]).write_text("half")
+    make_dir(tmp_path / stale[1], "half")
+    for name in kept:
+        (tmp_path / name).write_text("keep")
+    write_text(tmp_path / "out", "done")
+    assert names(tmp_path) == sorted([*kept, "out"])
+    with atomic_dir(tmp_path / "out2"):  # a folder target cleans up its own name only
+        pass
+    assert names(tmp_path) == sorted([*kept, "out", "out2"])
+
+
+def test_temporary_names_carry_the_pid(tmp_path):
+    with atomic_file(tmp_path / "f") as tmp_file, atomic_dir(tmp_path / "d") as tmp_dir:
+        assert atomic._leftovers("f").fullmatch(tmp_file.name).group(1) == str(os.getpid())
+        assert atomic._leftovers("d").fullmatch(tmp_dir.name).group(1) == str(os.getpid())
+        assert tmp_file.parent == tmp_dir.parent == tmp_path
+
+
+def test_modes_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_text(tmp_path / "f", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "g").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+
+
+def test_write_text_and_json(tmp_path):
+    write_text(tmp_path / "a" / "results.md", "| é |\n")
+    write_json(tmp_path / "metrics.json", {"top1": 0.5})
+    assert (tmp_path / "a" / "results.md").read_text(encoding="utf-8") == "| é |\n"
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"top1": 0.5}
+    assert (tmp_path / "metrics.json").read_text().endswith("}\n") and names(tmp_path) == ["a", "metrics.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    write_text(tmp_path / "f", "old")
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "f") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError
+    assert names(tmp_path) == ["f"] and (tmp_path / "f").read_text() == "old"
+
+
+def check_error(path, **kwargs) -> str:
+    with pytest.raises(InputError) as e:
+        check_output_path(path, **kwargs)
+    assert e.value.exit_code == 3 and "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_check_output_path_accepts_a_writable_place(tmp_path):
+    check_output_path(tmp_path / "out", is_dir=True)
+    check_output_path(tmp_path / "metrics.json")
+    (tmp_path / "out").mkdir()
+    check_output_path(tmp_path / "out", is_dir=True)  # an existing folder (replaced with --force)
+
+
+def test_check_output_path_rejects_a_missing_or_non_folder_parent(tmp_path):
+    assert "folder" in check_error(tmp_path / "no" / "out") and "does not exist" in check_error(tmp_path / "no" / "o")
+    (tmp_path / "file").write_text("x")
+    assert "is not a folder" in check_error(tmp_path / "file" / "out", is_dir=True)
+    (tmp_path / "dir").mkdir()
+    assert "is a folder, not a file" in check_error(tmp_path / "dir")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to read-only folders")
+def test_check_output_path_rejects_a_read_only_parent(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    try:
+        assert "is not writable" in check_error(tmp_path / "ro" / "out")
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_check_output_path_reports_an_unwritable_parent(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # runs as root too
+    assert f"folder {tmp_path} is not writable" in check_error(tmp_path / "out")
+
+
+def test_check_output_path_knows_the_longest_name_that_works(tmp_path, monkeypatch):
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    overhead = len(atomic._tmp_name("", "0" * 2 * atomic._TOKEN_HEX))
+    longest = "n" * (limit - overhead)
+    assert len(longest) >= 230
+    check_output_path(tmp_path / longest)
+    check_output_path(tmp_path / longest, is_dir=True)
+    write_text(tmp_path / longest, "fits")
+    with atomic_dir(tmp_path / longest, force=True) as tmp:  # replaces the file with a folder
+        (tmp / "who").write_text("fits")
+    monkeypatch.setattr(atomic, "_renameat2", lambda: None)
+    with atomic_dir(tmp_path / longest, force=True) as tmp:  # the fallback's .old name fits too
+        (tmp / "who").write_text("fits again")
+    assert (tmp_path / longest / "who").read_text() == "fits again"
+    assert f"at most {len(longest)} bytes" in check_error(tmp_path / (longest + "n"))
+    assert "over this filesystem's limit" in check_error(tmp_path / ("n" * (limit + 1)), is_dir=True)
+    assert "at most" in check_error(tmp_path / ("é" * (len(longest) // 2 + 1)))  # bytes, not characters
