@@ -7,7 +7,11 @@ deterministic given (seed, epoch), able to start mid-epoch (for exact resume) an
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import weakref
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +47,27 @@ class View:
     std: tuple
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
+
+    def input_cfg(self) -> dict:
+        """The normalization a model stores with it (a learngene's `input`, timm's pretrained_cfg)."""
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+        }
+
+    @classmethod
+    def from_input_cfg(cls, cfg: dict, img_size: int, in_chans: int) -> View:
+        """The view an input config describes; missing fields take timm's defaults."""
+        return cls(
+            img_size,
+            in_chans,
+            tuple(cfg.get("mean", (0.5,) * in_chans)),
+            tuple(cfg.get("std", (0.5,) * in_chans)),
+            cfg.get("crop_pct", 0.875),
+            cfg.get("interpolation", "bicubic"),
+        )
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
@@ -88,17 +113,31 @@ class TensorSplit:
         rank: int = 0,
         world: int = 1,
         device="cpu",
-        augment: str = "flip",
+        recipe=None,
     ):
+        """(images, labels) on `device`, batch `start` onward of pass (`seed`, `epoch`), this rank's share.
+        Training batches are augmented as `recipe` (a TrainConfig; default: its defaults) says: --augment,
+        then --aa / --color-jitter per image, then --reprob after normalization, all seeded per batch."""
+        from lgtool import recipe as recipes
+        from lgtool.config import TrainConfig
+
+        cfg = recipe or TrainConfig()
+        pixels = recipes.tensor_augment(cfg, mean=view.mean) if train else None
+        erase = recipes.random_erasing(cfg) if train else None
         order = epoch_order(len(self), seed, epoch, shuffle=train)
         for i, index in enumerate(global_batches(order, batch_size * world, drop_last=train)):
             if i < start:
                 continue
             x = self.images[index]
             if train:
-                x = augment_small(x, batch_generator(seed, epoch, i), augment)
+                gen = batch_generator(seed, epoch, i)
+                x = augment_small(x, gen, cfg.augment)
+                x = pixels(x, gen) if pixels else x
             mine = slice(rank, None, world)
-            yield prepare(x[mine], view, device), self.labels[index][mine].to(device, non_blocking=True)
+            x = prepare(x[mine], view, device)
+            if erase is not None:  # per rank: each erases its own share
+                x = erase(x, batch_generator(seed + 1 + rank, epoch, i))
+            yield x, self.labels[index][mine].to(device, non_blocking=True)
 
 
 def augment_small(x: torch.Tensor, gen: torch.Generator, mode: str = "flip") -> torch.Tensor:
@@ -126,14 +165,32 @@ def prepare(x: torch.Tensor, view: View, device) -> torch.Tensor:
     return (x - mean) / std
 
 
+def usable_workers(requested: int) -> int:
+    """Loader processes to start: `requested`, but no more than the CPUs this process may run on."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # a container's cpuset, where one is set
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(0, min(int(requested), cpus))
+
+
 @dataclass
 class FolderSplit:
-    """An ImageFolder split read through timm's dataset and transforms."""
+    """An ImageFolder split read through timm's dataset and transforms.
+
+    It keeps one DataLoader for training passes and one for evaluation, so that their worker processes persist
+    across epochs: a `batches` call with the same transform, worker count and pinning as the last one only
+    swaps in its pass's index list; a different one replaces that loader."""
 
     root: Path
     index: torch.Tensor  # which samples of the folder belong to this split
     classes: list[str]
-    workers: int = 2
+    workers: int = 4  # loader processes when `batches` gets neither `workers` nor a recipe (which has its own)
+    _loaders: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        _OPEN_LOADERS[id(self)] = self._loaders
+        weakref.finalize(self, _OPEN_LOADERS.pop, id(self), None).atexit = False
 
     def __len__(self):
         return len(self.index)
@@ -165,29 +222,176 @@ class FolderSplit:
         rank: int = 0,
         world: int = 1,
         device="cpu",
-        augment: str = "flip",
+        recipe=None,
+        workers: int | None = None,
+        transform=None,
     ):
-        from timm.data import create_transform
+        """(images, labels) on `device`, batch `start` onward of pass (`seed`, `epoch`), this rank's share.
 
-        transform = create_transform(
-            view.img_size,
-            is_training=train,
-            mean=view.mean,
-            std=view.std,
-            crop_pct=view.crop_pct,
-            interpolation=view.interpolation,
-        )
-        dataset = self._dataset(transform)
+        Training images go through `recipe.train_transform(recipe, view)` (`recipe`: a TrainConfig; None: its
+        defaults; --augment none: the evaluation transform), or through `transform` (a PIL image -> tensor
+        callable) when given: pass the same object every epoch to keep the same worker processes.
+        `workers`: loader processes; None: `recipe.workers`, else the split's own. Training augmentation is
+        seeded per image from (seed, epoch, image): batches do not depend on the worker count, the rank count
+        or where a run resumed."""
+        workers = usable_workers(getattr(recipe, "workers", self.workers) if workers is None else workers)
+        pin = torch.device(device).type == "cuda"
+        plain = not train or getattr(recipe, "augment", None) == "none"
+        if transform is not None:
+            key = ("given", id(transform))
+        else:  # the recipe's repr holds every setting, so equal recipes (every epoch's) share a loader
+            key = ("timm", plain, None if plain else repr(recipe), repr(view))
+        key = (*key, workers, pin)
+        cached = self._loaders.get(train)  # one loader per role: a new transform replaces (and stops) the old
+        if cached is not None and cached.key == key and not cached.busy:
+            loader = cached
+        else:
+            if transform is None:
+                from lgtool import recipe as recipes
+                from lgtool.config import TrainConfig
+
+                transform = recipes.train_transform(recipe or TrainConfig(), view, train=not plain)
+            # busy with this key: another pass over it is still being read, so this one gets a loader of its own
+            keep = cached is None or cached.key != key or not cached.busy
+            loader = _Loader(key, _CheckedImages(self._dataset(transform)), transform, workers, pin, keep)
+            self._loaders[train if keep else ("one-off", id(loader))] = loader
         order = self.index[epoch_order(len(self), seed, epoch, shuffle=train)]
-        sampler = [b[rank::world].tolist() for b in global_batches(order, batch_size * world, drop_last=train)][start:]
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, num_workers=self.workers, pin_memory=str(device).startswith("cuda")
+        aug = _pass_key(seed, epoch) if train else None
+        loader.sampler.batches = [  # (image, augmentation key) pairs, sent to the workers batch by batch
+            [(i, aug) for i in b[rank::world].tolist()]
+            for b in global_batches(order, batch_size * world, drop_last=train)[start:]
+        ]
+        loader.busy = True
+        try:
+            for batch in loader.loader:
+                if isinstance(batch, _Unreadable):  # raised here: an error raised in a worker would come back wrapped
+                    raise InputError(f"{batch.path}: not a readable image ({batch.reason}); remove or replace it")
+                x, y = batch
+                x = x.to(device, non_blocking=True)
+                if x.shape[1] != view.in_chans:
+                    x = x.mean(1, keepdim=True).expand(-1, view.in_chans, -1, -1)
+                yield x, y.to(device, non_blocking=True)
+        finally:  # also when the reader stops early (training stops at a whole number of accumulation steps)
+            loader.busy = False
+            self._loaders.pop(("one-off", id(loader)), None)
+
+
+# Every split's loaders, by id of the split (dropped when the split is). Held here, outside any reference
+# cycle a split may end up in (an exception's traceback, say): when the garbage collector frees a cycle,
+# multiprocessing's queues inside it are closed before the DataLoader's own cleanup runs, whose stop signal
+# then never reaches the workers, and it waits 5 s on each. From here, loaders are freed in order instead.
+_OPEN_LOADERS: dict[int, dict] = {}
+
+PREFETCH_BATCHES = 4  # per worker: enough to hide a slow image without holding many batches in memory
+
+
+class _PassBatches(torch.utils.data.Sampler):
+    """The batch sampler a loader keeps: each pass assigns `batches` before iterating the loader."""
+
+    def __init__(self):
+        self.batches: list[list] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+class _Loader:
+    """One DataLoader and its sampler; `busy` while a `batches` generator is reading it. Workers persist
+    unless this is a one-off loader (`keep` false), which shuts them down when the pass ends."""
+
+    def __init__(self, key: tuple, dataset, transform, workers: int, pin: bool, keep: bool):
+        self.key = key
+        self.sampler = _PassBatches()
+        self.transform = transform  # held so that a given transform's id (its cache key) is not reused
+        self.busy = False
+        self.loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=pin,
+            persistent_workers=workers > 0 and keep,
+            prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
+            generator=torch.Generator(),  # its seed draws then leave the training process's stream alone
         )
-        for x, y in loader:
-            x = x.to(device, non_blocking=True)
-            if x.shape[1] != view.in_chans:
-                x = x.mean(1, keepdim=True).expand(-1, view.in_chans, -1, -1)
-            yield x, y.to(device, non_blocking=True)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    """splitmix64's finalizer: nearby inputs (consecutive images, epochs) give unrelated seeds."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _pass_key(seed: int, epoch: int) -> int:
+    return _mix64(_mix64(seed) ^ epoch)
+
+
+@dataclass
+class _Unreadable:
+    """What a loader returns for a batch holding an image PIL cannot decode."""
+
+    path: str
+    reason: str
+
+
+class _CheckedImages(torch.utils.data.Dataset):
+    """timm's ImageDataset, except that an undecodable image is reported (timm would silently read the next one).
+
+    An item is a folder index, or (index, pass key) to draw the transform's randomness from a seed of its own."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        from PIL import Image
+
+        i, key = item if isinstance(item, tuple) else (item, None)
+        path, target = self.dataset.reader.samples[i]
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")  # decodes every pixel, so a truncated file fails here
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            return _Unreadable(path, " ".join(str(e).split()) or type(e).__name__)
+        if key is None:
+            return self.dataset.transform(rgb), target
+        with _seeded(_mix64(key ^ i)):
+            return self.dataset.transform(rgb), target
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Seed the generators timm's and torchvision's transforms draw from (random, numpy, torch), then put
+    them back: with workers=0 this runs in the training process, whose own streams must not move."""
+    import random
+
+    import numpy as np
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.default_generator.manual_seed(seed)  # the CPU generator only: torch.manual_seed would reseed CUDA too
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _collate(items):
+    bad = next((item for item in items if isinstance(item, _Unreadable)), None)
+    return bad if bad is not None else torch.utils.data.default_collate(items)
 
 
 @dataclass
@@ -234,14 +438,44 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return chosen.sort().values
 
 
-def _idx(path: Path) -> torch.Tensor:
+_FASHION_MNIST_FIX = (
+    "reinstall with `apt-get install dataset-fashion-mnist` or point --data-dir at matching IDX .gz files"
+)
+
+
+def _idx(path: Path, ndim: int) -> torch.Tensor:
+    """An IDX file of unsigned bytes with `ndim` dimensions, gzipped; any flaw is an InputError naming the file."""
     import numpy as np
 
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
+    def bad(problem):
+        return InputError(f"{path}: {problem}; {_FASHION_MNIST_FIX}")
+
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise bad(f"truncated or not gzip ({e})") from None
+    head = 4 + 4 * ndim
+    if raw[:4] != bytes([0, 0, 8, ndim]):
+        raise bad(f"bad magic number {raw[:4].hex() or '(empty)'}, expected {bytes([0, 0, 8, ndim]).hex()}")
+    if len(raw) < head:
+        raise bad(f"truncated header ({len(raw)} bytes)")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy())
+    if len(raw) - head != math.prod(dims):
+        shape, got = "x".join(map(str, dims)), len(raw) - head
+        raise bad(f"header says {shape} = {math.prod(dims)} bytes of data but the file has {got}")
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims).copy())
+
+
+def _fashion_mnist_split(images: Path, labels: Path) -> TensorSplit:
+    x, y = _idx(images, 3), _idx(labels, 1)
+    if len(x) != len(y):
+        raise InputError(f"{images} has {len(x)} images but {labels} has {len(y)} labels; {_FASHION_MNIST_FIX}")
+    if tuple(x.shape[1:]) != (28, 28):
+        raise InputError(f"{images}: images are {x.shape[1]}x{x.shape[2]}, expected 28x28; {_FASHION_MNIST_FIX}")
+    if len(y) and int(y.max()) >= len(FASHION_MNIST_CLASSES):
+        raise InputError(f"{labels}: label {int(y.max())} is not a class (0-9); {_FASHION_MNIST_FIX}")
+    return TensorSplit(x.unsqueeze(1), y.long(), FASHION_MNIST_CLASSES)
 
 
 def _fashion_mnist(root: Path) -> Data:
@@ -255,17 +489,8 @@ def _fashion_mnist(root: Path) -> Data:
             f"Fashion-MNIST not found in {root} (missing {missing[0]}): install it with "
             "`apt-get install dataset-fashion-mnist` or point --data-dir at the IDX .gz files"
         )
-    try:
-        train = TensorSplit(
-            _idx(files["train-images-idx3"]).unsqueeze(1),
-            _idx(files["train-labels-idx1"]).long(),
-            FASHION_MNIST_CLASSES,
-        )
-        test = TensorSplit(
-            _idx(files["t10k-images-idx3"]).unsqueeze(1), _idx(files["t10k-labels-idx1"]).long(), FASHION_MNIST_CLASSES
-        )
-    except (OSError, EOFError, ValueError) as e:
-        raise InputError(f"Fashion-MNIST files in {root} are unreadable: {e}") from None
+    train = _fashion_mnist_split(files["train-images-idx3"], files["train-labels-idx1"])
+    test = _fashion_mnist_split(files["t10k-images-idx3"], files["t10k-labels-idx1"])
     mean, std = FASHION_MNIST_STATS
     return Data(FASHION_MNIST, train, test, View(28, 1, mean, std, crop_pct=1.0, interpolation="bilinear"))
 
@@ -294,6 +519,7 @@ def _image_folder(root: Path, seed: int) -> Data:
     n = len(train_ds)
     if train_dir.is_dir() and val_dir:
         val_ds = read(val_dir)
+        _same_classes(train_dir, val_dir, classes, list(val_ds.reader.class_to_idx))
         train = FolderSplit(train_dir, torch.arange(n), classes)
         test = FolderSplit(val_dir, torch.arange(len(val_ds)), classes)
     else:  # one folder of class folders: hold out 10% (at least one image)
@@ -306,3 +532,15 @@ def _image_folder(root: Path, seed: int) -> Data:
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     return Data(str(root), train, test, View(224, 3, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
+
+
+def _same_classes(train_dir: Path, val_dir: Path, train: list[str], val: list[str]) -> None:
+    """Labels are indices into the sorted class names, so both folders must name the same classes."""
+    for a, b, have, lack in ((val_dir, train_dir, val, train), (train_dir, val_dir, train, val)):
+        extra = sorted(set(have) - set(lack))
+        if extra:
+            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+            raise InputError(
+                f"{a.parent}: {a.name}/ has class '{extra[0]}'{more} that {b.name}/ lacks; "
+                f"give {a.name}/ and {b.name}/ the same class folders"
+            )

@@ -4,7 +4,10 @@ import json
 
 import torch
 
+from lgtool.config import TrainConfig
 from lgtool.data import TensorSplit, View, balanced_subset, load_data
+
+PLAIN = TrainConfig(augment="none")
 
 
 def test_balanced_subset_is_balanced_and_deterministic():
@@ -19,14 +22,14 @@ def test_balanced_subset_is_balanced_and_deterministic():
 def test_batches_shard_one_global_batch_across_ranks():
     split = TensorSplit(torch.arange(64, dtype=torch.uint8).view(16, 1, 2, 2).repeat(1, 1, 1, 1), torch.arange(16))
     view = View(2, 1, (0.0,), (1 / 255,))
-    one = [y for _, y in split.batches(view, 4, train=True, seed=1, epoch=2, augment="none")]
+    one = [y for _, y in split.batches(view, 4, train=True, seed=1, epoch=2, recipe=PLAIN)]
     two = [
-        [y for _, y in split.batches(view, 2, train=True, seed=1, epoch=2, rank=r, world=2, augment="none")]
+        [y for _, y in split.batches(view, 2, train=True, seed=1, epoch=2, rank=r, world=2, recipe=PLAIN)]
         for r in (0, 1)
     ]
     for i, batch in enumerate(one):
         assert sorted(torch.cat([two[0][i], two[1][i]]).tolist()) == sorted(batch.tolist())
-    later = [y for _, y in split.batches(view, 4, train=True, seed=1, epoch=2, start=2, augment="none")]
+    later = [y for _, y in split.batches(view, 4, train=True, seed=1, epoch=2, start=2, recipe=PLAIN)]
     assert all(torch.equal(a, b) for a, b in zip(later, one[2:], strict=True))  # resume mid-epoch
 
 
