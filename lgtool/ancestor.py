@@ -9,33 +9,29 @@ from pathlib import Path
 import torch
 
 from lgtool._compat import import_timm, offline
-from lgtool.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS
+from lgtool.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
+from lgtool.data import View
 from lgtool.errors import InputError
+from lgtool.learngene import first_nonfinite
 
 
 def load_ancestor(name: str, weights: str | None = None, num_classes: int | None = None) -> torch.nn.Module:
     """The ancestor in eval mode. `num_classes` is the data's class count, which the ancestor must match."""
     timm = import_timm()
-    path = shipped_ancestor(name) or Path(name)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise InputError(f"--ancestor {name}: a folder, but without config.json (timm's hub layout)")
-        model = _create(timm, f"local-dir:{path.resolve()}", pretrained=weights is None)
+    folder = resolve_ancestor(name, weights)
+    if folder is not None and weights is None:
+        model = load_folder(folder, f"--ancestor {name}")
+    elif folder is not None:
+        model = _create(timm, f"local-dir:{folder.resolve()}", pretrained=False)
     else:
-        if path.suffix in (".safetensors", ".pth", ".pt", ".bin") and weights is None:
-            raise InputError(
-                f"--ancestor {name}: a weights file needs its architecture: "
-                f"--ancestor <timm name> --ancestor-weights {name}"
-            )
         arch = ANCESTOR_ALIASES.get(name, name)
-        if not timm.is_model(arch):
-            raise InputError(
-                f"--ancestor {name}: not a timm model name, alias ({', '.join(ANCESTOR_ALIASES)}), shipped "
-                f"ancestor ({', '.join(SHIPPED_ANCESTORS)}), or model folder"
-            )
         model = _create(timm, arch, pretrained=weights is None, num_classes=num_classes if weights else None)
     if weights is not None:
         _load_weights(model, Path(weights))
+    bad = first_nonfinite(model.state_dict())
+    if bad is not None:
+        source = weights or (weights_file(folder) if folder is not None else f"{name}'s pretrained weights")
+        raise InputError(f"--ancestor {name}: {source} holds non-finite weights (NaN or Inf in {bad})")
     classes = getattr(model, "num_classes", None)
     if num_classes is not None and classes != num_classes:
         raise InputError(
@@ -46,6 +42,55 @@ def load_ancestor(name: str, weights: str | None = None, num_classes: int | None
     return model.eval()
 
 
+def resolve_ancestor(name: str, weights: str | None = None) -> Path | None:
+    """The cheap half of `load_ancestor`: what `name` is, checked without building a model or reading weights.
+
+    Returns the folder of a folder ancestor (shipped or local), None for a timm name; one-line InputError for a
+    name that is none of them, a weights file given as the name, or pretrained weights that cannot be had offline."""
+    path = shipped_ancestor(name) or Path(name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"--ancestor {name}: a folder, but without config.json (timm's hub layout)")
+        return path
+    if path.suffix in (".safetensors", ".pth", ".pt", ".bin") and weights is None:
+        raise InputError(
+            f"--ancestor {name}: a weights file needs its architecture: "
+            f"--ancestor <timm name> --ancestor-weights {name}"
+        )
+    timm = import_timm()
+    arch = ANCESTOR_ALIASES.get(name, name)
+    if not timm.is_model(arch):
+        raise InputError(
+            f"--ancestor {name}: not a timm model name, alias ({', '.join(ANCESTOR_ALIASES)}), shipped "
+            f"ancestor ({', '.join(SHIPPED_ANCESTORS)}), or model folder"
+        )
+    if weights is None and offline() and not _cached(timm, arch):
+        raise InputError(_OFFLINE.format(name=arch))
+    return None
+
+
+def ancestor_heads(name: str) -> int | None:
+    """The head count a folder ancestor's config.json declares, read without building the model (None if it
+    declares none, or `name` is a timm name)."""
+    import json
+
+    path = shipped_ancestor(name) or Path(name)
+    try:
+        heads = json.loads((path / "config.json").read_text())["model_args"]["num_heads"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return heads if type(heads) is int and heads > 0 else None
+
+
+def ancestor_view(ancestor: torch.nn.Module, data_view: View) -> View:
+    """Images as the ancestor was trained to see them: its input size, channels and normalization
+    (the data's own where its pretrained_cfg says nothing)."""
+    cfg = getattr(ancestor, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size", (data_view.in_chans, data_view.img_size, data_view.img_size))
+    in_chans = ancestor.patch_embed.proj.in_channels if hasattr(ancestor, "patch_embed") else size[0]
+    return View.from_input_cfg({**data_view.input_cfg(), **cfg}, size[-1], in_chans)
+
+
 def shipped_ancestor(name: str) -> Path | None:
     """The folder of an ancestor shipped inside the package, for its short name; None for any other name."""
     if name not in SHIPPED_ANCESTORS or Path(name).exists():  # a local folder of that name wins
@@ -53,12 +98,15 @@ def shipped_ancestor(name: str) -> Path | None:
     return Path(__file__).parent / "ancestors" / SHIPPED_ANCESTORS[name]
 
 
+_OFFLINE = (
+    "--ancestor {name}: no cached pretrained weights and offline (HF_HUB_OFFLINE=1); "
+    "pass a local file with --ancestor-weights FILE, or a model folder as --ancestor"
+)
+
+
 def _create(timm, name: str, pretrained: bool, **kwargs):
     if pretrained and offline() and not name.startswith("local-dir:") and not _cached(timm, name):
-        raise InputError(
-            f"--ancestor {name}: no cached pretrained weights and offline (HF_HUB_OFFLINE=1); "
-            "pass a local file with --ancestor-weights FILE, or a model folder as --ancestor"
-        )
+        raise InputError(_OFFLINE.format(name=name))
     try:
         return timm.create_model(name, pretrained=pretrained, **{k: v for k, v in kwargs.items() if v is not None})
     except Exception as e:  # noqa: BLE001 - hub/network failures come in many types
@@ -69,6 +117,66 @@ def _create(timm, name: str, pretrained: bool, **kwargs):
             f"--ancestor {name}: cannot get pretrained weights ({why}); pass a local file with "
             f"--ancestor-weights FILE, or a model folder as --ancestor"
         ) from None
+
+
+# The weights file timm's local-dir loader takes from a folder: the first of these, else the first file of
+# the first of these extensions (timm.models._hub.load_state_dict_from_path).
+_FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
+_FOLDER_EXTENSIONS = (".safetensors", ".pth", ".pth.tar", ".bin")
+
+
+def weights_file(folder: Path) -> Path | None:
+    """The weights file timm loads from a hub-layout folder, or None if it holds none."""
+    folder = Path(folder)
+    for name in _FOLDER_WEIGHTS:
+        if (folder / name).is_file():
+            return folder / name
+    for ext in _FOLDER_EXTENSIONS:
+        files = sorted(p for p in folder.glob(f"*{ext}") if p.is_file())
+        if files:
+            return files[0]
+    return None
+
+
+def load_folder(folder: Path, label: str | None = None, **kwargs) -> torch.nn.Module:
+    """`timm.create_model("local-dir:FOLDER", pretrained=True, **kwargs)`, or one InputError line that names
+    the folder's weights file and what is wrong with it: missing, unreadable, or not the model its config.json
+    describes (`label`, e.g. "--ancestor NAME", leads the line)."""
+    timm = import_timm()
+    folder = Path(folder)
+    try:
+        return timm.create_model(f"local-dir:{folder.resolve()}", pretrained=True, **kwargs)
+    except Exception as e:  # noqa: BLE001 - timm reports a bad folder in many types; say which fault it is
+        what = _folder_fault(timm, folder, e)
+        raise InputError(f"{label}: {what}" if label else what) from None
+
+
+def _folder_fault(timm, folder: Path, error: Exception) -> str:
+    """Why timm could not load a folder, found by reading it the way timm does, one step at a time."""
+    from lgtool.learngene import safetensors_header
+
+    weights = weights_file(folder)
+    if weights is None:
+        return f"{folder}: no weights file ({_FOLDER_WEIGHTS[0]} is missing)"
+    try:
+        if weights.suffix == ".safetensors":
+            safetensors_header(weights)  # truncated or corrupt: said precisely, torch-free
+        state = read_state_dict(weights)
+    except InputError as e:
+        return str(e)
+    try:
+        own = timm.create_model(f"local-dir:{folder.resolve()}", pretrained=False).state_dict()
+    except Exception as e:  # noqa: BLE001
+        return f"{folder / 'config.json'}: timm cannot build the model it describes ({_brief(e)})"
+    what = _mismatch(state, own)
+    if what:
+        return f"{weights}: weights do not match the model {folder / 'config.json'} describes ({what})"
+    return f"{folder}: timm cannot load this model ({_brief(error)})"
+
+
+def _brief(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:160]}" if text else type(e).__name__
 
 
 def _cached(timm, name: str) -> bool:
@@ -93,26 +201,33 @@ def read_state_dict(path: Path) -> dict:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise InputError(f"{path}: unreadable weights file ({type(e).__name__}: {str(e)[:120]})") from None
+        raise InputError(f"{path}: unreadable weights file ({_brief(e)[:160]})") from None
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: not a state dict (it holds a {type(state).__name__})")
+    return {str(k).removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+
+
+def _mismatch(state: dict, own: dict) -> str | None:
+    """The first way `state` is not a state dict of the model whose own is `own`, or None."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        return f"missing {one_line(missing[0])}"
+    if unexpected:
+        return f"unexpected {one_line(unexpected[0])}"
+    shape = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    wrong = [k for k in own if not isinstance(state[k], torch.Tensor) or shape[k] != tuple(own[k].shape)]
+    if wrong:
+        return f"{one_line(wrong[0])} is {list(shape[wrong[0]])}, model has {list(own[wrong[0]].shape)}"
+    return None
 
 
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
     state = read_state_dict(path)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        what = (
-            f"missing {missing[0]}"
-            if missing
-            else f"unexpected {unexpected[0]}"
-            if unexpected
-            else f"{wrong[0]} is {list(state[wrong[0]].shape)}, model has {list(own[wrong[0]].shape)}"
-        )
+    what = _mismatch(state, model.state_dict())
+    if what:
         raise InputError(f"{path}: weights of another architecture ({what})")
     model.load_state_dict(state)

@@ -240,6 +240,11 @@ def parse_width(width: str | int, num_heads: int | None = None, head_dim: int = 
     return dim, heads
 
 
+def default_patch_size(img_size: int) -> int:
+    """16 for ImageNet-sized inputs; for small images, a 4 x 4 grid of patches (28 px -> 7)."""
+    return 16 if img_size >= 112 else max(1, img_size // 4)
+
+
 def build_vit(arch: Arch, device=None, **extra):
     """A plain timm VisionTransformer with these arguments (timm's own initialization).
 

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
-from lgtool.arch import Arch, build_vit, parse_width
+from lgtool.arch import HEAD_DIM, MAX_EMBED_DIM, Arch, build_vit, first_error, parse_width
 from lgtool.bench_report import INITS, LEARNGENES, size_arch
 from lgtool.errors import InputError, UsageError
+from lgtool.rules import RULES
 from lgtool.train import TrainConfig, evaluate, fit
 
 FROM_SCRATCH = ("scratch", "kd-scratch")  # timm init: trained at the from-scratch rate
@@ -52,23 +55,57 @@ class BenchConfig:
     batch_size: int = 128
     train_samples: int | None = 10_000
     aux_depth: int = 8
-    sws_stages: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
-    wave_template_size: int = 32
+    # Each learngene's rule takes the options it knows (SWS: stages, WAVE: template size).
+    rule_options: dict = field(default_factory=lambda: {"stages": [2, 2, 2, 2], "template_size": 32})
     calibrate_steps: int = 200
     calibrate_samples: int = 2000
     calibrate_lr: float = 1e-2
     seed: int = 0
 
     def __post_init__(self):
+        """Every setting in its range, as a one-line UsageError naming its flag, before anything is loaded."""
         unknown = [i for i in self.inits if i not in INITS]
         if unknown:
             raise UsageError(f"unknown init {unknown[0]!r}: choose from {', '.join(INITS)}")
+        if not self.inits:
+            raise UsageError(f"--inits names no init: choose from {', '.join(INITS)}")
         if not self.depths or min(self.depths) < 1:
             raise UsageError("--depths takes positive integers, e.g. 2,4,6,8")
+        if min(self.widths, default=1) < 1:
+            raise UsageError("--widths takes positive integers, e.g. 96,128")
+        if self.width_depths is not None and (not self.width_depths or min(self.width_depths) < 1):
+            raise UsageError("--width-depths takes positive integers, e.g. 4,8")
         if self.learn_init not in ("ancestor", "official"):
             raise UsageError(f"unknown --learn-init {self.learn_init!r}: choose ancestor or official")
         if self.epochs < 1 or self.scratch_max_epochs < 1 or self.learn_epochs < 1:
             raise UsageError("--epochs, --learn-epochs and --scratch-max-epochs must be at least 1")
+        if self.num_heads is not None and self.num_heads < 1:
+            raise UsageError(f"--num-heads must be at least 1, got {self.num_heads}")
+        try:  # the width's spelling, and with --num-heads whether they divide it; the ancestor's heads come later
+            dim = parse_width(self.width, self.num_heads or 1)[0]
+        except InputError as e:
+            raise UsageError(f"--width: {e}") from None
+        if dim > MAX_EMBED_DIM:
+            raise UsageError(f"--width must be at most {MAX_EMBED_DIM}, got {dim}")
+        if self.train_samples is not None and self.train_samples < 1:
+            raise UsageError(f"--train-samples must be at least 1, got {self.train_samples}")
+        if self.train_samples is not None and self.train_samples < self.batch_size:
+            raise UsageError(
+                f"--train-samples {self.train_samples} is fewer than one batch of the bench ({self.batch_size} images)"
+            )
+        if self.lr_grid is not None and (not self.lr_grid or not all(_positive(lr) for lr in self.lr_grid)):
+            raise UsageError("--lr-grid takes positive finite learning rates, e.g. 2e-4,5e-4,2e-3")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be at least 0, got {self.seed}")
+        # Library-only settings (no flag): named as fields.
+        for name in ("finetune_lr", "scratch_lr", "learn_lr", "calibrate_lr"):
+            if not _positive(getattr(self, name)):
+                raise UsageError(f"BenchConfig.{name} must be a positive finite number, got {getattr(self, name)}")
+        for name in ("batch_size", "aux_depth", "calibrate_steps", "calibrate_samples"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"BenchConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if not math.isfinite(self.min_gain):
+            raise UsageError(f"BenchConfig.min_gain must be a finite number, got {self.min_gain}")
 
     def sizes(self) -> list[tuple[int, int]]:
         """(depth, width) of every Desc-Net benched: all depths at the family width, then the other widths."""
@@ -96,9 +133,10 @@ def run_bench(
     resume: bool = False,
     log=print,
 ) -> dict:
-    from lgtool.ancestor import load_ancestor
+    from lgtool.ancestor import ancestor_heads, ancestor_view, load_ancestor, resolve_ancestor
     from lgtool.bench_report import ancestor_cost, markdown, plot_accuracy, plot_time_to_accuracy, summarize
     from lgtool.data import balanced_subset, load_data
+    from lgtool.learngene import load_learngene
 
     out = Path(out)
     started = time.perf_counter()
@@ -110,12 +148,18 @@ def run_bench(
     ancestor = ancestor or DEFAULT_ANCESTORS.get(data)
     if ancestor is None:
         raise UsageError(f"--ancestor is required for --data {data} (a trained model on these labels)")
+    # Everything is validated before OUT is created: the cheap checks first, then data and ancestor are loaded.
     results_path = out / "results.json"
-    previous = json.loads(results_path.read_text()) if resume and results_path.is_file() else {}
     if results_path.is_file() and not resume:
         raise InputError(f"{out} already holds a bench; pass --resume to continue it or choose another -o")
+    previous = _previous(results_path) if resume and results_path.is_file() else {}
     if previous and previous.get("schema") != SCHEMA:
         raise InputError(f"{results_path} was written by another lgtool bench version; choose another -o")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder; choose another -o")
+    resolve_ancestor(ancestor)
+    given = {load_learngene(p).method: p for p in learngenes}  # header, tensors and finiteness, before data
+    _check_family(cfg, ancestor, ancestor_heads(ancestor), given)  # a folder ancestor declares its heads
 
     dataset = load_data(data, data_dir, cfg.train_samples, seed=cfg.seed)
     val = None
@@ -124,16 +168,21 @@ def run_bench(
         keep = torch.ones(len(dataset.train), dtype=torch.bool)
         keep[held] = False
         val, dataset.train = dataset.train.subset(held), dataset.train.subset(keep.nonzero().squeeze(1))
+    if len(dataset.train) < cfg.batch_size:
+        split = " (after the --lr-grid validation split)" if val is not None else ""
+        raise InputError(
+            f"--data {data}: {len(dataset.train)} training images{split}, fewer than one batch of the bench "
+            f"({cfg.batch_size} images)"
+        )
     teacher = load_ancestor(ancestor, num_classes=dataset.num_classes)
-    from lgtool.learn import ancestor_view
-
+    if not (hasattr(teacher, "blocks") and hasattr(teacher, "patch_embed")):
+        raise InputError(f"--ancestor {ancestor} is not a ViT; the bench seeds learngenes from a ViT's blocks")
     view = ancestor_view(teacher, dataset.view)
-    out.mkdir(parents=True, exist_ok=True)
-    ancestor_top1 = previous.get("ancestor", {}).get("top1") or evaluate(teacher, dataset.test, view)
-    log(f"ancestor {ancestor}: held-out top-1 {ancestor_top1:.4f}")
     # The ancestor's head count by default: narrowing it by evenly spaced selection then halves every head
     # rather than merging heads, for seeded learngenes and weight selection alike.
-    embed_dim, heads = parse_width(cfg.width, cfg.num_heads or getattr(teacher.blocks[0].attn, "num_heads", None))
+    teacher_heads = getattr(teacher.blocks[0].attn, "num_heads", None)
+    teacher_heads = teacher_heads or max(1, parse_width(cfg.width, 1)[0] // HEAD_DIM)  # a ViT that does not say
+    embed_dim, heads = _check_family(cfg, ancestor, teacher_heads, given)
     arch = Arch(
         img_size=view.img_size,
         patch_size=teacher.patch_embed.patch_size[0],
@@ -143,6 +192,11 @@ def run_bench(
         depth=cfg.aux_depth,
         num_classes=dataset.num_classes,
     )
+    out.mkdir(parents=True, exist_ok=True)
+    if any(m in LEARNGENES and m not in given for m in cfg.inits):
+        (out / "learngenes").mkdir(exist_ok=True)  # learn() writes there and wants the folder to exist
+    ancestor_top1 = previous.get("ancestor", {}).get("top1") or evaluate(teacher, dataset.test, view)
+    log(f"ancestor {ancestor}: held-out top-1 {ancestor_top1:.4f}")
     bench = Bench(cfg, arch, dataset, val, view, teacher, log)
     genes, learn_rows = bench.learngenes(ancestor, data, data_dir, out, learngenes, previous, resume)
     anc = {"name": ancestor, "top1": ancestor_top1, **ancestor_cost(ancestor)}
@@ -180,6 +234,51 @@ def run_bench(
     return report
 
 
+def _positive(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+
+
+def _previous(results_path: Path) -> dict:
+    """The results.json of the bench being resumed."""
+    try:
+        previous = json.loads(results_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{results_path}: cannot resume from it ({type(e).__name__}); choose another -o") from None
+    if not isinstance(previous, dict):
+        raise InputError(f"{results_path}: cannot resume from it (not a JSON object); choose another -o")
+    return previous
+
+
+def _check_family(cfg: BenchConfig, ancestor: str, ancestor_num_heads: int | None, given: dict) -> tuple[int, int]:
+    """The family's (width, heads): --num-heads, else the ancestor's head count. A UsageError if --width does not
+    divide into those heads, or cannot hold a learngene the bench would learn (not `given` ones). With no
+    --num-heads and `ancestor_num_heads` None (not known before the ancestor is loaded), heads are None."""
+    embed_dim = parse_width(cfg.width, cfg.num_heads or 1)[0]  # its spelling is checked by BenchConfig
+    heads = cfg.num_heads or ancestor_num_heads
+    if heads is None:
+        return embed_dim, None
+    if embed_dim % heads:
+        raise UsageError(
+            f"--width {embed_dim} is not divisible by the {heads} attention heads of --ancestor {ancestor}: "
+            f"use a multiple of {heads}, or --num-heads with a head count that divides {embed_dim}"
+        )
+    aux = Arch(embed_dim=embed_dim, num_heads=heads, depth=cfg.aux_depth)  # what learn() makes, at any image size
+    for method in [i for i in cfg.inits if i in LEARNGENES and i not in given]:
+        rules = RULES[method]
+        options = {k: v for k, v in cfg.rule_options.items() if k in rules.OPTIONS}
+        try:
+            rule, depth = rules.make_rule(options, cfg.aux_depth, embed_dim // heads)
+            rules.check_aux(rule, aux.model_copy(update={"depth": depth}))
+        except (ValueError, UsageError) as e:
+            why = first_error(e) if isinstance(e, ValidationError) else str(e)
+            raise UsageError(
+                f"--width {embed_dim} with {heads} head{'s' if heads > 1 else ''} (head dim {embed_dim // heads}) "
+                f"cannot hold the bench's {method.upper()} learngene: {why}; choose another --width or leave "
+                f"{method} out of --inits"
+            ) from None
+    return embed_dim, heads
+
+
 def _key(row: dict) -> tuple:
     return row["depth"], row["width"], row["init"], row["epochs"]
 
@@ -208,12 +307,9 @@ class Bench:
             path = Path(given.get(method) or out / "learngenes" / f"{method}.safetensors")
             if not path.is_file():
                 self.log(f"learn {method}: {cfg.learn_epochs} epochs of distillation, init {cfg.learn_init}")
-                options = {
-                    "sws": {"stages": cfg.sws_stages},
-                    "tleg": {"aux_depth": cfg.aux_depth},
-                    "wave": {"aux_depth": cfg.aux_depth, "template_size": cfg.wave_template_size},
-                }[method]
+                options = {k: v for k, v in cfg.rule_options.items() if k in RULES[method].OPTIONS}
                 t0 = time.perf_counter()
+                path.parent.mkdir(parents=True, exist_ok=True)
                 checkpoint = path.with_suffix(".ckpt")
                 r = learn(
                     ancestor,
@@ -225,6 +321,7 @@ class Bench:
                     data_dir=data_dir,
                     width=self.arch.embed_dim,
                     num_heads=self.arch.num_heads,
+                    aux_depth=cfg.aux_depth,
                     train_samples=cfg.train_samples,
                     init=cfg.learn_init,
                     cfg=TrainConfig(
@@ -255,22 +352,23 @@ class Bench:
         """The Desc-Net of one row before fine-tuning, and the images spent making it (WAVE calibration).
         InputError says why an init cannot make this size."""
         from lgtool.baselines import weight_selection
-        from lgtool.materialize import expand
+        from lgtool.materialize import expand, target_arch
 
         torch.manual_seed(depth * 1000 + width)  # fresh heads and scratch weights: the same in every run
         target = size_arch(self.arch, depth, width)
         if init in LEARNGENES:
             gene, spent = genes[init], 0
-            if init == "wave" and (depth, width) != (gene.arch.depth, gene.arch.embed_dim):
-                gene, spent = self.calibrate(gene, depth, width)
-            return expand(gene, depth=depth, width=width, num_classes=target.num_classes), spent
+            size = target_arch(gene, depth, width, target.num_classes)
+            if RULES[init].SIZE_SPECIFIC and (depth, width) != (gene.arch.depth, gene.arch.embed_dim):
+                gene, spent = self.calibrate(gene, size)
+            return expand(gene, size), spent
         model = build_vit(target)
         if init.startswith("weight-selection"):
             weight_selection(self.teacher.state_dict(), model)
         return model, 0
 
-    def calibrate(self, gene, depth: int, width: int):
-        """WAVE: the scalers of a new size learned on a few training images, templates frozen."""
+    def calibrate(self, gene, target: Arch):
+        """A new size's own tensors (WAVE's scalers) learned on a few training images, templates frozen."""
         from lgtool.data import balanced_subset
         from lgtool.learn import calibrate
 
@@ -279,8 +377,7 @@ class Bench:
         data.train = data.train.subset(balanced_subset(data.train.labels, cfg.calibrate_samples, cfg.seed + 2))
         calibrated, info = calibrate(  # the row measures the calibrated model itself: skip the "before" pass
             gene,
-            depth,
-            width,
+            target,
             dataset=data,
             steps=cfg.calibrate_steps,
             lr=cfg.calibrate_lr,

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from lgtool.arch import parse_width
+from lgtool.rules import RULES
 
-LEARNGENES = ("sws", "tleg", "wave")
+LEARNGENES = tuple(RULES)
 INITS = (*LEARNGENES, "scratch", "kd-scratch", "weight-selection", "weight-selection+kd")
 
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from lgtool.arch import Arch
-from lgtool.errors import InputError
+from lgtool.errors import CheckError, InputError
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 
@@ -40,9 +40,12 @@ def hub_config(arch: Arch, input_cfg: dict, lineage: dict) -> dict:
     }
 
 
-def write_descnet(state: dict, arch: Arch, out_dir, input_cfg: dict, lineage: dict, force: bool = False) -> Path:
+def write_descnet(
+    state: dict, arch: Arch, out_dir, input_cfg: dict, lineage: dict, force: bool = False, verify=None
+) -> Path:
     """Write a state dict (timm keys) and its config and card into `out_dir`, atomically (a temporary
-    folder renamed into place)."""
+    folder renamed into place). `verify(folder)` runs on the finished temporary folder first: if it
+    raises, nothing appears under `out_dir`."""
     from safetensors.torch import save_file
 
     from lgtool.atomic import atomic_dir
@@ -56,6 +59,8 @@ def write_descnet(state: dict, arch: Arch, out_dir, input_cfg: dict, lineage: di
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / CARD).write_text(model_card(config, out_dir.name))
+        if verify is not None:
+            verify(tmp)
     return out_dir
 
 
@@ -135,16 +140,12 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
 
     from lgtool import __version__
     from lgtool.materialize import describe_layers
+    from lgtool.rules import RULES
 
     digest = hashlib.sha256()
     with open(gene_path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    source = {
-        "sws": "SWS stage",
-        "tleg": "TLEG slope coefficient (l-1)/L",
-        "wave": "WAVE position on the Aux depth axis",
-    }
     same_head = target.num_classes == gene.arch.num_classes
     return {
         "method": gene.method,
@@ -152,8 +153,8 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
         "learngene_sha256": digest.hexdigest(),
         "aux_depth": gene.arch.depth,
         "aux_width": gene.arch.embed_dim,
-        "layer_source": source[gene.method],
-        "layers": describe_layers(gene, target.depth, layer_map),
+        "layer_source": RULES[gene.method].LAYER_SOURCE,
+        "layers": describe_layers(gene, target, layer_map),
         "head": "copied from the learngene" if same_head else f"fresh (timm init, {target.num_classes} classes)",
         "lgtool_version": __version__,
         "provenance": gene.meta.provenance,
@@ -204,35 +205,44 @@ def expand_folder(
     WAVE-calibrated on data first and checked against plain timm (and the Aux-Net at the Aux size)."""
     from contextlib import nullcontext
 
+    from lgtool.atomic import check_output
     from lgtool.learngene import load_learngene
     from lgtool.materialize import desc_state_dict, target_arch
 
     gene = load_learngene(gene_path)
     target = target_arch(gene, depth, width, num_classes, layer_map)
     output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
-    if output.exists() and not force:
-        raise InputError(f"{output} already exists; choose another -o or pass --force to replace it")
+    check_output(output, inputs=[gene_path, calibrate, data_dir], force=force, is_dir=True)
     info = lineage(gene, gene_path, target, layer_map)
     if calibrate is not None:
         from lgtool.learn import calibrate as calibrate_scalers
 
-        if gene.method != "wave":
-            raise InputError(f"--calibrate learns WAVE scalers; this is a {gene.method.upper()} learngene")
         with log() if log else nullcontext(None) as report:
             calibrated, info["calibration"] = calibrate_scalers(
                 gene,
-                target.depth,
-                target.embed_dim,
+                target,
                 calibrate,
                 data_dir=data_dir,
                 samples=calibrate_samples,
                 steps=calibrate_steps,
                 log=report,
             )
-        state = desc_state_dict(calibrated, num_classes=target.num_classes)
+        state = desc_state_dict(calibrated, target)
     else:
-        state = desc_state_dict(gene, target.depth, target.embed_dim, target.num_classes, layer_map)
-    write_descnet(state, target, output, gene.meta.input.model_dump(), info, force=force)
+        state = desc_state_dict(gene, target, layer_map)
+    checked = {}
+
+    def verify(folder):  # --check runs on the written folder before it takes the final name
+        at_aux = target == gene.arch and layer_map is None and calibrate is None
+        diffs = check_descnet(folder, state, target, gene if at_aux else None)
+        checked.update(diffs, tol=tol, passed=all(v <= tol for v in diffs.values()))
+        if not checked["passed"]:
+            worst = max(v for k, v in diffs.items() if k.startswith("max_abs"))
+            raise CheckError(f"--check failed: max abs difference {worst:.3g} > {tol:g}; nothing was written")
+
+    write_descnet(
+        state, target, output, gene.meta.input.model_dump(), info, force=force, verify=verify if check else None
+    )
     result = {
         "output": str(output),
         "method": gene.method,
@@ -247,7 +257,5 @@ def expand_folder(
     if "calibration" in info:
         result["calibration"] = info["calibration"]
     if check:
-        at_aux = target == gene.arch and layer_map is None and calibrate is None
-        diffs = check_descnet(output, state, target, gene if at_aux else None)
-        result["check"] = {**diffs, "tol": tol, "passed": all(v <= tol for v in diffs.values())}
+        result["check"] = checked
     return result

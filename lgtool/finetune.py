@@ -4,42 +4,56 @@ Writes OUT/best/ and OUT/last/ as hub-layout folders that plain timm loads, with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from lgtool.arch import Arch, build_vit, parse_width
+from lgtool.arch import Arch, build_vit, default_patch_size, one_line, parse_width
 from lgtool.data import View, load_data
 from lgtool.descnet import CONFIG, read_config, write_descnet
 from lgtool.errors import InputError
-from lgtool.learn import default_patch_size
 from lgtool.train import Dist, TrainConfig, fit
 
 
 def load_source(src: str, num_classes: int | None):
-    """A timm model from a hub-layout folder (or a shipped ancestor's short name), with its Arch, view and lineage."""
-    from lgtool._compat import import_timm
-    from lgtool.ancestor import shipped_ancestor
+    """A timm model from a hub-layout folder (or a shipped ancestor's short name), with its Arch, view and lineage.
+
+    Everything about the folder is checked before training: its config.json describes a plain ViT, its weights
+    file is readable and holds exactly that model's tensors, all finite. Any fault is one InputError line."""
+    from lgtool.ancestor import load_folder, shipped_ancestor
 
     src = str(shipped_ancestor(src) or src)
     config = read_config(src)
-    args = config.get("model_args", {})
+    args = config.get("model_args")
+    if not isinstance(args, dict):
+        raise InputError(
+            f"{src}/{CONFIG}: no model_args object (the ViT's timm arguments); lgtool fine-tunes folders written "
+            "by lgtool expand or finetune, or timm hub folders whose config.json has model_args"
+        )
     try:
         arch = Arch(**args)
-    except ValueError:
-        raise InputError(f"{src}/{CONFIG}: model_args are not a plain ViT lgtool can fine-tune") from None
-    timm = import_timm()
+    except (ValueError, TypeError) as e:  # ArchError (a ValueError) says which argument; TypeError: odd keys
+        raise InputError(
+            f"{src}/{CONFIG}: model_args are not a plain ViT lgtool can fine-tune ({one_line(str(e))})"
+        ) from None
     kwargs = {} if num_classes in (None, arch.num_classes) else {"num_classes": num_classes}
-    model = timm.create_model(f"local-dir:{Path(src).resolve()}", pretrained=True, **kwargs)
-    cfg = config.get("pretrained_cfg", {})
-    view = View(
-        arch.img_size,
-        arch.in_chans,
-        tuple(cfg.get("mean", (0.5,) * arch.in_chans)),
-        tuple(cfg.get("std", (0.5,) * arch.in_chans)),
-        cfg.get("crop_pct", 0.875),
-        cfg.get("interpolation", "bicubic"),
-    )
+    model = load_folder(Path(src), **kwargs)
+    _check_finite(model, Path(src))
+    view = View.from_input_cfg(config.get("pretrained_cfg", {}), arch.img_size, arch.in_chans)
     return model, arch.model_copy(update={"num_classes": model.num_classes}), view, config.get("lgtool", {})
+
+
+def _check_finite(model, folder: Path) -> None:
+    """Refuse a source whose weights hold NaN or Inf: training would only fail at its first step, or worse."""
+    from lgtool.ancestor import weights_file
+    from lgtool.learngene import first_nonfinite
+
+    bad = first_nonfinite(model.state_dict())
+    if bad is not None:
+        raise InputError(
+            f"{weights_file(folder) or folder} holds non-finite weights (NaN or Inf in {bad}); "
+            "fine-tune a finite model, e.g. a fresh lgtool expand"
+        )
 
 
 def scratch_model(
@@ -67,7 +81,7 @@ def scratch_model(
         num_classes=num_classes,
     )
     torch.manual_seed(seed)
-    view = View(img, data_view.in_chans, data_view.mean, data_view.std, data_view.crop_pct, data_view.interpolation)
+    view = dataclasses.replace(data_view, img_size=img)
     return build_vit(arch), arch, view
 
 
@@ -93,10 +107,18 @@ def finetune(
 ) -> dict:
     """Train `src` (or a fresh ViT with `init="scratch"`) on `data`; with `ancestor`, distil from it as a
     teacher with `cfg`'s KD settings (the loss `learn` uses)."""
+    from lgtool.ancestor import shipped_ancestor
+    from lgtool.atomic import check_output
+
     cfg = cfg or TrainConfig(kd="none")
     output = Path(output)
-    if output.exists() and not force and resume is None:
-        raise InputError(f"{output} already exists; choose another -o, pass --force, or --resume")
+    inputs = [
+        src and (shipped_ancestor(src) or src),
+        ancestor and (shipped_ancestor(ancestor) or ancestor),
+        data,
+        data_dir,
+    ]
+    check_output(output, inputs=inputs, force=force or resume is not None, is_dir=True)
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     if init == "scratch":
         model, arch, view = scratch_model(
@@ -122,9 +144,9 @@ def finetune(
         lineage = {**lineage, "teacher": ancestor, "kd": cfg.kd, "alpha": cfg.alpha, "tau": cfg.tau}
     dist = Dist.from_env()
 
-    def on_epoch(epoch: int, top1: float, history: list):
+    def on_epoch(epoch: int, top1: float, history: list, evaluated):
         if top1 >= max(h["top1"] for h in history):  # history includes epochs before a resume
-            _write(model, arch, view, output / "best", lineage, trained_on, cfg, {"top1": top1, "epoch": epoch})
+            _write(evaluated, arch, view, output / "best", lineage, trained_on, cfg, {"top1": top1, "epoch": epoch})
 
     identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(src) if src else "scratch"}
     summary = fit(
@@ -171,11 +193,5 @@ def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, trained_o
             "epoch": score["epoch"],
         },
     }
-    input_cfg = {
-        "mean": list(view.mean),
-        "std": list(view.std),
-        "crop_pct": view.crop_pct,
-        "interpolation": view.interpolation,
-    }
     module = getattr(model, "module", model)
-    write_descnet(module.state_dict(), arch, folder, input_cfg, info, force=True)
+    write_descnet(module.state_dict(), arch, folder, view.input_cfg(), info, force=True)

@@ -7,33 +7,27 @@ import time
 from pathlib import Path
 
 from lgtool import __version__
+from lgtool.arch import Arch, default_patch_size
 from lgtool.data import View, load_data
-from lgtool.errors import UsageError
-from lgtool.learngene import GeneMeta, Learngene, init_learngene, tensor_specs
-from lgtool.materialize import build_aux, target_arch
-from lgtool.rules import rule_module, wave
+from lgtool.errors import InputError, UsageError
+from lgtool.learngene import Learngene, init_learngene
+from lgtool.materialize import build_aux
+from lgtool.rules import RULES, rule_module
 from lgtool.train import TrainConfig, evaluate, fit
 
-INITS = ("official", "ancestor")  # the papers' initialization, or templates seeded from the ancestor's layers
-
-
-def ancestor_view(ancestor, data_view: View) -> View:
-    """Images as the ancestor was trained to see them: its input size, channels and normalization."""
-    cfg = getattr(ancestor, "pretrained_cfg", None) or {}
-    size = cfg.get("input_size", (data_view.in_chans, data_view.img_size, data_view.img_size))
-    return View(
-        img_size=size[-1],
-        in_chans=ancestor.patch_embed.proj.in_channels if hasattr(ancestor, "patch_embed") else size[0],
-        mean=tuple(cfg.get("mean", data_view.mean)),
-        std=tuple(cfg.get("std", data_view.std)),
-        crop_pct=cfg.get("crop_pct", data_view.crop_pct),
-        interpolation=cfg.get("interpolation", data_view.interpolation),
-    )
-
-
-def default_patch_size(img_size: int) -> int:
-    """16 for ImageNet-sized inputs; for small images, a 4 x 4 grid of patches (28 px -> 7)."""
-    return 16 if img_size >= 112 else max(1, img_size // 4)
+INITS = ("official", "ancestor")
+# Training settings worth keeping in a learngene's provenance when they are on.
+RECIPE_RECORD = (
+    "aa",
+    "color_jitter",
+    "reprob",
+    "mixup",
+    "cutmix",
+    "smoothing",
+    "drop_path",
+    "model_ema",
+    "lr_base_size",
+)  # the papers' initialization, or templates seeded from the ancestor's layers
 
 
 def learn(
@@ -57,18 +51,31 @@ def learn(
     cfg: TrainConfig | None = None,
     evaluate_ancestor: bool = True,
     init: str = "official",
+    force: bool = False,
     **rule_options,
 ) -> dict:
     """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`.
 
     `init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
     ancestor's own layers (`lgtool.seed`)."""
-    from lgtool.ancestor import load_ancestor
+    from lgtool.ancestor import ancestor_view, load_ancestor, shipped_ancestor
+    from lgtool.atomic import check_output, check_output_path
 
     rule_module(method)  # a typo fails before any data or ancestor is loaded
     if init not in INITS:
         raise UsageError(f"unknown init {init!r}: choose {' or '.join(INITS)}")
     cfg = cfg or TrainConfig()
+    # Outputs first: a bad -o must fail now, not after training.
+    output = Path(output)
+    inputs = [shipped_ancestor(ancestor) or ancestor, ancestor_weights, data, data_dir, resume]
+    check_output(output, inputs=inputs, force=force)
+    checkpoint_given = checkpoint is not None
+    checkpoint = Path(checkpoint) if checkpoint_given else output.with_suffix(".ckpt")
+    if resume is None and checkpoint.exists() and not force:
+        raise InputError(
+            f"{checkpoint} holds an earlier run: continue it with --resume {checkpoint}, or pass --force to start over"
+        )
+    check_output_path(checkpoint)
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     teacher = load_ancestor(ancestor, ancestor_weights, num_classes=dataset.num_classes)
     view = ancestor_view(teacher, dataset.view)
@@ -86,12 +93,7 @@ def learn(
         in_chans=view.in_chans,
         num_classes=dataset.num_classes,
         seed=cfg.seed,
-        input={
-            "mean": list(view.mean),
-            "std": list(view.std),
-            "crop_pct": view.crop_pct,
-            "interpolation": view.interpolation,
-        },
+        input=view.input_cfg(),
         **rule_options,
     )
     if init == "ancestor":
@@ -99,8 +101,6 @@ def learn(
 
         gene = seed_from_ancestor(gene, teacher.state_dict())
     aux = build_aux(gene, drop_path_rate=cfg.drop_path)
-    output = Path(output)
-    checkpoint = Path(checkpoint) if checkpoint else output.with_suffix(".ckpt")
     identity = {"kind": "learn", "method": method, "arch": gene.arch.model_dump(), "rule": gene.rule.model_dump()}
     started = time.time()
     summary = fit(
@@ -117,7 +117,8 @@ def learn(
         seed=cfg.seed,
         init=init,
         batch_size=cfg.batch_size,
-        lr=cfg.lr,
+        lr=summary["lr"],
+        recipe={k: getattr(cfg, k) for k in RECIPE_RECORD if getattr(cfg, k) not in (None, 0, 0.0, False)},
         kd=cfg.kd,
         alpha=cfg.alpha,
         tau=cfg.tau,
@@ -130,6 +131,8 @@ def learn(
 
     if Dist.from_env().main:
         learned.save(output)
+        if not checkpoint_given:  # the run is done: its default checkpoint would only be a leftover
+            checkpoint.unlink(missing_ok=True)
     ancestor_top1 = evaluate(teacher, dataset.test, view) if evaluate_ancestor else None
     return {
         "output": str(output),
@@ -140,24 +143,14 @@ def learn(
         "width": gene.arch.embed_dim,
         "aux_top1": summary["top1"],
         "ancestor_top1": ancestor_top1,
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(checkpoint) if checkpoint.exists() else None,
         **{k: v for k, v in summary.items() if k != "top1"},
     }
 
 
-def resize_gene(gene: Learngene, depth: int, width=None) -> Learngene:
-    """A WAVE learngene whose Aux size is the target: templates unchanged, size-specific tensors resampled."""
-    target = target_arch(gene, depth, width)
-    tensors = wave.resize(gene.rule, gene.tensors, gene.arch, target)
-    meta = gene.meta.model_copy(update={"arch": target}, deep=True)
-    meta.tensors = {name: role for name, (_, role) in tensor_specs(GeneMeta.model_validate(meta)).items()}
-    return Learngene(meta, tensors)
-
-
 def calibrate(
     gene: Learngene,
-    depth: int,
-    width,
+    target: Arch,
     data: str = "fashion-mnist",
     *,
     data_dir: str | None = None,
@@ -170,13 +163,17 @@ def calibrate(
     log=None,
     measure_before: bool = True,
 ) -> tuple[Learngene, dict]:
-    """WAVE: learn the scalers of size (depth, width) on a few images, templates (and all else) frozen.
+    """Learn the size-specific tensors of `target` (WAVE's scalers) on a few images, templates and all else
+    frozen. `target` comes from `materialize.target_arch`.
 
     `dataset` (already loaded, its train split the calibration images) replaces `data` and `samples`."""
+    rules = RULES[gene.method]
+    if not rules.SIZE_SPECIFIC:
+        raise InputError(f"--calibrate learns a size's own tensors; a {gene.method.upper()} learngene has none")
     dataset = dataset or load_data(data, data_dir, samples, seed=seed)
-    g = gene.meta.input
-    view = View(gene.arch.img_size, gene.arch.in_chans, tuple(g.mean), tuple(g.std), g.crop_pct, g.interpolation)
-    resized = resize_gene(gene, depth, width)
+    resized = rules.resize_gene(gene, target)
+    view = View.from_input_cfg(gene.meta.input.model_dump(), target.img_size, target.in_chans)
+    learned = {name for name, role in resized.meta.tensors.items() if role.get("template") in rules.SIZE_SPECIFIC}
     aux = build_aux(resized)
     before = evaluate(aux, dataset.test, view) if measure_before else None
     batch_size = min(batch_size, len(dataset.train))
@@ -199,7 +196,7 @@ def calibrate(
         view,
         cfg,
         identity={"kind": "calibrate"},
-        trainable=lambda n: n.startswith("gene.scaler."),
+        trainable=lambda n: n.removeprefix("gene.") in learned,
         log=log,
     )
     calibrated = aux.to("cpu").to_learngene()

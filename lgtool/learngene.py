@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lgtool import __version__
 from lgtool.arch import MAX_IN_CHANS, Arch, first_error, numel, one_line, parse_width
 from lgtool.errors import InputError, UsageError
-from lgtool.rules import RULES, rule_module, sws, tleg, wave
+from lgtool.rules import RULES, rule_module
 
 SCHEMA = "learngene/1"
 METADATA_KEY = "learngene"
@@ -34,7 +34,8 @@ DTYPE_BYTES = {
 }  # fmt: skip
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
-AnyRule = Annotated[sws.Rule | tleg.Rule | wave.Rule, Field(discriminator="method")]
+# Tensor-name patterns that learngene/1 files written by lgtool 0.1.0 stored in their rule; no code read them.
+LEGACY_RULE_KEYS = {"stage", "intercept", "slope", "template", "scaler", "layerwise"}
 
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -55,12 +56,30 @@ class GeneMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_: Literal["learngene/1"] = Field(SCHEMA, alias="schema")
-    method: Literal["sws", "tleg", "wave"]
+    method: str  # one of RULES, and always rule.method (kept at the top level for readers of the JSON)
     arch: Arch  # the Aux-Net; arch.depth is the Aux depth
-    rule: AnyRule
+    rule: Any  # the method's Rule model, validated by its rule module
     tensors: dict[str, dict[str, Any]]  # tensor name -> what it is (template/slot, stage/slot, nonblock key)
     input: InputConfig = InputConfig()
     provenance: dict[str, Any] = {}
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, method):
+        if method not in RULES:
+            raise ValueError(f"unknown method {method!r}: choose {', '.join(RULES)}")
+        return method
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _rule_model(cls, rule):
+        """The rule's own model, picked by its `method` field."""
+        if isinstance(rule, BaseModel):
+            return rule
+        if not isinstance(rule, dict) or not isinstance(rule.get("method"), str) or rule["method"] not in RULES:
+            raise ValueError(f"rule.method must be one of {', '.join(RULES)}")
+        rule = {k: v for k, v in rule.items() if k not in LEGACY_RULE_KEYS}
+        return RULES[rule["method"]].Rule.model_validate(rule)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -68,17 +87,7 @@ class GeneMeta(BaseModel):
         arch, rule = self.arch, self.rule
         if self.method != rule.method:
             raise ValueError(f"method {self.method!r} disagrees with rule.method {rule.method!r}")
-        if rule.method == "sws" and sum(rule.stage_sizes) != arch.depth:
-            raise ValueError(f"rule.stage_sizes {rule.stage_sizes} do not add up to the Aux depth {arch.depth}")
-        if rule.method == "wave":
-            if rule.head_dim != arch.head_dim:
-                raise ValueError(f"rule.head_dim {rule.head_dim} is not the Aux-Net's head dim {arch.head_dim}")
-            w = rule.template_size
-            if arch.embed_dim % w or arch.mlp_hidden % w:
-                raise ValueError(
-                    f"rule.template_size {w} does not divide both the Aux width {arch.embed_dim} "
-                    f"and its MLP width {arch.mlp_hidden}"
-                )
+        RULES[rule.method].check_aux(rule, arch)
         for key in ("mean", "std"):
             if len(getattr(self.input, key)) != arch.in_chans:
                 raise ValueError(
@@ -163,8 +172,6 @@ def init_learngene(
         mlp_ratio=mlp_ratio,
         num_classes=num_classes,
     )
-    if method == "wave":
-        wave.check_width(rule, arch, embed_dim)
     try:
         meta = GeneMeta(
             method=method,
@@ -193,24 +200,13 @@ def init_learngene(
 
 
 def _make_rule(method, aux_depth, head_dim, options):
+    rules = RULES[method]
+    unknown = sorted(set(options) - set(rules.OPTIONS))
+    if unknown:
+        takes = ", ".join(rules.OPTIONS) or "only the Aux depth"
+        raise UsageError(f"{unknown[0]} does not apply to a {method.upper()} learngene (it takes {takes})")
     try:
-        if method == "sws":
-            stages = options.pop("stages", None)
-            num_stages = options.pop("num_stages", 5)
-            if stages is None:
-                stages = (
-                    sws.even_stage_sizes(aux_depth, min(num_stages, aux_depth))
-                    if aux_depth
-                    else sws.DEFAULT_STAGE_SIZES
-                )
-            rule = sws.Rule(stage_sizes=list(stages), **options)
-            if aux_depth is not None and aux_depth != sum(rule.stage_sizes):
-                raise UsageError(f"--aux-depth {aux_depth} does not match the stage sizes {rule.stage_sizes}")
-            return rule, sum(rule.stage_sizes)
-        if method == "tleg":
-            return tleg.Rule(**options), aux_depth or 12
-        options.setdefault("template_size", head_dim)
-        return wave.Rule(head_dim=head_dim, **options), aux_depth or 12
+        return rules.make_rule(options, aux_depth, head_dim)
     except ValidationError as e:
         raise UsageError(f"bad {method} option: {first_error(e)}") from None
 
@@ -348,7 +344,8 @@ def _check_tensors(path, meta: GeneMeta, infos: dict) -> None:
 
 
 def load_learngene(path) -> Learngene:
-    """Load and validate a learngene file (safetensors only; nothing is unpickled)."""
+    """Load and validate a learngene file (safetensors only; nothing is unpickled): its header in full, then
+    every tensor finite (a NaN or Inf would only surface later as a broken Desc-Net or a NaN loss)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -356,5 +353,22 @@ def load_learngene(path) -> Learngene:
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as e:
-        raise InputError(f"{path}: cannot read tensors: {e}") from None
+        raise InputError(f"{path}: cannot read tensors: {one_line(' '.join(str(e).split()))}") from None
+    bad = first_nonfinite(tensors)
+    if bad is not None:
+        raise InputError(
+            f"{path}: tensor {one_line(bad)} holds NaN or Inf values; a learngene's tensors must be finite "
+            "(learn it again, e.g. with a lower --lr)"
+        )
     return Learngene(meta, tensors)
+
+
+def first_nonfinite(tensors: dict) -> str | None:
+    """The first name (in sorted order) whose tensor holds a NaN or an Inf, or None if all are finite."""
+    import torch
+
+    for name in sorted(tensors):
+        t = tensors[name]
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
+            return name
+    return None

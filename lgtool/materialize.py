@@ -16,7 +16,7 @@ from torch.func import functional_call
 from lgtool.arch import Arch, build_vit, parse_width
 from lgtool.errors import InputError
 from lgtool.learngene import Learngene
-from lgtool.rules import RULES, wave
+from lgtool.rules import RULES
 
 
 def target_arch(
@@ -26,92 +26,51 @@ def target_arch(
     num_classes: int | None = None,
     layer_map: list[int] | None = None,
 ) -> Arch:
-    """The Desc-Net architecture for a requested size, or a one-line InputError if the gene cannot make it."""
+    """The Desc-Net architecture for a requested size, or a one-line InputError if the gene cannot make it.
+
+    Worked out once per command; everything below takes the resulting `Arch`."""
     aux = gene.arch
     depth = aux.depth if depth is None else depth
     if depth <= 0:
         raise InputError(f"depth must be at least 1, got {depth}")
-    embed_dim, heads = aux.embed_dim, aux.num_heads
-    if width is not None:
-        embed_dim, heads = parse_width(width, head_dim=aux.head_dim)
-        if gene.method == "wave":
-            heads = embed_dim // aux.head_dim  # WAVE keeps the head dim fixed
-            wave.check_width(gene.rule, aux, embed_dim)
-        elif embed_dim != aux.embed_dim:
-            raise InputError(
-                f"a {gene.method.upper()} learngene makes width {aux.embed_dim} only (its Aux width), not {embed_dim}; "
-                "use a WAVE learngene to change width"
-            )
-        else:
-            heads = aux.num_heads
-    if layer_map is not None and gene.method != "sws":
-        raise InputError(f"--layer-map applies to SWS learngenes, not {gene.method.upper()}")
-    target = Arch.checked(  # validated: a depth or class count beyond the bounds is an ArchError (exit 3)
-        aux,
-        depth=depth,
-        embed_dim=embed_dim,
-        num_heads=heads,
-        num_classes=aux.num_classes if num_classes is None else num_classes,
-    )
-    if gene.method == "sws":
-        RULES["sws"].stage_map(gene.rule, depth, layer_map)  # validates depth / layer map
-    return target
+    classes = aux.num_classes if num_classes is None else num_classes
+    Arch.checked(aux, depth=depth, num_classes=classes)  # bounds first: a huge depth never reaches the rule
+    embed_dim = aux.embed_dim if width is None else parse_width(width, head_dim=aux.head_dim)[0]
+    RULES[gene.method].check_target(gene.rule, aux, depth, embed_dim, layer_map)
+    heads = aux.num_heads if embed_dim == aux.embed_dim else embed_dim // aux.head_dim  # the head dim is kept
+    return Arch.checked(aux, depth=depth, embed_dim=embed_dim, num_heads=heads, num_classes=classes)
 
 
 def materialize(
-    gene: Learngene,
-    depth: int | None = None,
-    width=None,
-    num_classes: int | None = None,
-    layer_map: list[int] | None = None,
-    tensors: dict | None = None,
+    gene: Learngene, target: Arch | None = None, *, layer_map: list[int] | None = None, tensors: dict | None = None
 ) -> dict:
-    """State dict (timm keys) of the Desc-Net of this size. `tensors` overrides the gene's (e.g. Parameters).
-
-    The head is included only when the class count matches the learngene's; otherwise timm's init keeps it."""
+    """State dict (timm keys) of the Desc-Net `target` (default: the Aux-Net), differentiable in the gene's
+    tensors; `tensors` overrides them (e.g. Parameters). The head is included only when the class count
+    matches the learngene's; otherwise timm's init keeps it."""
     tensors = gene.tensors if tensors is None else tensors
-    aux, rule = gene.arch, gene.rule
-    target = target_arch(gene, depth, width, num_classes, layer_map)
-    if gene.method == "wave":
-        if (target.depth, target.embed_dim) != (aux.depth, aux.embed_dim):
-            tensors = wave.resize(rule, tensors, aux, target)
-        layers = wave.blocks(rule, tensors, target, target.depth)
-    elif gene.method == "sws":
-        layers = RULES["sws"].blocks(rule, tensors, target, target.depth, layer_map)
-    else:
-        layers = RULES["tleg"].blocks(rule, tensors, target, target.depth)
+    aux, rule, rules = gene.arch, gene.rule, RULES[gene.method]
+    target = target or aux
+    layers = rules.blocks(rule, tensors, aux, target, layer_map)
     state = {f"blocks.{i}.{slot}": t for i, layer in enumerate(layers) for slot, t in layer.items()}
-    for name in target.nonblock_shapes():
-        if name.startswith("head.") and target.num_classes != aux.num_classes:
-            continue
-        state[name] = tensors[name]
+    same_head = target.num_classes == aux.num_classes
+    nonblock = rules.nonblock(rule, tensors, aux, target)
+    state.update({k: v for k, v in nonblock.items() if same_head or not k.startswith("head.")})
     return state
 
 
-def describe_layers(gene: Learngene, depth: int, layer_map: list[int] | None = None) -> list:
-    """Per Desc-Net layer, where it comes from: SWS stage, TLEG slope coefficient, WAVE Aux depth position."""
-    rule = gene.rule
-    if gene.method == "sws":
-        return RULES["sws"].describe_layers(rule, depth, layer_map)
-    if gene.method == "tleg":
-        return RULES["tleg"].describe_layers(rule, depth)
-    return wave.describe_layers(rule, depth, gene.arch.depth)
+def describe_layers(gene: Learngene, target: Arch, layer_map: list[int] | None = None) -> list:
+    """Per Desc-Net layer, where it comes from (SWS stage, TLEG slope coefficient, WAVE Aux depth position)."""
+    return RULES[gene.method].describe_layers(gene.rule, gene.arch, target, layer_map)
 
 
 @torch.no_grad()
-def desc_state_dict(
-    gene: Learngene,
-    depth: int | None = None,
-    width=None,
-    num_classes: int | None = None,
-    layer_map: list[int] | None = None,
-) -> dict:
+def desc_state_dict(gene: Learngene, target: Arch | None = None, layer_map: list[int] | None = None) -> dict:
     """The complete Desc-Net state dict: exactly timm's keys, each tensor with storage of its own.
 
     A head for another class count gets timm's init (trunc-normal 0.02, zero bias). No timm model is
     built, so writing a Desc-Net costs little more than saving its tensors."""
-    target = target_arch(gene, depth, width, num_classes, layer_map)
-    state = materialize(gene, target.depth, target.embed_dim, target.num_classes, layer_map)
+    target = target or gene.arch
+    state = materialize(gene, target, layer_map=layer_map)
     if "head.weight" not in state and target.num_classes > 0:
         state["head.weight"] = nn.init.trunc_normal_(torch.empty(target.num_classes, target.embed_dim), std=0.02)
         state["head.bias"] = torch.zeros(target.num_classes)
@@ -136,17 +95,15 @@ def _own_storage(state: dict) -> dict:
     return out
 
 
-def expand(
-    gene: Learngene,
-    depth: int | None = None,
-    width=None,
-    num_classes: int | None = None,
-    layer_map: list[int] | None = None,
-) -> nn.Module:
-    """A plain timm VisionTransformer of the requested size, initialized from the learngene."""
-    target = target_arch(gene, depth, width, num_classes, layer_map)
+def expand(gene: Learngene, target: Arch | None = None, *, layer_map: list[int] | None = None, **size) -> nn.Module:
+    """A plain timm VisionTransformer initialized from the learngene: at `target`, or at the size that
+    `depth=`, `width=`, `num_classes=` ask for (see `target_arch`), or at the Aux size."""
+    if target is None:
+        target = target_arch(gene, layer_map=layer_map, **size)
+    elif size:
+        raise TypeError("give a target Arch or size keywords, not both")
     model = build_vit(target)
-    model.load_state_dict(desc_state_dict(gene, target.depth, target.embed_dim, target.num_classes, layer_map))
+    model.load_state_dict(desc_state_dict(gene, target, layer_map))
     return model.eval()
 
 
@@ -185,6 +142,11 @@ class AuxNet(nn.Module):
         super().train(mode)
         self.vit.train(mode)
         return self
+
+    def no_weight_decay(self) -> set[str]:
+        """Size-specific coefficients (WAVE's scalers) are not decayed, like timm's position embeddings."""
+        size_specific = RULES[self.meta.method].SIZE_SPECIFIC
+        return {f"gene.{n}" for n, role in self.meta.tensors.items() if role.get("template") in size_specific}
 
     def weights(self) -> dict:
         return materialize(Learngene(self.meta, {}), tensors=dict(self.gene.named_parameters()))

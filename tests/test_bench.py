@@ -58,8 +58,7 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
         train_samples=640,
         batch_size=64,
         aux_depth=3,
-        sws_stages=[1, 1, 1],
-        wave_template_size=16,
+        rule_options={"stages": [1, 1, 1], "template_size": 16},
         calibrate_steps=3,
         calibrate_samples=128,
     )

@@ -6,7 +6,7 @@ from conftest import tiny_gene
 
 import lgtool
 from lgtool.errors import InputError
-from lgtool.materialize import materialize
+from lgtool.materialize import materialize, target_arch
 
 
 def test_expanding_at_aux_size_reproduces_the_aux_net(method):
@@ -33,7 +33,7 @@ def test_desc_net_state_dict_gives_every_tensor_storage_of_its_own(method, depth
     its tensor (not a slice of a larger one), so every block is its own contiguous tensors."""
     from lgtool.materialize import desc_state_dict
 
-    state = desc_state_dict(tiny_gene(method), depth=depth)
+    state = desc_state_dict((gene := tiny_gene(method)), target_arch(gene, depth))
     owners = {}
     for name, t in state.items():
         storage = t.untyped_storage()
@@ -66,15 +66,15 @@ def test_sws_shared_stage_gets_gradient_of_all_its_layers():
 
 def test_tleg_expansion_samples_the_same_line():
     gene = tiny_gene("tleg")  # Aux depth 4
-    state = materialize(gene, depth=8)
+    state = materialize(gene, target_arch(gene, 8))
     # Layer 3 of 8 (coefficient 2/8) equals layer 2 of the Aux (coefficient 1/4).
     torch.testing.assert_close(state["blocks.2.attn.qkv.weight"], materialize(gene)["blocks.1.attn.qkv.weight"])
 
 
 def test_head_copied_only_for_same_class_count(method):
     gene = tiny_gene(method)
-    assert "head.weight" in materialize(gene, depth=5)
-    state = materialize(gene, depth=5, num_classes=3)
+    assert "head.weight" in materialize(gene, target_arch(gene, 5))
+    state = materialize(gene, target_arch(gene, 5, num_classes=3))
     assert "head.weight" not in state
     assert lgtool.expand(gene, depth=5, num_classes=3).head.weight.shape == (3, 32)
 

@@ -8,7 +8,7 @@ import lgtool
 from lgtool.arch import Arch, build_vit
 from lgtool.baselines import select
 from lgtool.errors import InputError, UsageError
-from lgtool.materialize import desc_state_dict
+from lgtool.materialize import desc_state_dict, target_arch
 from lgtool.rules import tleg, wave
 from lgtool.seed import seed_from_ancestor
 
@@ -27,7 +27,7 @@ def gene(method: str, width: int = 64, **options):
 
 
 def assert_reproduces(seeded, anc: dict, depth: int):
-    state = desc_state_dict(seeded, depth)
+    state = desc_state_dict(seeded, target_arch(seeded, depth))
     assert state.keys() == anc.keys()
     for k in anc:
         torch.testing.assert_close(state[k], anc[k], rtol=1e-5, atol=1e-5, msg=k)

@@ -16,7 +16,7 @@ def _write(tmp_path, method, depth, **target):
     gene = tiny_gene(method)
     path = gene.save(tmp_path / "g.safetensors")
     arch = target_arch(gene, depth, **target)
-    model = lgtool.expand(gene, depth, **target)
+    model = lgtool.expand(gene, arch)
     out = write_descnet(
         model.state_dict(), arch, tmp_path / "desc", gene.meta.input.model_dump(), lineage(gene, path, arch)
     )

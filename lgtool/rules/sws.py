@@ -13,9 +13,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lgtool.arch import MAX_DEPTH
-from lgtool.errors import InputError
+from lgtool.errors import InputError, UsageError
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
+OPTIONS = ("stages", "num_stages")  # what `learn` may set besides the Aux depth
+LAYER_SOURCE = "SWS stage"
+SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
 
 
 class Rule(BaseModel):
@@ -26,7 +29,6 @@ class Rule(BaseModel):
         DEFAULT_STAGE_SIZES
     )
     assignment: Literal["even_remainder_first"] = "even_remainder_first"
-    stage: Literal["stage{index}.{slot}"] = "stage{index}.{slot}"  # the tensor names, as template_specs makes them
 
     @field_validator("stage_sizes")
     @classmethod
@@ -40,6 +42,31 @@ class Rule(BaseModel):
     @property
     def num_stages(self) -> int:
         return len(self.stage_sizes)
+
+
+def make_rule(options: dict, aux_depth: int | None, head_dim: int) -> tuple[Rule, int]:
+    """`stages` (layers per stage), else `num_stages` spread evenly over `aux_depth`, else the paper's 3,3,4,3,3."""
+    stages, num_stages = options.get("stages"), options.get("num_stages", 5)
+    if stages is None:
+        stages = even_stage_sizes(aux_depth, min(num_stages, aux_depth)) if aux_depth else DEFAULT_STAGE_SIZES
+    rule = Rule(stage_sizes=list(stages))
+    if aux_depth is not None and aux_depth != sum(rule.stage_sizes):
+        raise UsageError(f"--aux-depth {aux_depth} does not match the stage sizes {rule.stage_sizes}")
+    return rule, sum(rule.stage_sizes)
+
+
+def check_aux(rule: Rule, arch) -> None:
+    if sum(rule.stage_sizes) != arch.depth:
+        raise ValueError(f"rule.stage_sizes {rule.stage_sizes} do not add up to the Aux depth {arch.depth}")
+
+
+def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] | None = None) -> None:
+    if width != aux.embed_dim:
+        raise InputError(
+            f"an SWS learngene makes width {aux.embed_dim} only (its Aux width), not {width}; "
+            "use a WAVE learngene to change width"
+        )
+    stage_map(rule, depth, layer_map)
 
 
 def even_stage_sizes(depth: int, num_stages: int) -> list[int]:
@@ -108,12 +135,15 @@ def widths(rule: Rule, arch) -> list[int]:
     return [arch.embed_dim]
 
 
-def describe_layers(rule: Rule, depth: int, layer_map=None) -> list[int]:
-    return stage_map(rule, depth, layer_map)
+def describe_layers(rule: Rule, aux, target, layer_map: list[int] | None = None) -> list[int]:
+    return stage_map(rule, target.depth, layer_map)
 
 
-def blocks(rule: Rule, tensors: dict, arch, depth: int, layer_map: list[int] | None = None) -> list[dict]:
+def blocks(rule: Rule, tensors: dict, aux, target, layer_map: list[int] | None = None) -> list[dict]:
     # Shared references, not copies: the Aux-Net's gradients accumulate on the one stage tensor.
-    return [
-        {slot: tensors[f"stage{s}.{slot}"] for slot in arch.slot_shapes()} for s in stage_map(rule, depth, layer_map)
-    ]
+    slots = target.slot_shapes()
+    return [{slot: tensors[f"stage{s}.{slot}"] for slot in slots} for s in stage_map(rule, target.depth, layer_map)]
+
+
+def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:
+    return {name: tensors[name] for name in target.nonblock_shapes()}

@@ -11,16 +11,37 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from lgtool.errors import InputError
+
 TEMPLATES = ("intercept", "slope")
+DEFAULT_AUX_DEPTH = 12
+OPTIONS = ()  # `learn` sets only the Aux depth
+LAYER_SOURCE = "TLEG slope coefficient (l-1)/L"
+SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
 
 
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: Literal["tleg"] = "tleg"
     coefficient: Literal["(l-1)/L"] = "(l-1)/L"
-    # The tensor names, as template_specs makes them.
-    intercept: Literal["intercept.{slot}"] = "intercept.{slot}"
-    slope: Literal["slope.{slot}"] = "slope.{slot}"
+
+
+def make_rule(options: dict, aux_depth: int | None, head_dim: int) -> tuple[Rule, int]:
+    return Rule(), aux_depth or DEFAULT_AUX_DEPTH
+
+
+def check_aux(rule: Rule, arch) -> None:
+    """Any Aux-Net fits: the line is sampled at whatever depth it has."""
+
+
+def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] | None = None) -> None:
+    if width != aux.embed_dim:
+        raise InputError(
+            f"a TLEG learngene makes width {aux.embed_dim} only (its Aux width), not {width}; "
+            "use a WAVE learngene to change width"
+        )
+    if layer_map is not None:
+        raise InputError("--layer-map picks SWS stages; a TLEG learngene has none")
 
 
 def coefficient(layer: int, depth: int) -> float:
@@ -75,15 +96,20 @@ def widths(rule: Rule, arch) -> list[int]:
     return [arch.embed_dim]
 
 
-def describe_layers(rule: Rule, depth: int) -> list[float]:
-    return [coefficient(layer, depth) for layer in range(1, depth + 1)]
+def describe_layers(rule: Rule, aux, target, layer_map=None) -> list[float]:
+    return [coefficient(layer, target.depth) for layer in range(1, target.depth + 1)]
 
 
-def blocks(rule: Rule, tensors: dict, arch, depth: int) -> list[dict]:
+def blocks(rule: Rule, tensors: dict, aux, target, layer_map=None) -> list[dict]:
+    depth = target.depth
     return [
         {
             slot: tensors[f"intercept.{slot}"] + coefficient(layer, depth) * tensors[f"slope.{slot}"]
-            for slot in arch.slot_shapes()
+            for slot in target.slot_shapes()
         }
         for layer in range(1, depth + 1)
     ]
+
+
+def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:
+    return {name: tensors[name] for name in target.nonblock_shapes()}

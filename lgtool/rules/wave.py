@@ -30,6 +30,10 @@ MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.we
 # qkv rows are three stacked matrices (q, k, v): resample each on its own.
 ROW_GROUPS = {"attn.qkv.weight": 3, "attn.qkv.bias": 3}
 MAX_TEMPLATES = 4096  # per matrix type; the paper uses a handful
+DEFAULT_AUX_DEPTH = 12
+OPTIONS = ("template_size", "num_templates")  # what `learn` may set besides the Aux depth
+LAYER_SOURCE = "WAVE position on the Aux depth axis"
+SIZE_SPECIFIC = ("scaler",)  # a new size's scalers are learned (calibrated) with the templates frozen
 
 
 class Rule(BaseModel):
@@ -40,12 +44,32 @@ class Rule(BaseModel):
     head_dim: Annotated[int, Field(strict=True, ge=1, le=MAX_EMBED_DIM)]
     kron_order: Literal["scaler_outer"] = "scaler_outer"
     scaler_init: Literal["resample_aux"] = "resample_aux"
-    # The tensor names, as template_specs makes them.
-    template: Literal["template.{slot}"] = "template.{slot}"  # (N, w, w)
-    scaler: Literal["scaler.{slot}"] = "scaler.{slot}"  # (depth, N, rows / w, cols / w)
-    layerwise: Literal["layerwise.{slot}"] = "layerwise.{slot}"  # (depth, len): biases and LayerNorms of every layer
 
 
+def make_rule(options: dict, aux_depth: int | None, head_dim: int) -> tuple[Rule, int]:
+    """Templates of the head dim unless `template_size` says otherwise; 4 per matrix type by default."""
+    return Rule(head_dim=head_dim, **{"template_size": head_dim, **options}), aux_depth or DEFAULT_AUX_DEPTH
+
+
+def check_aux(rule: Rule, arch) -> None:
+    if rule.head_dim != arch.head_dim:
+        raise ValueError(f"rule.head_dim {rule.head_dim} is not the Aux-Net's head dim {arch.head_dim}")
+    w = rule.template_size
+    if arch.embed_dim % w or arch.mlp_hidden % w:
+        raise ValueError(
+            f"rule.template_size {w} does not divide both the Aux width {arch.embed_dim} "
+            f"and its MLP width {arch.mlp_hidden}"
+        )
+
+
+def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] | None = None) -> None:
+    check_width(rule, aux, width)
+    if layer_map is not None:
+        raise InputError("--layer-map picks SWS stages; a WAVE learngene has none")
+
+
+# Tensor names: template.{slot} (N, w, w); scaler.{slot} (depth, N, rows / w, cols / w);
+# layerwise.{slot} (depth, len) for the biases and LayerNorms of every layer.
 def template_specs(rule: Rule, arch) -> dict:
     w, n = rule.template_size, rule.num_templates
     specs = {}
@@ -128,11 +152,11 @@ def widths(rule: Rule, arch) -> list[int] | str:
     return f"multiples of {_lcm(rule.template_size, rule.head_dim)}"
 
 
-def describe_layers(rule: Rule, depth: int, aux_depth: int) -> list[float]:
+def describe_layers(rule: Rule, aux, target, layer_map=None) -> list[float]:
     """Where each layer sits on the Aux-Net's depth axis (its scalers are resampled from there)."""
-    if depth == 1:
+    if target.depth == 1:
         return [0.0]
-    return [round(i * (aux_depth - 1) / (depth - 1), 4) for i in range(depth)]
+    return [round(i * (aux.depth - 1) / (target.depth - 1), 4) for i in range(target.depth)]
 
 
 def kron_weight(scalers, templates):
@@ -145,22 +169,38 @@ def kron_weight(scalers, templates):
     return tiles.reshape(depth, r, c, w, w).permute(0, 1, 3, 2, 4).reshape(depth, r * w, c * w)
 
 
-def blocks(rule: Rule, tensors: dict, arch, depth: int) -> list[dict]:
-    if depth != arch.depth:
-        raise ValueError("resize the WAVE learngene to the target size first")
-    per_slot = {}
-    for slot in arch.slot_shapes():
-        if slot in MATRICES:
-            per_slot[slot] = kron_weight(tensors[f"scaler.{slot}"], tensors[f"template.{slot}"])
-        else:
-            per_slot[slot] = tensors[f"layerwise.{slot}"]
-    return [{slot: t[i] for slot, t in per_slot.items()} for i in range(depth)]
+def blocks(rule: Rule, tensors: dict, aux, target, layer_map=None) -> list[dict]:
+    """Every layer's weights at the target size: the scalers and per-layer vectors resampled there first."""
+    own = resize(rule, {k: v for k, v in tensors.items() if k.startswith(("scaler.", "layerwise."))}, aux, target)
+    per_slot = {
+        slot: kron_weight(own[f"scaler.{slot}"], tensors[f"template.{slot}"])
+        if slot in MATRICES
+        else own[f"layerwise.{slot}"]
+        for slot in target.slot_shapes()
+    }
+    return [{slot: t[i] for slot, t in per_slot.items()} for i in range(target.depth)]
 
 
-def resize(rule: Rule, tensors: dict, arch, target) -> dict:
-    """The learngene's size-specific tensors resampled from `arch` (the Aux size) to `target`."""
-    check_width(rule, arch, target.embed_dim)
-    w, old, new = rule.template_size, arch.embed_dim, target.embed_dim
+def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:
+    return resize(rule, {name: tensors[name] for name in target.nonblock_shapes()}, aux, target)
+
+
+def resize_gene(gene, target):
+    """A learngene whose Aux size is `target`: templates unchanged, size-specific tensors resampled, so a
+    new size's scalers can be learned (calibrated) as an Aux-Net of that size."""
+    from lgtool.learngene import GeneMeta, Learngene, tensor_specs
+
+    tensors = resize(gene.rule, gene.tensors, gene.arch, target)
+    meta = gene.meta.model_copy(update={"arch": target}, deep=True)
+    meta.tensors = {name: role for name, (_, role) in tensor_specs(GeneMeta.model_validate(meta)).items()}
+    return Learngene(meta, tensors)
+
+
+def resize(rule: Rule, tensors: dict, aux, target) -> dict:
+    """The learngene's size-specific tensors resampled from `aux` (the Aux size) to `target`."""
+    if (target.depth, target.embed_dim) == (aux.depth, aux.embed_dim):
+        return tensors
+    w, old, new = rule.template_size, aux.embed_dim, target.embed_dim
     out = {}
     for name, t in tensors.items():
         kind, _, slot = name.partition(".")

@@ -1,0 +1,71 @@
+"""Every rule module has the same shape, and nothing outside `lgtool/rules/` names a method."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import toy_rule
+from conftest import TINY
+
+import lgtool
+from lgtool.materialize import build_aux, describe_layers, target_arch
+from lgtool.rules import RULES
+
+INTERFACE = (
+    "Rule", "OPTIONS", "LAYER_SOURCE", "SIZE_SPECIFIC", "make_rule", "check_aux", "check_target", "template_specs",
+    "init_templates", "seed_templates", "depths", "widths", "describe_layers", "blocks", "nonblock",
+)  # fmt: skip
+
+
+@pytest.fixture
+def shared(monkeypatch):
+    monkeypatch.setitem(RULES, "shared", toy_rule)
+    return lgtool.init_learngene("shared", aux_depth=3, **TINY)
+
+
+@pytest.mark.parametrize("module", [*RULES.values(), toy_rule], ids=lambda m: m.__name__)
+def test_every_rule_module_has_the_same_functions(module):
+    missing = [name for name in INTERFACE if not hasattr(module, name)]
+    assert not missing, missing
+
+
+def test_no_method_names_outside_the_rules():
+    """No comparison with a method name and no per-method table outside lgtool/rules/ (a default is fine)."""
+    root = Path(lgtool.__file__).parent
+    name = r"""["'](sws|tleg|wave)["']"""
+    pattern = re.compile(rf"(==|!=|\bin)\s*[(\[{{]?\s*{name}|{name}\s*:|startswith\({name}")
+    offenders = [
+        f"{path.relative_to(root)}:{n}: {line.strip()}"
+        for path in root.rglob("*.py")
+        if "rules" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not offenders, offenders
+
+
+def test_a_fourth_rule_expands_trains_and_inspects_without_touching_other_files(shared, tmp_path, run_cli):
+    path = shared.save(tmp_path / "shared.safetensors")
+    gene = lgtool.load_learngene(path)
+    assert gene.method == "shared" and set(gene.tensors) == set(shared.tensors)
+
+    model = lgtool.expand(gene, depth=5)
+    assert len(model.blocks) == 5
+    assert torch.equal(model.blocks[0].mlp.fc1.weight, model.blocks[4].mlp.fc1.weight)  # one block, copied
+    assert describe_layers(gene, target_arch(gene, 5)) == [0] * 5
+
+    aux = build_aux(gene)  # trains the one block: its gradient collects from every layer
+    x = torch.randn(2, 1, 28, 28)
+    aux(x).sum().backward()
+    assert aux.gene.block.mlp.fc1.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(aux.eval()(x), lgtool.expand(gene)(x))
+
+    code, stdout, stderr = run_cli("inspect", path, "--json")
+    assert code == 0, stderr
+    assert '"method": "shared"' in stdout
+    code, _, stderr = run_cli("expand", path, "--depth", 4, "-o", tmp_path / "desc")
+    assert code == 0, stderr
+    assert (tmp_path / "desc" / "model.safetensors").is_file()
+    code, _, stderr = run_cli("expand", path, "--width", 64, "-o", tmp_path / "wide")
+    assert code == 3 and "makes its own width only" in stderr
