@@ -33,7 +33,8 @@ def worker(kind: str, steps: int, width: int, depth: int, batch: int) -> dict:
     from lgtool.data import load_data
     from lgtool.learngene import init_learngene
     from lgtool.materialize import build_aux
-    from lgtool.train import TrainConfig, distillation_loss, fit
+    from lgtool.recipe import kd_loss
+    from lgtool.train import TrainConfig, fit
 
     torch.manual_seed(0)
     data = load_data("fashion-mnist", train_samples=batch * (steps + 10))
@@ -42,8 +43,8 @@ def worker(kind: str, steps: int, width: int, depth: int, batch: int) -> dict:
     )
     cfg = TrainConfig(epochs=1, batch_size=batch, lr=1e-3, warmup_epochs=0, max_steps=steps, eval_each_epoch=False)
     if kind != "bare":
-        options = {"sws": {"stages": [2] * (depth // 2)}, "tleg": {"aux_depth": depth}, "wave": {"aux_depth": depth}}
-        gene = init_learngene(kind, width=width, img_size=28, patch_size=7, in_chans=1, num_classes=10, **options[kind])
+        options = {"stages": [2] * (depth // 2)} if kind == "sws" else {"aux_depth": depth}
+        gene = init_learngene(kind, width=width, img_size=28, patch_size=7, in_chans=1, num_classes=10, **options)
         data.test = data.test.subset(torch.arange(256))  # fit evaluates once at the end; keep that small
         summary = fit(build_aux(gene), data, data.view, cfg, identity={}, teacher=teacher)
         images_per_s = summary["images_per_s"]
@@ -61,13 +62,13 @@ def worker(kind: str, steps: int, width: int, depth: int, batch: int) -> dict:
         )
         teacher.eval().requires_grad_(False)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-        loss_fn = distillation_loss(cfg)
+        settings = dict(alpha=cfg.alpha, tau=cfg.tau, kd=cfg.kd, reduction=cfg.kd_reduction, smoothing=cfg.smoothing)
         batches = data.train.batches(data.view, batch, train=True)
         t0, seen = time.perf_counter(), 0
         for _, (x, y) in zip(range(steps), batches, strict=False):
             with torch.no_grad():
                 t = teacher(x)
-            loss = loss_fn(model(x), t, y)
+            loss = kd_loss(model(x), t, y, **settings)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -15,52 +15,19 @@ import resource
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lgtool.errors import InputError, LgtoolError, UsageError
+from lgtool import recipe
+from lgtool.config import TrainConfig
+from lgtool.data import batch_generator
+from lgtool.errors import InputError, LgtoolError
 
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 5e-4
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    accum_steps: int = 1
-    label_smoothing: float = 0.1
-    kd: str = "soft"  # soft | hard | none
-    alpha: float = 1.0  # weight of the distillation term; 1 - alpha goes to the label loss
-    tau: float = 1.0
-    kd_reduction: str = "per_logit"  # per_logit (official: sum / (B*C)) | batchmean
-    drop_path: float = 0.0
-    augment: str = "flip"  # none | flip | crop-flip (in-memory sets); ImageFolder: timm's train transform unless none
-    seed: int = 0
-    bf16: bool = False
-    compile: bool = False
-    save_every: int = 0  # steps; 0 = only at epoch ends
-    log_every: int = 20
-    max_steps: int | None = None  # stop early (WAVE calibration counts steps, not epochs)
-    eval_each_epoch: bool = True  # else only after the last one
-
-    def __post_init__(self):
-        choices = {
-            "kd": ("soft", "hard", "none"),
-            "kd_reduction": ("per_logit", "batchmean"),
-            "augment": ("none", "flip", "crop-flip"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                flag = "--" + name.replace("_", "-")
-                raise UsageError(f"unknown {flag} {getattr(self, name)!r}: choose {', '.join(allowed)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.accum_steps < 1:
-            raise UsageError("--epochs, --batch-size and --accum-steps must be at least 1")
+__all__ = ["TrainConfig", "fit", "evaluate"]
 
 
 class Interrupted(LgtoolError):
@@ -71,38 +38,21 @@ class Diverged(LgtoolError):
     exit_code = 1
 
 
-def distillation_loss(cfg: TrainConfig):
-    """(student, teacher, labels) -> loss: (1 - alpha) * label CE + alpha * KD, as in DeiT/TLEG/SWS."""
-
-    def loss(student, teacher, labels):
-        base = F.cross_entropy(student, labels, label_smoothing=cfg.label_smoothing)
-        if teacher is None or cfg.kd == "none" or cfg.alpha == 0:
-            return base
-        if cfg.kd == "hard":
-            kd = F.cross_entropy(student, teacher.argmax(-1))
-        else:
-            t = cfg.tau
-            kl = F.kl_div(
-                F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), reduction="sum", log_target=True
-            )
-            kd = kl * t * t / (student.numel() if cfg.kd_reduction == "per_logit" else student.shape[0])
-        return (1 - cfg.alpha) * base + cfg.alpha * kd
-
-    return loss
-
-
-def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, total: int, warmup: int, peak: float, cfg: TrainConfig) -> float:
     if step < warmup:
-        return cfg.lr * (step + 1) / warmup
+        return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def param_groups(named_params, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, named_params, weight_decay: float) -> list[dict]:
+    """AdamW groups: no decay on 1-D tensors, position embeddings, class tokens, and what the model names in
+    timm's `no_weight_decay()` convention."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, p in named_params:
-        skip = p.ndim <= 1 or name.endswith("pos_embed") or name.endswith("cls_token") or ".scaler." in f".{name}"
-        (no_decay if skip else decay).append(p)
+        exempt = p.ndim <= 1 or name in skip or name.endswith(("pos_embed", "cls_token"))
+        (no_decay if exempt else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -163,134 +113,129 @@ def fit(
 ) -> dict:
     """Train `model` (its parameters, or those whose names pass `trainable`) and return a summary.
 
-    `on_epoch(epoch, top1, history)` runs on rank 0 after each evaluation (e.g. to keep the best model).
-
+    One loop over micro-batches: every `accum_steps` of them make an optimizer step, every epoch's last one
+    also evaluates, calls `on_epoch(epoch, top1, history, model)` on rank 0 with the model it evaluated (the
+    EMA with --model-ema; e.g. to keep the best one) and saves. With --mixup/--cutmix the teacher sees the
+    mixed images. With --model-ema, `model` holds the EMA weights when fit returns.
     `identity` (what is trained: method, architecture, ...) is saved in checkpoints and must match on resume."""
     dist = Dist.from_env()
     log = log if (log and dist.main) else (lambda *a, **k: None)
     model.to(dist.device).train()
-    named = [(n, p) for n, p in model.named_parameters() if trainable is None or trainable(n)]
     for n, p in model.named_parameters():
         p.requires_grad_(trainable is None or trainable(n))
-    optimizer = torch.optim.AdamW(param_groups(named, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    if teacher is not None:
-        teacher.to(dist.device).eval().requires_grad_(False)
-    step_model = model
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(param_groups(model, named, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    average = recipe.ema(cfg, model)  # from the initial weights, before DDP wraps the model
+    ddp = None
     if dist.world > 1:
-        step_model = nn.parallel.DistributedDataParallel(
+        ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.device] if dist.device.type == "cuda" else None
         )
-    if cfg.compile:
-        step_model = torch.compile(step_model)
-    loss_fn = distillation_loss(cfg)
-    batches_per_epoch = len(data.train) // (cfg.batch_size * dist.world)
-    if batches_per_epoch == 0:
+    step_model = torch.compile(ddp or model) if cfg.compile else (ddp or model)
+    use_teacher = teacher is not None and cfg.kd != "none" and cfg.alpha > 0
+    loss_settings = dict(alpha=cfg.alpha, tau=cfg.tau, kd=cfg.kd, reduction=cfg.kd_reduction, smoothing=cfg.smoothing)
+    if use_teacher:
+        teacher.to(dist.device).eval().requires_grad_(False)
+    mix = recipe.mixup(cfg, len(data.classes))
+
+    micro_per_epoch = len(data.train) // (cfg.batch_size * dist.world) // cfg.accum_steps * cfg.accum_steps
+    if micro_per_epoch == 0:
         raise InputError(
-            f"--batch-size {cfg.batch_size} (x {dist.world} ranks) is larger than the {len(data.train)} training images"
+            f"--batch-size {cfg.batch_size} x --accum-steps {cfg.accum_steps} (x {dist.world} ranks) is larger "
+            f"than the {len(data.train)} training images"
         )
-    steps_per_epoch = max(1, batches_per_epoch // cfg.accum_steps)
+    steps_per_epoch = micro_per_epoch // cfg.accum_steps
     total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-
+    peak_lr = recipe.scaled_lr(cfg.lr, cfg.batch_size * cfg.accum_steps * dist.world, cfg)
     pos = {"epoch": 0, "batch": 0, "step": 0, "history": []}
     if resume is not None:
-        pos = load_checkpoint(resume, model, optimizer, identity, cfg)
+        pos = load_checkpoint(resume, model, optimizer, identity, cfg, average)
     else:
         random.seed(cfg.seed + dist.rank)
         torch.manual_seed(cfg.seed + dist.rank)  # drop path; data order has its own seeded generators
 
-    interrupted = {"flag": False}
-    # torchrun forwards Ctrl-C to every rank: each sets its flag, saves (rank 0 writes) and stops.
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.update(flag=True))
-    bad_step = torch.full((), -1, device=dist.device)
-    running, seen, t0, wall = torch.zeros((), device=dist.device), 0, time.perf_counter(), 0.0
+    interrupted = []  # torchrun forwards Ctrl-C to every rank: each saves (rank 0 writes) and stops
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    bad_step = torch.full((), -1, device=dist.device)  # first non-finite loss, checked without a host sync
+    running, seen, wall, t0 = torch.zeros((), device=dist.device), 0, 0.0, time.perf_counter()
+
+    def check_finite():
+        if bad_step.item() >= 0:  # never save or keep a diverged state: the last good checkpoint stays
+            good = checkpoint if checkpoint is not None and Path(checkpoint).is_file() else None
+            raise Diverged(
+                f"loss became NaN/inf at step {bad_step.item()}; "
+                + (f"last good checkpoint: {good}" if good else "nothing was written; lower --lr or check the inputs")
+            )
 
     def save():
-        if checkpoint is None:
-            return
-        if bad_step.item() >= 0:  # never overwrite the last good checkpoint with a diverged state
-            raise Diverged(f"loss became NaN/inf at step {bad_step.item()}; last good checkpoint: {checkpoint}")
-        if dist.main:
-            save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos)
-        dist.barrier()
+        check_finite()
+        if checkpoint is not None:
+            if dist.main:
+                save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos, average)
+            dist.barrier()
 
     try:
-        for epoch in range(pos["epoch"], cfg.epochs):
-            pos["epoch"] = epoch
-            start = pos["batch"]
-            batches = data.train.batches(
-                view,
-                cfg.batch_size,
-                train=True,
-                seed=cfg.seed,
-                epoch=epoch,
-                start=start,
-                rank=dist.rank,
-                world=dist.world,
-                device=dist.device,
-                augment=cfg.augment,
-            )
-            for i, (x, y) in enumerate(batches, start=start):
-                if i >= steps_per_epoch * cfg.accum_steps or pos["step"] >= total:
-                    break
+        for epoch, i, x, y in _micro_batches(data.train, view, cfg, dist, pos, micro_per_epoch):
+            last_micro = (i + 1) % cfg.accum_steps == 0
+            if mix is not None:  # before the teacher: it must see the images the student sees
+                x, y = recipe.apply_mixup(mix, x, y, batch_generator(cfg.seed + 7919 * dist.rank, epoch, i))
+            with ddp.no_sync() if ddp is not None and not last_micro else nullcontext():  # all-reduce once per step
                 with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    t_logits = teacher(x) if teacher is not None and cfg.kd != "none" and cfg.alpha > 0 else None
-                    loss = loss_fn(step_model(x).float(), None if t_logits is None else t_logits.float(), y)
+                    with torch.no_grad():
+                        t_logits = teacher(x).float() if use_teacher else None
+                    loss = recipe.kd_loss(step_model(x).float(), t_logits, y, **loss_settings)
                 (loss / cfg.accum_steps).backward()
-                running += loss.detach()
-                bad_step = torch.where((~loss.detach().isfinite()) & (bad_step < 0), pos["step"], bad_step)
-                seen += len(y) * dist.world
-                pos["batch"] = i + 1
-                if (i + 1) % cfg.accum_steps:
-                    continue
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(pos["step"], total, warmup, cfg)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                pos["step"] += 1
-                if pos["step"] % cfg.log_every == 0:  # the only host sync in the loop
-                    if bad_step.item() >= 0:
-                        raise Diverged(
-                            f"loss became NaN/inf at step {bad_step.item()}; "
-                            f"last good checkpoint: {checkpoint or 'none'}"
-                        )
-                    elapsed = wall + time.perf_counter() - t0
-                    log(
-                        step=pos["step"],
-                        total=total,
-                        epoch=epoch,
-                        loss=(running / cfg.log_every / cfg.accum_steps).item(),
-                        images_per_s=seen / max(elapsed, 1e-9),
-                    )
-                    running.zero_()
-                if cfg.save_every and pos["step"] % cfg.save_every == 0:
-                    save()
-                if interrupted["flag"]:
-                    save()
-                    raise Interrupted(
-                        f"interrupted at step {pos['step']}; checkpoint saved to {checkpoint}"
-                        + (f", continue with --resume {checkpoint}" if checkpoint else "")
-                    )
-            wall += time.perf_counter() - t0
-            last = epoch == cfg.epochs - 1 or pos["step"] >= total
-            if cfg.eval_each_epoch or last:
-                top1 = evaluate(model, data.test, view, device=dist.device) if dist.main else float("nan")
-                pos["history"].append({"epoch": epoch + 1, "step": pos["step"], "top1": top1})
-                log(epoch_end=epoch + 1, epochs=cfg.epochs, top1=top1)
-                if on_epoch is not None and dist.main:
-                    on_epoch(epoch + 1, top1, pos["history"])
-            pos["epoch"], pos["batch"] = epoch + 1, 0
-            save()
-            t0 = time.perf_counter()
-            if last:
+            running += loss.detach()
+            bad_step = torch.where(~loss.detach().isfinite() & (bad_step < 0), pos["step"], bad_step)
+            seen += len(y) * dist.world
+            pos["batch"] = i + 1
+            if not last_micro:
+                continue
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(pos["step"], total, warmup, peak_lr, cfg)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            pos["step"] += 1
+            if average is not None:
+                average.update(model, step=pos["step"])
+            done = pos["step"] >= total
+            if pos["step"] % cfg.log_every == 0:  # the only host sync between epochs
+                check_finite()
+                loss_avg = (running / cfg.log_every / cfg.accum_steps).item()
+                speed = seen / max(wall + time.perf_counter() - t0, 1e-9)
+                log(step=pos["step"], total=total, epoch=epoch, loss=loss_avg, images_per_s=speed)
+                running.zero_()
+            if pos["batch"] == micro_per_epoch or done:  # epoch end: evaluate (untimed), then save
+                wall += time.perf_counter() - t0
+                check_finite()
+                if cfg.eval_each_epoch or done or epoch == cfg.epochs - 1:
+                    judged = model if average is None else average.module
+                    top1 = evaluate(judged, data.test, view, device=dist.device) if dist.main else float("nan")
+                    pos["history"].append({"epoch": epoch + 1, "step": pos["step"], "top1": top1})
+                    log(epoch_end=epoch + 1, epochs=cfg.epochs, top1=top1)
+                    if on_epoch is not None and dist.main:
+                        on_epoch(epoch + 1, top1, pos["history"], judged)
+                pos["epoch"], pos["batch"] = epoch + 1, 0
+                save()
+                t0 = time.perf_counter()
+            elif cfg.save_every and pos["step"] % cfg.save_every == 0:
+                save()
+            if interrupted:
+                save()
+                hint = f"checkpoint saved to {checkpoint}, continue with --resume {checkpoint}" if checkpoint else ""
+                raise Interrupted(f"interrupted at step {pos['step']}" + (f"; {hint}" if hint else ""))
+            if done:
                 break
     finally:
         signal.signal(signal.SIGINT, previous)
-    if bad_step.item() >= 0:
-        raise Diverged(f"loss became NaN/inf at step {bad_step.item()}; last good checkpoint: {checkpoint or 'none'}")
+    check_finite()
+    if average is not None:
+        model.load_state_dict(average.module.state_dict())
     return {
         "steps": pos["step"],
         "epochs": cfg.epochs,
+        "lr": peak_lr,
         "top1": pos["history"][-1]["top1"] if pos["history"] else None,
         "history": pos["history"],
         "images_seen": seen,
@@ -300,6 +245,28 @@ def fit(
     }
 
 
+def _micro_batches(split, view, cfg: TrainConfig, dist: Dist, pos: dict, per_epoch: int):
+    """(epoch, index in epoch, images, labels) from where `pos` stands to the last epoch."""
+    for epoch in range(pos["epoch"], cfg.epochs):
+        start = pos["batch"] if epoch == pos["epoch"] else 0
+        batches = split.batches(
+            view,
+            cfg.batch_size,
+            train=True,
+            seed=cfg.seed,
+            epoch=epoch,
+            start=start,
+            rank=dist.rank,
+            world=dist.world,
+            device=dist.device,
+            recipe=cfg,
+        )
+        for i, (x, y) in enumerate(batches, start=start):
+            if i >= per_epoch:
+                break
+            yield epoch, i, x, y
+
+
 def peak_memory_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -307,7 +274,7 @@ def peak_memory_mb(device) -> float:
     return rss / 2**10 if sys.platform != "darwin" else rss / 2**20
 
 
-def save_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict, average=None) -> None:
     from lgtool.atomic import atomic_file
 
     state = {
@@ -318,11 +285,13 @@ def save_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConf
         "optimizer": optimizer.state_dict(),
         "rng": torch.get_rng_state(),
     }
+    if average is not None:
+        state["ema"] = {k: v.detach().cpu() for k, v in average.module.state_dict().items()}
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig) -> dict:
+def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--resume {path}: no such checkpoint")
@@ -340,5 +309,7 @@ def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConf
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if average is not None:
+        average.module.load_state_dict(state.get("ema", state["model"]))
     torch.set_rng_state(state["rng"])
     return state["position"]

@@ -52,15 +52,18 @@ def test_layer_map_is_used_and_recorded(run_cli, tmp_path):
     assert torch.equal(w["blocks.0.mlp.fc1.weight"], lgtool.load_learngene(gene).tensors["stage2.mlp.fc1.weight"])
 
 
-def test_check_failure_exits_4(run_cli, gene_file, tmp_path):
-    code, _, err = run_cli("expand", gene_file, "--depth", 5, "--check", "--tol", "-1", "-o", tmp_path / "d")
-    assert code == 4 and "--check failed" in err
+def test_check_failure_exits_4_and_writes_nothing(run_cli, gene_file, tmp_path, monkeypatch):
+    import lgtool.descnet
+
+    monkeypatch.setattr(lgtool.descnet, "check_descnet", lambda *a, **k: {"max_abs_diff_timm": 1.0})
+    code, out, err = run_cli("expand", gene_file, "--depth", 5, "--check", "-o", tmp_path / "d", "--json")
+    assert code == 4 and "--check failed" in err and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [gene_file.name]  # no folder, no temporary left
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--depth", "0"], "depth must be at least 1"),
         (["--depth", "2"], "smaller than the 3 SWS stages"),
         (["--depth", "5", "--width", "small"], "makes width 32 only"),
         (["--depth", "5", "--width", "huge"], "unknown width 'huge'"),

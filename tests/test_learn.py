@@ -65,23 +65,31 @@ def test_sigint_saves_and_resume_is_exact(ancestor, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_method(ancestor, tmp_path):
-    _learn(ancestor, "tleg", tmp_path / "t.safetensors")
+    _learn(ancestor, "tleg", tmp_path / "t.safetensors", checkpoint=tmp_path / "t.ckpt")
     with pytest.raises(InputError, match="checkpoint is for another run"):
         _learn(ancestor, "sws", tmp_path / "s.safetensors", resume=tmp_path / "t.ckpt")
 
 
+def test_a_finished_run_leaves_no_default_checkpoint(ancestor, tmp_path):
+    result = _learn(ancestor, "tleg", tmp_path / "g.safetensors")
+    assert result["checkpoint"] is None and sorted(p.name for p in tmp_path.iterdir()) == ["g.safetensors"]
+
+
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(ancestor, tmp_path):
-    _learn(ancestor, "tleg", tmp_path / "g.safetensors")  # a good epoch: checkpoint written
-    good = (tmp_path / "g.ckpt").read_bytes()
-    with pytest.raises(Diverged, match="NaN/inf at step"):
+    checkpoint = tmp_path / "g.ckpt"
+    _learn(ancestor, "tleg", tmp_path / "g.safetensors", checkpoint=checkpoint)  # a good epoch: checkpoint written
+    good, gene = checkpoint.read_bytes(), (tmp_path / "g.safetensors").read_bytes()
+    with pytest.raises(Diverged, match=f"NaN/inf at step .*last good checkpoint: {checkpoint}$"):
         _learn(
             ancestor,
             "tleg",
             tmp_path / "g.safetensors",
             cfg=quick(epochs=3, lr=1e12, log_every=5),
-            resume=tmp_path / "g.ckpt",
+            checkpoint=checkpoint,
+            resume=checkpoint,
+            force=True,
         )
-    assert (tmp_path / "g.ckpt").read_bytes() == good
+    assert checkpoint.read_bytes() == good and (tmp_path / "g.safetensors").read_bytes() == gene
 
 
 def _lgtool(*args, env=None, **kw):
