@@ -65,7 +65,7 @@ def resolve_ancestor(name: str, weights: str | None = None) -> Path | None:
             f"ancestor ({', '.join(SHIPPED_ANCESTORS)}), or model folder"
         )
     if weights is None and offline() and not _cached(timm, arch):
-        raise InputError(_OFFLINE.format(name=arch))
+        raise InputError(_OFFLINE.format(name=name))
     return None
 
 
@@ -110,8 +110,12 @@ def _create(timm, name: str, pretrained: bool, **kwargs):
     try:
         return timm.create_model(name, pretrained=pretrained, **{k: v for k, v in kwargs.items() if v is not None})
     except Exception as e:  # noqa: BLE001 - hub/network failures come in many types
-        if not pretrained or isinstance(e, InputError):
+        if isinstance(e, InputError):
             raise
+        if not pretrained:  # a folder's config.json (or the arguments) describe no model timm can build
+            raise InputError(
+                f"--ancestor {name.removeprefix('local-dir:')}: timm cannot build it ({_brief(e)})"
+            ) from None
         why = "offline (HF_HUB_OFFLINE=1)" if offline() else f"{type(e).__name__}"
         raise InputError(
             f"--ancestor {name}: cannot get pretrained weights ({why}); pass a local file with "

@@ -240,6 +240,19 @@ def parse_width(width: str | int, num_heads: int | None = None, head_dim: int = 
     return dim, heads
 
 
+def check_size_options(width=None, num_heads=None, img_size=None, patch_size=None) -> None:
+    """Architecture options as typed, checked before any data is read: a bad one is a usage error (exit 2)."""
+    from lgtool.errors import UsageError
+
+    try:
+        if width is not None:
+            parse_width(width, num_heads)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    if img_size and patch_size and img_size % patch_size:
+        raise UsageError(f"--patch-size {patch_size} does not divide --img-size {img_size}")
+
+
 def default_patch_size(img_size: int) -> int:
     """16 for ImageNet-sized inputs; for small images, a 4 x 4 grid of patches (28 px -> 7)."""
     return 16 if img_size >= 112 else max(1, img_size // 4)

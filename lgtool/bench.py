@@ -109,7 +109,7 @@ class BenchConfig:
 
     def sizes(self) -> list[tuple[int, int]]:
         """(depth, width) of every Desc-Net benched: all depths at the family width, then the other widths."""
-        base = parse_width(self.width)[0]
+        base = parse_width(self.width, 1)[0]
         extra = [(d, w) for w in self.widths if w != base for d in (self.width_depths or self.depths)]
         return [(d, base) for d in self.depths] + extra
 

@@ -203,7 +203,7 @@ def _figure(path: Path, draw, **subplots) -> None:
 def plot_accuracy(report: dict, path: Path) -> None:
     """Held-out top-1 against depth at the family width: every init at the fine-tune budget, scratch longer."""
     cfg = report["config"]
-    width = parse_width(cfg["width"])[0]
+    width = parse_width(cfg["width"], 1)[0]
     rows = [r for r in report["rows"] if r["width"] == width and "top1" in r]
 
     def draw(fig, ax):
@@ -238,7 +238,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
     A learngene's curve starts at its whole one-off learning cost (plus calibration), shared by every size in
     truth, so it is drawn here at its most expensive."""
     cfg = report["config"]
-    width = parse_width(cfg["width"])[0]
+    width = parse_width(cfg["width"], 1)[0]
     depths = sorted(cfg["depths"])
     shown = list(dict.fromkeys([depths[0], depths[len(depths) // 2], depths[-1]]))
     learned = report["learngenes"]

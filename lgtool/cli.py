@@ -178,6 +178,9 @@ def expand(
     layer_map: str | None = typer.Option(
         None, "--layer-map", help="SWS only: the stage of every layer, e.g. 0,0,1,1,2."
     ),
+    img_size: int | None = typer.Option(
+        None, "--img-size", min=1, help="Input resolution (default: the learngene's); position embedding resampled."
+    ),
     check: bool = typer.Option(False, "--check", help="Reload with plain timm and compare logits; exit 4 above --tol."),
     tol: float = typer.Option(1e-5, "--tol", min=0.0, help="Tolerance of --check (max abs logit difference)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (default: desc-d<depth>-<width>)."),
@@ -207,6 +210,7 @@ def expand(
         width=width,
         num_classes=num_classes,
         layer_map=_int_list(layer_map, "--layer-map"),
+        img_size=img_size,
         check=check,
         tol=tol,
         force=force,

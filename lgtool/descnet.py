@@ -192,6 +192,7 @@ def expand_folder(
     width=None,
     num_classes=None,
     layer_map=None,
+    img_size=None,
     check: bool = False,
     tol: float = 1e-5,
     force: bool = False,
@@ -210,7 +211,7 @@ def expand_folder(
     from lgtool.materialize import desc_state_dict, target_arch
 
     gene = load_learngene(gene_path)
-    target = target_arch(gene, depth, width, num_classes, layer_map)
+    target = target_arch(gene, depth, width, num_classes, layer_map, img_size)
     output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
     check_output(output, inputs=[gene_path, calibrate, data_dir], force=force, is_dir=True)
     info = lineage(gene, gene_path, target, layer_map)
@@ -218,9 +219,9 @@ def expand_folder(
         from lgtool.learn import calibrate as calibrate_scalers
 
         with log() if log else nullcontext(None) as report:
-            calibrated, info["calibration"] = calibrate_scalers(
+            calibrated, info["calibration"] = calibrate_scalers(  # at the learngene's resolution
                 gene,
-                target,
+                target.model_copy(update={"img_size": gene.arch.img_size}),
                 calibrate,
                 data_dir=data_dir,
                 samples=calibrate_samples,

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from lgtool.arch import Arch, build_vit, default_patch_size, one_line, parse_width
+from lgtool.arch import Arch, build_vit, check_size_options, default_patch_size, one_line, parse_width
 from lgtool.data import View, load_data
 from lgtool.descnet import CONFIG, read_config, write_descnet
 from lgtool.errors import InputError
@@ -119,6 +119,8 @@ def finetune(
         data_dir,
     ]
     check_output(output, inputs=inputs, force=force or resume is not None, is_dir=True)
+    if init == "scratch":
+        check_size_options(width, num_heads, img_size, patch_size)
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     if init == "scratch":
         model, arch, view = scratch_model(

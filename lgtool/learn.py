@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from lgtool import __version__
-from lgtool.arch import Arch, default_patch_size
+from lgtool.arch import Arch, check_size_options, default_patch_size
 from lgtool.data import View, load_data
 from lgtool.errors import InputError, UsageError
-from lgtool.learngene import Learngene, init_learngene
+from lgtool.learngene import Learngene, check_rule_options, init_learngene
 from lgtool.materialize import build_aux
 from lgtool.rules import RULES, rule_module
 from lgtool.train import TrainConfig, evaluate, fit
@@ -65,7 +65,11 @@ def learn(
     if init not in INITS:
         raise UsageError(f"unknown init {init!r}: choose {' or '.join(INITS)}")
     cfg = cfg or TrainConfig()
-    # Outputs first: a bad -o must fail now, not after training.
+    if stages:
+        rule_options["stages"] = stages
+    check_size_options(width, num_heads, img_size, patch_size)
+    check_rule_options(method, aux_depth, rule_options)
+    # Outputs too: a bad -o must fail now, not after training.
     output = Path(output)
     inputs = [shipped_ancestor(ancestor) or ancestor, ancestor_weights, data, data_dir, resume]
     check_output(output, inputs=inputs, force=force)
@@ -81,8 +85,6 @@ def learn(
     view = ancestor_view(teacher, dataset.view)
     if img_size:
         view.img_size = img_size
-    if stages:
-        rule_options["stages"] = stages
     gene = init_learngene(
         method,
         width=width or getattr(teacher, "embed_dim", "tiny"),

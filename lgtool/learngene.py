@@ -199,6 +199,12 @@ def init_learngene(
     return Learngene(meta, tensors)
 
 
+def check_rule_options(method: str, aux_depth: int | None, options: dict) -> None:
+    """The rule options as typed, before any data is read: one the method does not take, or that does not
+    fit the Aux depth, is a usage error. (A placeholder head dim: only options that set it are checked.)"""
+    _make_rule(method, aux_depth, 64, dict(options))
+
+
 def _make_rule(method, aux_depth, head_dim, options):
     rules = RULES[method]
     unknown = sorted(set(options) - set(rules.OPTIONS))

@@ -25,20 +25,25 @@ def target_arch(
     width=None,
     num_classes: int | None = None,
     layer_map: list[int] | None = None,
+    img_size: int | None = None,
 ) -> Arch:
     """The Desc-Net architecture for a requested size, or a one-line InputError if the gene cannot make it.
 
-    Worked out once per command; everything below takes the resulting `Arch`."""
+    Worked out once per command; everything below takes the resulting `Arch`. Another `img_size` keeps the
+    patch size: the position embedding is resampled to the new grid (`materialize`)."""
     aux = gene.arch
     depth = aux.depth if depth is None else depth
     if depth <= 0:
         raise InputError(f"depth must be at least 1, got {depth}")
-    classes = aux.num_classes if num_classes is None else num_classes
-    Arch.checked(aux, depth=depth, num_classes=classes)  # bounds first: a huge depth never reaches the rule
+    size = {
+        "num_classes": aux.num_classes if num_classes is None else num_classes,
+        "img_size": img_size or aux.img_size,
+    }
+    Arch.checked(aux, depth=depth, **size)  # bounds first: a huge depth never reaches the rule
     embed_dim = aux.embed_dim if width is None else parse_width(width, head_dim=aux.head_dim)[0]
     RULES[gene.method].check_target(gene.rule, aux, depth, embed_dim, layer_map)
     heads = aux.num_heads if embed_dim == aux.embed_dim else embed_dim // aux.head_dim  # the head dim is kept
-    return Arch.checked(aux, depth=depth, embed_dim=embed_dim, num_heads=heads, num_classes=classes)
+    return Arch.checked(aux, depth=depth, embed_dim=embed_dim, num_heads=heads, **size)
 
 
 def materialize(
@@ -53,9 +58,24 @@ def materialize(
     layers = rules.blocks(rule, tensors, aux, target, layer_map)
     state = {f"blocks.{i}.{slot}": t for i, layer in enumerate(layers) for slot, t in layer.items()}
     same_head = target.num_classes == aux.num_classes
-    nonblock = rules.nonblock(rule, tensors, aux, target)
+    nonblock = rules.nonblock(rule, tensors, aux, target.model_copy(update={"img_size": aux.img_size}))
     state.update({k: v for k, v in nonblock.items() if same_head or not k.startswith("head.")})
+    if target.img_size != aux.img_size:  # another resolution: the same patches, a larger or smaller grid
+        state["pos_embed"] = resample_pos_embed(state["pos_embed"], aux, target)
     return state
+
+
+def resample_pos_embed(pos_embed, aux: Arch, target: Arch):
+    """The position embedding on `target`'s patch grid, by timm's own `resample_abs_pos_embed` (bicubic)."""
+    from lgtool._compat import import_timm
+
+    import_timm()
+    from timm.layers import resample_abs_pos_embed
+
+    grid = [target.img_size // target.patch_size] * 2
+    old = [aux.img_size // aux.patch_size] * 2
+    prefix = 1 if target.class_token else 0
+    return resample_abs_pos_embed(pos_embed, new_size=grid, old_size=old, num_prefix_tokens=prefix)
 
 
 def describe_layers(gene: Learngene, target: Arch, layer_map: list[int] | None = None) -> list:

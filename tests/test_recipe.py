@@ -446,8 +446,26 @@ def test_imagenet_script_passes_env_and_extra_args_to_lgtool(name, tmp_path):
         for flag in ("--aa rand-m9-mstd0.5-inc1", "--reprob 0.25", "--mixup 0.8", "--cutmix 1.0", "--smoothing 0.1"):
             assert flag in call
         assert "--lr-base-size 512" in call
+    for call in calls:  # and the real parser accepts every flag and value they use
+        assert_accepted(call.split())
     if training[0].startswith("learn"):
         assert "--ancestor deit_base" in training[0]
     else:
         expands = [c for c in calls if c.startswith("expand")]
         assert [c.split("--depth ")[1].split()[0] for c in expands] == ["3", "12"]
+
+
+def assert_accepted(argv: list[str]) -> None:
+    """Parse `lgtool ARGV` with lgtool's own command line, without running it: unknown flags and values
+    outside their types fail here, and the training flags must make a valid TrainConfig."""
+    from dataclasses import fields
+
+    from typer.main import get_command
+
+    from lgtool.cli import app
+
+    command = get_command(app).commands[argv[0]]
+    ctx = command.make_context(argv[0], argv[1:])
+    settings = {f.name for f in fields(TrainConfig)}
+    if settings & set(ctx.params):
+        TrainConfig(**{k: v for k, v in ctx.params.items() if k in settings})
