@@ -375,6 +375,10 @@ def first_nonfinite(tensors: dict) -> str | None:
 
     for name in sorted(tensors):
         t = tensors[name]
-        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
+        if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.is_complex()):
+            continue
+        # A sum is finite whenever every element is (one pass, no mask); only a sum that overflowed or
+        # met a NaN/Inf needs the exact, element-wise look.
+        if not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
             return name
     return None
