@@ -5,6 +5,7 @@
 # weights are the last epoch (last/), so nothing was chosen on the test split.
 set -euo pipefail
 out=${1:-runs/ancestor}
+mkdir -p "$(dirname "$out")"  # lgtool writes into existing folders only
 lgtool finetune --init scratch --data fashion-mnist \
   --width 128 --num-heads 2 --depth 8 --patch-size 7 \
   --epochs 30 --batch-size 128 --lr 1e-3 --warmup-epochs 2 --weight-decay 0.05 \

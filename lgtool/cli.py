@@ -62,7 +62,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
     try:
         return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
     except ValueError:
-        raise UsageError(f"{option} takes comma-separated integers, e.g. 0,0,1,1,2") from None
+        raise UsageError(f"{option} takes comma-separated integers, e.g. 2,4,6") from None
 
 
 @app.command()
