@@ -24,6 +24,20 @@ from lgtool.config import TrainConfig
 from lgtool.errors import LgtoolError, UsageError
 from lgtool.rules import RULES
 
+# Every command's --help ends with the contract its errors keep.
+WRITES = (
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage error (a bad flag or value, checked before any data is read), "
+    "3 invalid input or output, 4 a --check failed; errors are one line on stderr. An existing output is "
+    "refused without --force, an output that is one of the inputs always; files are written under a temporary "
+    "name and renamed into place."
+)
+BENCH = (
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage error (checked before anything is created), 3 invalid input "
+    "or output; errors are one line on stderr. A folder that already holds a bench is continued only with "
+    "--resume; results are written under a temporary name and renamed into place."
+)
+READS = "Exit codes: 0 ok, 2 usage error, 3 invalid input; errors are one line on stderr. Reads headers only."
+
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -65,7 +79,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
         raise UsageError(f"{option} takes comma-separated integers, e.g. 2,4,6") from None
 
 
-@app.command()
+@app.command(epilog=WRITES)
 @train_options
 def learn(
     ancestor: str = typer.Option(
@@ -165,7 +179,7 @@ def _render_learn(r: dict) -> None:
     )
 
 
-@app.command()
+@app.command(epilog=WRITES)
 def expand(
     gene: Path = typer.Argument(Path("learngene.safetensors"), help="The learngene file."),
     depth: int | None = typer.Option(None, "--depth", "-d", min=1, help="Desc-Net depth (default: the Aux depth)."),
@@ -246,7 +260,7 @@ def _render_expand(r: dict) -> None:
         )
 
 
-@app.command()
+@app.command(epilog=WRITES)
 @train_options
 def finetune(
     src: str | None = typer.Argument(None, help="A Desc-Net or timm hub-layout folder (omit with --init scratch)."),
@@ -329,7 +343,7 @@ def _float_list(text: str | None, option: str) -> list[float] | None:
         raise UsageError(f"{option} takes comma-separated numbers, e.g. 2e-4,5e-4,2e-3") from None
 
 
-@app.command()
+@app.command(epilog=READS)
 def inspect(
     path: Path = typer.Argument(..., help="A learngene .safetensors file or a Desc-Net folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -403,7 +417,7 @@ def _render_descnet(s: dict) -> None:
         out.print(f"layers ({lg.get('layer_source')}): {lg.get('layers')}")
 
 
-@app.command()
+@app.command(epilog=BENCH)
 def bench(
     data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist or an ImageFolder path."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Where the Fashion-MNIST IDX files are."),

@@ -144,3 +144,9 @@ def test_inspect_does_not_import_torch(gene_file):
     proc = subprocess.run([sys.executable, "-c", code, str(gene_file)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["kind"] == "learngene"
+
+
+@pytest.mark.parametrize("command", ["learn", "expand", "finetune", "inspect", "bench"])
+def test_every_help_states_the_exit_codes(run_cli, command):
+    code, out, _ = run_cli(command, "--help")
+    assert code == 0 and "Exit codes: 0 ok" in " ".join(out.split()) and "3 invalid input" in " ".join(out.split())
