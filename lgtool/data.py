@@ -365,28 +365,31 @@ class _CheckedImages(torch.utils.data.Dataset):
             return _Unreadable(path, " ".join(str(e).split()) or type(e).__name__)
         if key is None:
             return self.dataset.transform(rgb), target
-        with _seeded(_mix64(key ^ i)):
+        with seeded(_mix64(key ^ i)):
             return self.dataset.transform(rgb), target
 
 
 @contextmanager
-def _seeded(seed: int):
-    """Seed the generators timm's and torchvision's transforms draw from (random, numpy, torch), then put
-    them back: with workers=0 this runs in the training process, whose own streams must not move."""
+def seeded(seed: int, cuda_devices=()):
+    """Seed the generators timm's and torchvision's transforms draw from (random, numpy, torch; and the CUDA
+    generators of `cuda_devices`), then put them back: the training process's own streams must not move."""
     import random
 
     import numpy as np
 
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed & 0xFFFFFFFF)
-    torch.default_generator.manual_seed(seed)  # the CPU generator only: torch.manual_seed would reseed CUDA too
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=list(cuda_devices), device_type="cuda"):
+        random.seed(seed)
+        np.random.seed(seed & 0xFFFFFFFF)
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that would reseed every CUDA device
+        for device in cuda_devices:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
 
 
 def _collate(items):

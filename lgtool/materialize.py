@@ -58,7 +58,8 @@ def materialize(
     layers = rules.blocks(rule, tensors, aux, target, layer_map)
     state = {f"blocks.{i}.{slot}": t for i, layer in enumerate(layers) for slot, t in layer.items()}
     same_head = target.num_classes == aux.num_classes
-    nonblock = rules.nonblock(rule, tensors, aux, target.model_copy(update={"img_size": aux.img_size}))
+    at_aux_size = target if target.img_size == aux.img_size else target.model_copy(update={"img_size": aux.img_size})
+    nonblock = rules.nonblock(rule, tensors, aux, at_aux_size)  # the position grid is resampled below
     state.update({k: v for k, v in nonblock.items() if same_head or not k.startswith("head.")})
     if target.img_size != aux.img_size:  # another resolution: the same patches, a larger or smaller grid
         state["pos_embed"] = resample_pos_embed(state["pos_embed"], aux, target)

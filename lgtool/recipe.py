@@ -23,7 +23,6 @@ Decisions (each also stated where it applies):
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -98,24 +97,13 @@ def _seeded(gen: torch.Generator | None, device=None):
     if gen is None:
         yield
         return
-    import numpy as np
     import torch
 
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    from lgtool.data import seeded
+
     cuda = [device] if device is not None and torch.device(device).type == "cuda" else []
-    py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.default_generator.manual_seed(seed)
-        for d in cuda:
-            with torch.cuda.device(d):
-                torch.cuda.manual_seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
+    with seeded(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)), cuda):
+        yield
 
 
 def train_transform(cfg, view: View, train: bool = True):

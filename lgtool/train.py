@@ -147,7 +147,7 @@ def fit(
     steps_per_epoch = micro_per_epoch // cfg.accum_steps
     total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    peak_lr = recipe.scaled_lr(cfg.lr, cfg.batch_size * cfg.accum_steps * dist.world, cfg)
+    peak_lr = recipe.scaled_lr(cfg.lr, recipe.global_batch(cfg.batch_size, cfg.accum_steps, dist.world), cfg)
     pos = {"epoch": 0, "batch": 0, "step": 0, "history": []}
     if resume is not None:
         pos = load_checkpoint(resume, model, optimizer, identity, cfg, average)

@@ -130,6 +130,11 @@ def _case(table: dict, name: str):
     return pytest.param(*table[name], id=name)
 
 
+def _finetune_refused(run_cli, tmp_path, workspace, src, says, as_json):
+    args = ("finetune", src, "--data-dir", workspace / "fm", "--epochs", 1, "-o", tmp_path / "out")
+    return refused(run_cli, tmp_path, *args, code=3, says=says, as_json=as_json)
+
+
 @pytest.mark.parametrize("as_json", JSON_MODES)
 @pytest.mark.parametrize(
     "breaks, says", [_case(WEIGHT_FAULTS, k) for k in WEIGHT_FAULTS] + [_case(CONFIG_FAULTS, k) for k in CONFIG_FAULTS]
@@ -137,21 +142,7 @@ def _case(table: dict, name: str):
 def test_finetune_refuses_a_broken_source_folder(run_cli, tmp_path, workspace, breaks, says, as_json):
     src = workspace / "vit"
     breaks(src)
-    line = refused(
-        run_cli,
-        tmp_path,
-        "finetune",
-        src,
-        "--data-dir",
-        workspace / "fm",
-        "--epochs",
-        1,
-        "-o",
-        tmp_path / "out",
-        code=3,
-        says=says,
-        as_json=as_json,
-    )
+    line = _finetune_refused(run_cli, tmp_path, workspace, src, says, as_json)
     assert str(src) in line  # names the folder (its config.json or weights file)
 
 
@@ -160,20 +151,8 @@ def test_finetune_refuses_a_broken_source_folder(run_cli, tmp_path, workspace, b
 def test_finetune_refuses_nonfinite_source_weights_before_training(run_cli, tmp_path, workspace, breaks, says, as_json):
     src = workspace / "vit"
     breaks(src)
-    line = refused(
-        run_cli,
-        tmp_path,
-        "finetune",
-        src,
-        "--data-dir",
-        workspace / "fm",
-        "--epochs",
-        1,
-        "-o",
-        tmp_path / "out",
-        code=3,
-        says=f"{src}/model.safetensors holds non-finite weights",
-        as_json=as_json,
+    line = _finetune_refused(
+        run_cli, tmp_path, workspace, src, f"{src}/model.safetensors holds non-finite weights", as_json
     )
     assert says in line and "loss" not in line  # refused up front, not found as a NaN loss in training
 
@@ -184,6 +163,11 @@ def test_finetune_with_a_fresh_head_still_checks_the_weights(run_cli, tmp_path, 
     _truncate(src)
     args = ("finetune", src, "--data-dir", workspace / "fm", "--num-classes", 10, "-o", tmp_path / "out")
     refused(run_cli, tmp_path, *args, code=3, says=f"{src}/model.safetensors")
+
+
+def _finetune_refused(run_cli, tmp_path, workspace, src, says, as_json):
+    args = ("finetune", src, "--data-dir", workspace / "fm", "--epochs", 1, "-o", tmp_path / "out")
+    return refused(run_cli, tmp_path, *args, code=3, says=says, as_json=as_json)
 
 
 @pytest.mark.parametrize("as_json", JSON_MODES)

@@ -409,7 +409,7 @@ def test_ema_is_timms_model_ema_v3():
 SCRIPT_NAMES = ["sws_aux_s.sh", "sws_des_s.sh", "tleg_aux_s.sh", "tleg_des_s.sh", "wave.sh", "wave_des.sh"]
 
 
-@pytest.mark.parametrize("name", SCRIPT_NAMES)
+@pytest.mark.parametrize("name", [*SCRIPT_NAMES, "_deit.sh"])
 def test_imagenet_script_parses(name):
     subprocess.run(["bash", "-n", str(SCRIPTS / name)], check=True)
 

@@ -46,9 +46,7 @@ BATCH=${BATCH:-128}
 EPOCHS=${EPOCHS:-150}
 WORKERS=${WORKERS:-10}
 
-lgtool_run() { # one process: plain lgtool; several: data-parallel through torchrun (rank 0 writes)
-  if [ "$NPROC" -gt 1 ]; then torchrun --nproc-per-node "$NPROC" -m lgtool "$@"; else lgtool "$@"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/_deit.sh"  # lgtool_run, DEIT_AUGMENT
 
 mkdir -p "$OUT"
 lgtool_run learn --ancestor "$ANCESTOR" ${ANCESTOR_WEIGHTS:+--ancestor-weights "$ANCESTOR_WEIGHTS"} \
@@ -57,7 +55,6 @@ lgtool_run learn --ancestor "$ANCESTOR" ${ANCESTOR_WEIGHTS:+--ancestor-weights "
   --epochs "$EPOCHS" --batch-size "$BATCH" \
   --lr 5e-4 --lr-base-size 512 --min-lr 1e-5 --warmup-epochs 5 --weight-decay 0.05 \
   --kd soft --alpha 1.0 --tau 1.0 --kd-reduction per_logit \
-  --aa rand-m9-mstd0.5-inc1 --color-jitter 0.4 --reprob 0.25 \
-  --mixup 0.8 --cutmix 1.0 --mixup-switch-prob 0.5 --smoothing 0.1 \
+  "${DEIT_AUGMENT[@]}" \
   --drop-path 0.1 --seed 0 --bf16 \
   -o "$OUT/sws_aux_s.safetensors" "$@"

@@ -37,9 +37,7 @@ BATCH=${BATCH:-128}
 EPOCHS=${EPOCHS:-10}
 WORKERS=${WORKERS:-10}
 
-lgtool_run() { # one process: plain lgtool; several: data-parallel through torchrun (rank 0 writes)
-  if [ "$NPROC" -gt 1 ]; then torchrun --nproc-per-node "$NPROC" -m lgtool "$@"; else lgtool "$@"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/_deit.sh"  # lgtool_run, DEIT_AUGMENT
 
 if [ ! -f "$GENE" ]; then
   echo "wave_des.sh: no learngene at $GENE; run wave.sh first or set GENE" >&2
@@ -53,8 +51,7 @@ for depth in $DEPTHS; do
     --data "$DATA" --workers "$WORKERS" \
     --epochs "$EPOCHS" --batch-size "$BATCH" \
     --lr 5e-4 --lr-base-size 512 --min-lr 1e-5 --warmup-epochs 0 --weight-decay 0.05 \
-    --aa rand-m9-mstd0.5-inc1 --color-jitter 0.4 --reprob 0.25 \
-    --mixup 0.8 --cutmix 1.0 --mixup-switch-prob 0.5 --smoothing 0.1 \
+    "${DEIT_AUGMENT[@]}" \
     --drop-path 0.1 --seed 123 --bf16 \
     -o "$OUT/wave_des_d${depth}_${WIDTH}_tuned" "$@"
 done
