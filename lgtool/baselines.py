@@ -1,9 +1,12 @@
 """Initializations a learngene is compared against: timm's random init (scratch) and weight selection.
 
-Weight selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024): every tensor of the
-smaller model, except the classifier head, is cut from the same-named tensor of a larger pretrained
-model of the same family. Layers: the first N blocks. Elements: per dimension, evenly spaced indices
-(stride k when the large size is k times the small one, else rounded linspace over the whole range).
+Weight selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024) cuts every tensor of the
+smaller model from the same-named tensor of a larger pretrained model of the same family. Elements: per
+dimension, evenly spaced indices (stride k when the large size is k times the small one, else rounded
+linspace over the whole range). Layers: the paper takes the first N blocks; evenly spaced blocks are the
+other natural choice (the weight-selection project's issue #4), and past the ancestor's depth blocks repeat,
+evenly spaced, as depth-growth methods do. The classifier is kept when the labels match (a practitioner
+would not throw away a head that fits); the paper re-initializes it because its task changes.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import torch
 
 from lgtool.errors import InputError
 
+LAYER_POLICIES = ("first", "spaced")  # the paper's first N blocks; evenly spaced (with repetition past the depth)
+
 
 def evenly_spaced(n: int, m: int) -> torch.Tensor:
-    """m of n indices, evenly spaced."""
-    if n % m == 0:
+    """m of n indices, evenly spaced (m > n repeats indices)."""
+    if m <= n and n % m == 0:
         return torch.arange(0, n, n // m)
     return torch.linspace(0, n - 1, m).round().long()
 
@@ -26,25 +31,53 @@ def select(t: torch.Tensor, shape) -> torch.Tensor:
         raise InputError(f"cannot select a {list(shape)} tensor from a {list(t.shape)} one")
     for dim, (n, m) in enumerate(zip(t.shape, shape, strict=True)):
         if n < m:
-            raise InputError(f"weight selection needs a larger ancestor: {list(t.shape)} is smaller than {list(shape)}")
+            raise InputError(f"weight selection needs a wider ancestor: {list(t.shape)} is smaller than {list(shape)}")
         if n != m:
             t = t.index_select(dim, evenly_spaced(n, m))
     return t
 
 
-def weight_selection(ancestor_state: dict, target: torch.nn.Module) -> torch.nn.Module:
-    """Initialize `target` (a timm ViT) from a larger ancestor's state dict; the head keeps timm's init."""
+def layer_plan(ancestor_depth: int, depth: int, policy: str = "first") -> list[int]:
+    """Which ancestor block each of `depth` blocks is cut from. Past the ancestor's depth only evenly spaced
+    repetition makes sense, whatever the policy (0,1,1,2,3,3,4,4,5,6,6,7 for 12 from 8)."""
+    if policy not in LAYER_POLICIES:
+        raise ValueError(f"unknown layer policy {policy!r}: choose from {', '.join(LAYER_POLICIES)}")
+    if policy == "first" and depth <= ancestor_depth:
+        return list(range(depth))
+    return evenly_spaced(ancestor_depth, depth).tolist()
+
+
+def layer_policies(ancestor_depth: int, depth: int) -> tuple[str, ...]:
+    """The policies that give different plans at this depth (one past or at the ancestor's depth)."""
+    return LAYER_POLICIES if depth < ancestor_depth else ("spaced",)
+
+
+def weight_selection(ancestor_state: dict, target: torch.nn.Module, layers: str = "first") -> dict:
+    """Initialize `target` (a timm ViT) from a larger ancestor ViT's state dict; returns what was done.
+
+    The head is cut from the ancestor's when both predict the same number of classes, else keeps timm's init."""
     own = target.state_dict()
-    depth = 1 + max((int(k.split(".")[1]) for k in ancestor_state if k.startswith("blocks.")), default=-1)
-    needed = 1 + max((int(k.split(".")[1]) for k in own if k.startswith("blocks.")), default=-1)
-    if needed > depth:
-        raise InputError(f"ancestor too small for weight selection: it has {depth} blocks, the target needs {needed}")
+    depth = _depth(ancestor_state)
+    if depth == 0:
+        raise InputError("the ancestor has no ViT blocks: weight selection cuts a ViT from a ViT")
+    plan = layer_plan(depth, _depth(own), layers)
+    same_labels = (
+        "head.weight" in ancestor_state and ancestor_state["head.weight"].shape[0] == own["head.weight"].shape[0]
+    )
     state = {}
     for key, value in own.items():
-        if key.startswith("head."):
+        if key.startswith("head.") and not same_labels:
             continue
-        if key not in ancestor_state:
-            raise InputError(f"ancestor has no {key}: weight selection needs the same model family")
-        state[key] = select(ancestor_state[key], value.shape).clone()
+        source = key
+        if key.startswith("blocks."):
+            _, index, rest = key.split(".", 2)
+            source = f"blocks.{plan[int(index)]}.{rest}"
+        if source not in ancestor_state:
+            raise InputError(f"ancestor has no {source}: weight selection needs the same model family")
+        state[key] = select(ancestor_state[source], value.shape).clone()
     target.load_state_dict(state, strict=False)
-    return target
+    return {"layers": plan, "layer_policy": layers, "head": "selected" if same_labels else "fresh"}
+
+
+def _depth(state: dict) -> int:
+    return 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
