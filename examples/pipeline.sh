@@ -25,5 +25,5 @@ lgtool finetune desc-d4 --epochs 1 --train-samples 10000 -o tuned-d4 --json | jq
 
 # 6. the comparison against scratch, kd-scratch and weight selection, reusing this learngene
 lgtool bench --learngene tleg.safetensors --inits tleg,scratch,kd-scratch,weight-selection \
-   --depths 2,4 --epochs 1 --scratch-max-epochs 4 --train-samples 5000 -o bench --json | jq '.training_cost'
+   --depths 2,4 --epochs 1 --max-epochs 4 --train-samples 5000 -o bench --json | jq '.cost'
 echo "results in $work/bench"

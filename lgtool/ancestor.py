@@ -82,6 +82,11 @@ def ancestor_heads(name: str) -> int | None:
     return heads if type(heads) is int and heads > 0 else None
 
 
+def is_vit(model: torch.nn.Module) -> bool:
+    """Whether `model` has a ViT's patch embedding and blocks: what seeding and weight selection cut from."""
+    return hasattr(model, "patch_embed") and hasattr(model, "blocks")
+
+
 def ancestor_view(ancestor: torch.nn.Module, data_view: View) -> View:
     """Images as the ancestor was trained to see them: its input size, channels and normalization
     (the data's own where its pretrained_cfg says nothing)."""

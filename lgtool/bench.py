@@ -1,19 +1,22 @@
-"""`lgtool bench`: does a learngene family pay off against what a practitioner holding the ancestor would try?
+"""`lgtool bench`: is a learngene the cheapest way to a family of sizes, against the best alternative?
 
-For every size (depths at the family width, and more widths where asked) and every init, build the
-Desc-Net, fine-tune it for `epochs`, and evaluate on the held-out split:
+For every size (depths at the family width, and more widths where asked):
 - sws, tleg, wave: expanded from a learngene distilled once from the ancestor (WAVE first calibrates the
-  scalers of every size other than its Aux size, templates frozen, as the paper prescribes);
-- scratch: timm's init at a from-scratch rate; kd-scratch: the same, distilled from the ancestor with the
-  loss `learn` uses; weight-selection(+kd): cut from the ancestor's own weights (optionally distilled).
-Then scratch keeps training, at 2, 4, 8, ... epochs, until it matches the best learngene at that size or
-stops improving: that is what the learngene route saves (`bench_report.training_cost`). Learning rates are
-per init, or picked from `lr_grid` on a validation split carved from the training data, never the test split.
+  scalers of every size other than its Aux size, templates frozen), then fine-tuned for `epochs` (0: as
+  expanded);
+- the alternatives a practitioner holding the ancestor would try: scratch and kd-scratch (timm's init, the
+  second distilled from the ancestor with the loss `learn` uses), weight-selection(+kd) (cut from the
+  ancestor's own weights, head kept when the labels match). Each doubles its epochs until it matches the
+  best learngene there or gains less than `min_gain`, up to `max_epochs`.
+Every init picks its learning rate, warmup (and weight selection its layer policy) on a validation split
+carved from the training data; the test split only produces the reported numbers. What the routes cost,
+in FLOPs and images, and which is cheapest per size, is `bench_cost`'s business.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import time
@@ -23,34 +26,43 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from lgtool.arch import HEAD_DIM, MAX_EMBED_DIM, Arch, build_vit, first_error, parse_width
-from lgtool.bench_report import INITS, LEARNGENES, size_arch
+from lgtool.arch import HEAD_DIM, MAX_EMBED_DIM, Arch, build_vit, default_patch_size, first_error, parse_width
+from lgtool.bench_cost import (
+    ALTERNATIVES,
+    DISTILLED,
+    INITS,
+    LEARNGENES,
+    forward_flops,
+    row_flops,
+    size_arch,
+    size_name,
+)
 from lgtool.errors import InputError, UsageError
 from lgtool.rules import RULES
 from lgtool.train import TrainConfig, evaluate, fit
 
-FROM_SCRATCH = ("scratch", "kd-scratch")  # timm init: trained at the from-scratch rate
-DISTILLED = ("kd-scratch", "weight-selection+kd")  # the ancestor teaches while they train
+# The cheaper alternatives first: once one matches, a dearer one stops at its first budget (`Bench.curve`).
+CURVE_ORDER = ("weight-selection", "scratch", "weight-selection+kd", "kd-scratch")
 DEFAULT_ANCESTORS = {"fashion-mnist": "fmnist-vit"}  # shipped, already trained: the bench never trains one
-SCHEMA = "lgtool-bench/2"
+SCHEMA = "lgtool-bench/3"
 
 
 @dataclass
 class BenchConfig:
-    depths: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
+    depths: list[int] = field(default_factory=lambda: [2, 4, 8, 12])
     width: str | int = 64  # the family's width, and the learngenes' Aux width
     num_heads: int | None = None  # at `width` (default: the ancestor's head count); other widths keep the head dim
-    widths: list[int] = field(default_factory=list)  # more widths (only WAVE changes width)
+    widths: list[int] = field(default_factory=list)  # more widths
     width_depths: list[int] | None = None  # depths at which `widths` run (default: all depths)
     inits: list[str] = field(default_factory=lambda: list(INITS))
-    epochs: int = 1  # fine-tune budget of every init
+    epochs: int = 1  # fine-tune budget of every learngene (0: as expanded); the alternatives' first budget
     learn_epochs: int = 3
-    learn_init: str = "ancestor"  # learngenes seeded from the ancestor's layers, or "official"
-    scratch_max_epochs: int = 8  # the scratch curve doubles its epochs up to this
-    min_gain: float = 0.001  # the curve stops when doubling the epochs gains less than this
-    lr_grid: list[float] | None = None
-    finetune_lr: float = 5e-4  # inherited weights
-    scratch_lr: float = 2e-3  # timm init
+    learn_init: str = "ancestor"  # learngenes seeded from the ancestor's layers (a ViT's), or "official"
+    max_epochs: int = 8  # the alternatives double their epochs up to this
+    min_gain: float = 0.001  # a curve stops when doubling the epochs gains less than this (validation top-1)
+    lr_grid: list[float] = field(default_factory=lambda: [5e-4, 2e-3])  # every init picks from it on validation
+    warmup_grid: list[float] = field(default_factory=lambda: [0.2])  # warmup epochs, likewise
+    val_fraction: float = 0.1  # of the training images, held out for every choice the bench makes
     learn_lr: float = 1e-3
     batch_size: int = 128
     train_samples: int | None = 10_000
@@ -77,8 +89,10 @@ class BenchConfig:
             raise UsageError("--width-depths takes positive integers, e.g. 4,8")
         if self.learn_init not in ("ancestor", "official"):
             raise UsageError(f"unknown --learn-init {self.learn_init!r}: choose ancestor or official")
-        if self.epochs < 1 or self.scratch_max_epochs < 1 or self.learn_epochs < 1:
-            raise UsageError("--epochs, --learn-epochs and --scratch-max-epochs must be at least 1")
+        if self.epochs < 0:
+            raise UsageError(f"--epochs must be at least 0 (0: the family as expanded), got {self.epochs}")
+        if self.max_epochs < 1 or self.learn_epochs < 1:
+            raise UsageError("--learn-epochs and --max-epochs must be at least 1")
         if self.num_heads is not None and self.num_heads < 1:
             raise UsageError(f"--num-heads must be at least 1, got {self.num_heads}")
         try:  # the width's spelling, and with --num-heads whether they divide it; the ancestor's heads come later
@@ -87,18 +101,23 @@ class BenchConfig:
             raise UsageError(f"--width: {e}") from None
         if dim > MAX_EMBED_DIM:
             raise UsageError(f"--width must be at most {MAX_EMBED_DIM}, got {dim}")
+        if not (_positive(self.val_fraction) and self.val_fraction < 1):
+            raise UsageError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
         if self.train_samples is not None and self.train_samples < 1:
             raise UsageError(f"--train-samples must be at least 1, got {self.train_samples}")
-        if self.train_samples is not None and self.train_samples < self.batch_size:
+        if self.train_samples is not None and self.train_samples * (1 - self.val_fraction) < self.batch_size:
             raise UsageError(
-                f"--train-samples {self.train_samples} is fewer than one batch of the bench ({self.batch_size} images)"
+                f"--train-samples {self.train_samples} leaves fewer than one batch of the bench ({self.batch_size} "
+                "images) once the validation split is held out"
             )
-        if self.lr_grid is not None and (not self.lr_grid or not all(_positive(lr) for lr in self.lr_grid)):
-            raise UsageError("--lr-grid takes positive finite learning rates, e.g. 2e-4,5e-4,2e-3")
+        if not self.lr_grid or not all(_positive(lr) for lr in self.lr_grid):
+            raise UsageError("--lr-grid takes positive finite learning rates, e.g. 5e-4,2e-3")
+        if not self.warmup_grid or not all(_positive(w) or w == 0 for w in self.warmup_grid):
+            raise UsageError("--warmup-grid takes warmup epochs at least 0, e.g. 0,0.2")
         if self.seed < 0:
             raise UsageError(f"--seed must be at least 0, got {self.seed}")
         # Library-only settings (no flag): named as fields.
-        for name in ("finetune_lr", "scratch_lr", "learn_lr", "calibrate_lr"):
+        for name in ("learn_lr", "calibrate_lr"):
             if not _positive(getattr(self, name)):
                 raise UsageError(f"BenchConfig.{name} must be a positive finite number, got {getattr(self, name)}")
         for name in ("batch_size", "aux_depth", "calibrate_steps", "calibrate_samples"):
@@ -114,9 +133,9 @@ class BenchConfig:
         return [(d, base) for d in self.depths] + extra
 
     def curve_epochs(self) -> list[int]:
-        """The longer scratch budgets: `epochs` doubled until `scratch_max_epochs`."""
-        out, e = [], self.epochs * 2
-        while e <= self.scratch_max_epochs:
+        """The alternatives' budgets: the fine-tune budget (at least 1), doubled until `max_epochs`."""
+        out, e = [], max(1, self.epochs)
+        while e <= max(self.max_epochs, max(1, self.epochs)):
             out.append(e)
             e *= 2
         return out
@@ -133,9 +152,9 @@ def run_bench(
     resume: bool = False,
     log=print,
 ) -> dict:
-    from lgtool.ancestor import ancestor_heads, ancestor_view, load_ancestor, resolve_ancestor
-    from lgtool.bench_report import ancestor_cost, markdown, plot_accuracy, plot_time_to_accuracy, summarize
-    from lgtool.data import balanced_subset, load_data
+    from lgtool.ancestor import ancestor_heads, ancestor_view, is_vit, load_ancestor, resolve_ancestor
+    from lgtool.bench_report import write_report
+    from lgtool.data import Data, balanced_subset, load_data
     from lgtool.learngene import load_learngene
 
     out = Path(out)
@@ -162,30 +181,31 @@ def run_bench(
     _check_family(cfg, ancestor, ancestor_heads(ancestor), given)  # a folder ancestor declares its heads
 
     dataset = load_data(data, data_dir, cfg.train_samples, seed=cfg.seed)
-    val = None
-    if cfg.lr_grid:  # carve a validation split from the training data for choosing learning rates
-        held = balanced_subset(dataset.train.labels, max(dataset.num_classes, len(dataset.train) // 10), cfg.seed + 1)
-        keep = torch.ones(len(dataset.train), dtype=torch.bool)
-        keep[held] = False
-        val, dataset.train = dataset.train.subset(held), dataset.train.subset(keep.nonzero().squeeze(1))
-    if len(dataset.train) < cfg.batch_size:
-        split = " (after the --lr-grid validation split)" if val is not None else ""
+    # Every choice (rates, warmup, layer policy, when a curve has matched) is made on this split.
+    held = balanced_subset(
+        dataset.train.labels, max(dataset.num_classes, round(len(dataset.train) * cfg.val_fraction)), cfg.seed + 1
+    )
+    keep = torch.ones(len(dataset.train), dtype=torch.bool)
+    keep[held] = False
+    tuning = Data(
+        dataset.name, dataset.train.subset(keep.nonzero().squeeze(1)), dataset.train.subset(held), dataset.view
+    )
+    if len(tuning.train) < cfg.batch_size:
         raise InputError(
-            f"--data {data}: {len(dataset.train)} training images{split}, fewer than one batch of the bench "
-            f"({cfg.batch_size} images)"
+            f"--data {data}: {len(tuning.train)} training images after the validation split, fewer than one batch "
+            f"of the bench ({cfg.batch_size} images)"
         )
     teacher = load_ancestor(ancestor, num_classes=dataset.num_classes)
-    if not (hasattr(teacher, "blocks") and hasattr(teacher, "patch_embed")):
-        raise InputError(f"--ancestor {ancestor} is not a ViT; the bench seeds learngenes from a ViT's blocks")
+    vit_ancestor = is_vit(teacher)
     view = ancestor_view(teacher, dataset.view)
     # The ancestor's head count by default: narrowing it by evenly spaced selection then halves every head
     # rather than merging heads, for seeded learngenes and weight selection alike.
-    teacher_heads = getattr(teacher.blocks[0].attn, "num_heads", None)
-    teacher_heads = teacher_heads or max(1, parse_width(cfg.width, 1)[0] // HEAD_DIM)  # a ViT that does not say
+    teacher_heads = getattr(teacher.blocks[0].attn, "num_heads", None) if vit_ancestor else None
+    teacher_heads = teacher_heads or max(1, parse_width(cfg.width, 1)[0] // HEAD_DIM)
     embed_dim, heads = _check_family(cfg, ancestor, teacher_heads, given)
     arch = Arch(
         img_size=view.img_size,
-        patch_size=teacher.patch_embed.patch_size[0],
+        patch_size=teacher.patch_embed.patch_size[0] if vit_ancestor else default_patch_size(view.img_size),
         in_chans=view.in_chans,
         embed_dim=embed_dim,
         num_heads=heads,
@@ -196,46 +216,51 @@ def run_bench(
     if any(m in LEARNGENES and m not in given for m in cfg.inits):
         (out / "learngenes").mkdir(exist_ok=True)  # learn() writes there and wants the folder to exist
     ancestor_top1 = previous.get("ancestor", {}).get("top1") or evaluate(teacher, dataset.test, view)
-    log(f"ancestor {ancestor}: held-out top-1 {ancestor_top1:.4f}")
-    bench = Bench(cfg, arch, dataset, val, view, teacher, log)
-    genes, learn_rows = bench.learngenes(ancestor, data, data_dir, out, learngenes, previous, resume)
-    anc = {"name": ancestor, "top1": ancestor_top1, **ancestor_cost(ancestor)}
-
+    log(f"ancestor {ancestor}: test top-1 {ancestor_top1:.4f}")
+    bench = Bench(cfg, arch, tuning, dataset.test, view, teacher, vit_ancestor, log)
+    genes, learn_rows = bench.learngenes(ancestor, out, learngenes, previous, resume)
+    flops = bench.flops()
+    anc = {"name": ancestor, "top1": ancestor_top1, "vit": vit_ancestor, **_ancestor_cost(ancestor)}
     rows = {_key(r): r for r in previous.get("rows", [])}
+
+    def report():
+        return {
+            "schema": SCHEMA,
+            "data": data,
+            "ancestor": anc,
+            "arch": arch.model_dump(),
+            "val_images": len(tuning.test),
+            "train_images": len(tuning.train),
+            "flops": flops,
+            "learngenes": learn_rows,
+            "rows": list(rows.values()),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
 
     def record(row):
         rows[_key(row)] = row
-        report = summarize(cfg, arch, rows.values(), learn_rows, anc, data, started)
-        _write_json(results_path, report)  # after every row: an interrupted bench resumes from here
+        _write_json(results_path, report())  # after every row: an interrupted bench resumes from here
         if "skipped" in row:
             log(f"d{row['depth']} w{row['width']} {row['init']}: skipped ({row['skipped']})")
         else:
+            how = f" lr {row['lr']:g}" if "lr" in row else ""
             log(
-                f"d{row['depth']} w{row['width']} {row['init']} @{row['epochs']}ep lr {row['lr']:g}: "
-                f"top-1 {row['top1']:.4f} ({row['wall_seconds']:.0f} s)"
+                f"d{row['depth']} w{row['width']} {row['init']} @{row['epochs']}ep{how}: val {row['val_top1']:.4f} "
+                f"test {row['top1']:.4f} ({row['wall_seconds']:.0f} s)"
             )
 
     for depth, width in cfg.sizes():
-        for init in cfg.inits:
+        for init in [i for i in cfg.inits if i in LEARNGENES]:
             if (depth, width, init, cfg.epochs) not in rows:
-                record(bench.row(init, depth, width, cfg.epochs, genes))
-    if "scratch" in cfg.inits:
-        for depth, width in cfg.sizes():
-            bench.scratch_curve(depth, width, rows, record)
-
-    report = summarize(cfg, arch, rows.values(), learn_rows, anc, data, started)
-    _write_json(results_path, report)
-    from lgtool.atomic import atomic_file
-
-    with atomic_file(out / "results.md") as tmp:
-        tmp.write_text(markdown(report))
-    plot_accuracy(report, out / "accuracy_vs_depth.png")
-    plot_time_to_accuracy(report, out / "time_to_accuracy.png")
-    return report
+                record(bench.row(init, depth, width, cfg.epochs, genes, rows))
+    for depth, width in cfg.sizes():
+        for init in [i for i in CURVE_ORDER if i in cfg.inits]:
+            bench.curve(init, depth, width, genes, rows, record, flops)
+    return write_report(cfg, report(), out)
 
 
 def _positive(x) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def _previous(results_path: Path) -> dict:
@@ -247,6 +272,19 @@ def _previous(results_path: Path) -> dict:
     if not isinstance(previous, dict):
         raise InputError(f"{results_path}: cannot resume from it (not a JSON object); choose another -o")
     return previous
+
+
+def _ancestor_cost(ancestor: str) -> dict:
+    """The ancestor's training images as its folder records them (lgtool's training writes them); paid once."""
+    from lgtool.ancestor import shipped_ancestor
+
+    config = Path(shipped_ancestor(ancestor) or ancestor) / "config.json"
+    try:
+        tune = json.loads(config.read_text())["lgtool"]["finetune"]
+        images = tune["epochs"] * tune["train_samples"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"training_images": None, "paid": "unknown: not trained by lgtool"}
+    return {"training_images": images, "paid": "already paid: a pretrained model, trained once for every use"}
 
 
 def _check_family(cfg: BenchConfig, ancestor: str, ancestor_num_heads: int | None, given: dict) -> tuple[int, int]:
@@ -268,7 +306,7 @@ def _check_family(cfg: BenchConfig, ancestor: str, ancestor_num_heads: int | Non
         options = {k: v for k, v in cfg.rule_options.items() if k in rules.OPTIONS}
         try:
             rule, depth = rules.make_rule(options, cfg.aux_depth, embed_dim // heads)
-            rules.check_aux(rule, aux.model_copy(update={"depth": depth}))
+            rules.check_aux(rule, Arch.checked(aux, depth=depth))
         except (ValueError, UsageError) as e:
             why = first_error(e) if isinstance(e, ValidationError) else str(e)
             raise UsageError(
@@ -289,68 +327,79 @@ class Bench:
 
     cfg: BenchConfig
     arch: Arch
-    dataset: object
-    val: object  # a validation split carved from train (with --lr-grid), else None
+    tuning: object  # Data: train = the training images less the validation split, test = the validation split
+    test: object  # the test split: reported numbers only
     view: object
     teacher: torch.nn.Module
+    vit_ancestor: bool
     log: object
 
-    def learngenes(self, ancestor, data, data_dir, out, given_paths, previous, resume):
-        """Each benched learngene, distilled once (or given), with what learning it cost."""
-        from lgtool.learn import learn
+    def learngenes(self, ancestor, out, given_paths, previous, resume):
+        """Each benched learngene, distilled once on the tuning split (or given), with what learning it cost."""
         from lgtool.learngene import load_learngene
 
-        cfg = self.cfg
         genes, learn_rows = {}, {}
         given = {load_learngene(p).method: p for p in given_paths}
-        for method in [i for i in cfg.inits if i in LEARNGENES]:
+        for method in [i for i in self.cfg.inits if i in LEARNGENES]:
             path = Path(given.get(method) or out / "learngenes" / f"{method}.safetensors")
             if not path.is_file():
-                self.log(f"learn {method}: {cfg.learn_epochs} epochs of distillation, init {cfg.learn_init}")
-                options = {k: v for k, v in cfg.rule_options.items() if k in RULES[method].OPTIONS}
-                t0 = time.perf_counter()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                checkpoint = path.with_suffix(".ckpt")
-                r = learn(
-                    ancestor,
-                    method,
-                    data,
-                    path,
-                    evaluate_ancestor=False,
-                    resume=checkpoint if resume and checkpoint.is_file() else None,
-                    data_dir=data_dir,
-                    width=self.arch.embed_dim,
-                    num_heads=self.arch.num_heads,
-                    aux_depth=cfg.aux_depth,
-                    train_samples=cfg.train_samples,
-                    init=cfg.learn_init,
-                    cfg=TrainConfig(
-                        epochs=cfg.learn_epochs,
-                        batch_size=cfg.batch_size,
-                        lr=cfg.learn_lr,
-                        warmup_epochs=0.2,
-                        seed=cfg.seed,
-                    ),
-                    log=_reporter(self.log, f"learn {method}"),
-                    **options,
-                )
-                learn_rows[method] = {
-                    "aux_top1": r["aux_top1"],
-                    "images": r["images_seen"],
-                    "teacher_images": r["images_seen"],  # the teacher sees every image the Aux-Net trains on
-                    "seconds": round(time.perf_counter() - t0, 1),
-                }
+                learn_rows[method] = self.learn(ancestor, method, path, resume)
             genes[method] = load_learngene(path)
             learn_rows.setdefault(method, previous.get("learngenes", {}).get(method, {"images": None}))
             prov = genes[method].meta.provenance  # a given learngene: its cost from what `learn` recorded
             if learn_rows[method].get("images") is None and prov.get("steps") and prov.get("batch_size"):
                 learn_rows[method]["images"] = learn_rows[method]["teacher_images"] = prov["steps"] * prov["batch_size"]
             learn_rows[method].update(path=str(path), params=genes[method].num_params(), init=prov.get("init"))
+            learn_rows[method].setdefault("aux_size", size_name(genes[method].arch.depth, genes[method].arch.embed_dim))
         return genes, learn_rows
 
-    def initial_model(self, init: str, depth: int, width: int, genes: dict) -> tuple[torch.nn.Module, int]:
-        """The Desc-Net of one row before fine-tuning, and the images spent making it (WAVE calibration).
-        InputError says why an init cannot make this size."""
+    def learn(self, ancestor, method: str, path: Path, resume: bool) -> dict:
+        from lgtool.learn import learn
+
+        cfg = self.cfg
+        # A learngene is seeded from the ancestor's blocks only when it has some (a ViT); else the papers' init.
+        init = cfg.learn_init if self.vit_ancestor else "official"
+        self.log(f"learn {method}: {cfg.learn_epochs} epochs of distillation, init {init}")
+        options = {k: v for k, v in cfg.rule_options.items() if k in RULES[method].OPTIONS}
+        t0 = time.perf_counter()
+        checkpoint = path.with_suffix(".ckpt")
+        r = learn(
+            ancestor,
+            method,
+            output=path,
+            dataset=self.tuning,
+            evaluate_ancestor=False,
+            resume=checkpoint if resume and checkpoint.is_file() else None,
+            width=self.arch.embed_dim,
+            num_heads=self.arch.num_heads,
+            aux_depth=cfg.aux_depth,
+            patch_size=self.arch.patch_size,
+            init=init,
+            cfg=TrainConfig(
+                epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, warmup_epochs=0.2, seed=cfg.seed
+            ),
+            log=_reporter(self.log, f"learn {method}"),
+            **options,
+        )
+        return {
+            "aux_val_top1": r["aux_top1"],
+            "images": r["images_seen"],
+            "teacher_images": r["images_seen"],  # the teacher sees every image the Aux-Net trains on
+            "seconds": round(time.perf_counter() - t0, 1),
+            "init_why": None if init == cfg.learn_init else "the ancestor is not a ViT: no blocks to seed from",
+        }
+
+    def flops(self) -> dict:
+        """Forward FLOPs per image of the teacher and of every size benched (the Aux size included)."""
+        sizes = {*self.cfg.sizes(), (self.cfg.aux_depth, self.arch.embed_dim)}
+        out = {"teacher": forward_flops(self.teacher, self.view)}
+        for depth, width in sorted(sizes):
+            out[size_name(depth, width)] = forward_flops(build_vit(size_arch(self.arch, depth, width)), self.view)
+        return out
+
+    def initial_model(self, init: str, depth: int, width: int, genes: dict, layers: str | None):
+        """The Desc-Net of one row before fine-tuning, the images spent making it (WAVE calibration) and what
+        weight selection did. InputError says why an init cannot make this size."""
         from lgtool.baselines import weight_selection
         from lgtool.materialize import expand, target_arch
 
@@ -361,11 +410,13 @@ class Bench:
             size = target_arch(gene, depth, width, target.num_classes)
             if RULES[init].SIZE_SPECIFIC and (depth, width) != (gene.arch.depth, gene.arch.embed_dim):
                 gene, spent = self.calibrate(gene, size)
-            return expand(gene, size), spent
+            return expand(gene, size), spent, {}
         model = build_vit(target)
         if init.startswith("weight-selection"):
-            weight_selection(self.teacher.state_dict(), model)
-        return model, 0
+            if not self.vit_ancestor:
+                raise InputError("the ancestor is not a ViT: weight selection cuts a ViT's tensors from a ViT's")
+            return model, 0, weight_selection(self.teacher.state_dict(), model, layers)
+        return model, 0, {}
 
     def calibrate(self, gene, target: Arch):
         """A new size's own tensors (WAVE's scalers) learned on a few training images, templates frozen."""
@@ -373,85 +424,129 @@ class Bench:
         from lgtool.learn import calibrate
 
         cfg = self.cfg
-        data = copy.copy(self.dataset)
+        data = copy.copy(self.tuning)
         data.train = data.train.subset(balanced_subset(data.train.labels, cfg.calibrate_samples, cfg.seed + 2))
         calibrated, info = calibrate(  # the row measures the calibrated model itself: skip the "before" pass
-            gene,
-            target,
-            dataset=data,
-            steps=cfg.calibrate_steps,
-            lr=cfg.calibrate_lr,
-            seed=cfg.seed,
+            gene, target, dataset=data, steps=cfg.calibrate_steps, lr=cfg.calibrate_lr, seed=cfg.seed,
             measure_before=False,
-        )
+        )  # fmt: skip
         return calibrated, info["images"]
 
-    def row(self, init: str, depth: int, width: int, epochs: int, genes: dict) -> dict:
-        cfg = self.cfg
+    def candidates(self, init: str, depth: int, width: int, epochs: int, rows: dict) -> list[dict]:
+        """The settings this row may train with: the grid, or the choice made at this init's first budget here."""
+        from lgtool.baselines import layer_policies
+
+        first = rows.get((depth, width, init, self.cfg.curve_epochs()[0]))
+        if init in ALTERNATIVES and first and "lr" in first and first["epochs"] != epochs:
+            return [{k: first[k] for k in ("lr", "warmup_epochs", "layer_policy") if k in first}]
+        grid = [{"lr": lr, "warmup_epochs": w} for lr, w in itertools.product(self.cfg.lr_grid, self.cfg.warmup_grid)]
+        if init.startswith("weight-selection") and self.vit_ancestor:
+            policies = layer_policies(len(self.teacher.blocks), depth)
+            grid = [{**g, "layer_policy": p} for p in policies for g in grid]
+        return grid
+
+    def row(self, init: str, depth: int, width: int, epochs: int, genes: dict, rows: dict) -> dict:
         row = {"depth": depth, "width": width, "init": init, "epochs": epochs}
         t0 = time.perf_counter()
-        try:
-            model, calibration_images = self.initial_model(init, depth, width, genes)
-        except InputError as e:
-            return {**row, "skipped": str(e)}
-        row["params"] = sum(p.numel() for p in model.parameters())
-        row["calibration_images"] = calibration_images
-        row["top1_at_init"] = evaluate(model, self.dataset.test, self.view)
-        scratch = init in FROM_SCRATCH
-        teacher = self.teacher if init in DISTILLED else None
-        grid = cfg.lr_grid or [cfg.scratch_lr if scratch else cfg.finetune_lr]
-        best = None
-        for lr in grid:
-            trial = copy.deepcopy(model)
-            # with a teacher: soft KD at TrainConfig's alpha, tau and reduction, as the learngenes' learn
-            tcfg = TrainConfig(
-                epochs=epochs,
-                batch_size=cfg.batch_size,
-                lr=lr,
-                kd="none" if teacher is None else "soft",
-                seed=cfg.seed,
-                warmup_epochs=0.2 if scratch else 0.0,
-                log_every=10**9,
-            )
-            held_out = copy.copy(self.dataset)
-            held_out.test = self.val if self.val is not None else self.dataset.test
-            summary = fit(trial, held_out, self.view, tcfg, identity={}, teacher=teacher)
-            score = summary["top1"] if self.val is not None else 0.0
-            if best is None or score > best[0]:
-                best = (score, lr, trial, summary)
-        score, lr, trial, summary = best
+        starts, best = {}, None  # one initial model per layer policy, copied for every rate
+        first = rows.get((depth, width, init, self.cfg.curve_epochs()[0]), {})
+        known = first if first.get("epochs") != epochs and "top1_at_init" in first else None  # same start, measured
+        for choice in self.candidates(init, depth, width, epochs, rows):
+            policy = choice.get("layer_policy")
+            if policy not in starts:
+                try:
+                    model, calibration, selection = self.initial_model(init, depth, width, genes, policy)
+                except InputError as e:
+                    return {**row, "skipped": str(e)}
+                val = known["val_at_init"] if known else evaluate(model, self.tuning.test, self.view)
+                at_init = {"val_at_init": val}
+                starts[policy] = (model, calibration, selection, at_init)
+            model, calibration, selection, at_init = starts[policy]
+            if epochs == 0:
+                best = (choice, model, {"top1": at_init["val_at_init"], "images_seen": 0})
+                break
+            trained = copy.deepcopy(model)
+            summary = self.train(trained, init, epochs, choice)
+            row.setdefault("tried", []).append({**choice, "val_top1": summary["top1"]})
+            if best is None or summary["top1"] > best[2]["top1"]:
+                best = (choice, trained, summary)
+        choice, trained, summary = best
+        model, calibration, selection, at_init = starts[choice.get("layer_policy")]
         return {
             **row,
-            "lr": lr,
-            "lr_from": "grid (validation split)" if cfg.lr_grid else ("scratch rate" if scratch else "fine-tune rate"),
-            "val_top1": score if self.val is not None else None,
-            # without a grid, fit() already evaluated the last epoch on the test split
-            "top1": evaluate(trial, self.dataset.test, self.view) if self.val is not None else summary["top1"],
+            **({} if epochs == 0 else choice),
+            **({"layers": selection["layers"], "head": selection["head"]} if selection else {}),
+            "params": sum(p.numel() for p in model.parameters()),
+            "calibration_images": calibration,
+            **at_init,
+            "top1_at_init": (at_start := known["top1_at_init"] if known else evaluate(model, self.test, self.view)),
+            "val_top1": summary["top1"],
+            "top1": at_start if epochs == 0 else evaluate(trained, self.test, self.view),
             "train_images": summary["images_seen"],
-            "teacher_images": summary["images_seen"] if teacher is not None else 0,
+            "teacher_images": summary["images_seen"] if init in DISTILLED else 0,
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
 
-    def scratch_curve(self, depth: int, width: int, rows: dict, record) -> None:
-        """Scratch at 2, 4, 8, ... x the budget until it matches the best learngene here or stops improving."""
-        genes = [rows.get((depth, width, m, self.cfg.epochs), {}).get("top1") for m in LEARNGENES]
-        target = max((t for t in genes if t is not None), default=None)
-        last = rows.get((depth, width, "scratch", self.cfg.epochs), {}).get("top1")
+    def train(self, model, init: str, epochs: int, choice: dict) -> dict:
+        """Fine-tune (or train) one row's model with one candidate's settings; evaluated on the validation split."""
+        teacher = self.teacher if init in DISTILLED else None
+        cfg = TrainConfig(  # with a teacher: soft KD at TrainConfig's alpha, tau and reduction, as `learn` uses
+            epochs=epochs,
+            batch_size=self.cfg.batch_size,
+            lr=choice["lr"],
+            warmup_epochs=choice["warmup_epochs"],
+            kd="none" if teacher is None else "soft",
+            seed=self.cfg.seed,
+            log_every=10**9,
+            eval_each_epoch=False,
+        )
+        return fit(model, self.tuning, self.view, cfg, identity={}, teacher=teacher)
+
+    def curve(self, init: str, depth: int, width: int, genes: dict, rows: dict, record, flops: dict) -> None:
+        """An alternative at its first budget, doubled until it matches the best learngene here on validation,
+        stops improving, or reaches `max_epochs`. With no learngene here, the first budget only. Past its first
+        budget, an alternative other than scratch stops once its next run would cost more than an alternative
+        that already matched here: it could no longer be the best alternative (scratch runs on regardless: the
+        papers' comparison needs its whole curve)."""
+        here = [rows.get((depth, width, m, self.cfg.epochs), {}).get("val_top1") for m in LEARNGENES]
+        target = max((t for t in here if t is not None), default=None)
+        last = None
         for epochs in self.cfg.curve_epochs():
-            if last is None or (target is not None and last >= target):
+            key = (depth, width, init, epochs)
+            if key not in rows:
+                if (
+                    last is not None
+                    and init != "scratch"
+                    and 2 * row_flops(rows[_key_at(key, last)], flops)
+                    > min((row_flops(r, flops) for r in _matches(rows, depth, width, target)), default=math.inf)
+                ):
+                    return
+                record(self.row(init, depth, width, epochs, genes, rows))
+            row = rows[key]
+            if "skipped" in row or target is None or row["val_top1"] >= target:
                 return
-            row = rows.get((depth, width, "scratch", epochs)) or self.row("scratch", depth, width, epochs, {})
-            if (depth, width, "scratch", epochs) not in rows:
-                record(row)
-            gain, last = row["top1"] - last, row["top1"]
-            if gain < self.cfg.min_gain:
+            if last is not None and row["val_top1"] - last["val_top1"] < self.cfg.min_gain:
                 return
+            last = row
+
+
+def _key_at(key: tuple, row: dict) -> tuple:
+    return (*key[:3], row["epochs"])
+
+
+def _matches(rows: dict, depth: int, width: int, target: float | None):
+    """The alternative runs at this size that already reach `target` on validation."""
+    return [
+        r
+        for (d, w, init, _), r in rows.items()
+        if (d, w) == (depth, width) and init in ALTERNATIVES and target is not None and r.get("val_top1", -1) >= target
+    ]
 
 
 def _reporter(log, what):
     def report(**e):
         if "epoch_end" in e:
-            log(f"{what}: epoch {e['epoch_end']}/{e['epochs']} held-out top-1 {e['top1']:.4f}")
+            log(f"{what}: epoch {e['epoch_end']}/{e['epochs']} validation top-1 {e['top1']:.4f}")
 
     return report
 

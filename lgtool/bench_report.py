@@ -1,181 +1,175 @@
-"""What a bench's rows add up to: the cost of each route to a family, the tables, the two plots.
-
-A route's cost is the number of images that go through the student's forward and backward pass:
-- a learngene route: learning the gene once + calibrating every size (WAVE) + fine-tuning every size;
-- the scratch route: for every size, the shortest scratch run on the curve that matches the learngene's
-  top-1 there. Where no run matches, the longest run is counted and the size is reported as ">N", so the
-  ratio is then a lower bound.
-Teacher forward passes are counted beside, and the ancestor's own training is reported as already paid.
-"""
+"""A bench's rows as its verdict: the route costs and recommendation (`bench_cost`), results.json,
+results.md and the two plots."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from lgtool.arch import parse_width
-from lgtool.rules import RULES
-
-LEARNGENES = tuple(RULES)
-INITS = (*LEARNGENES, "scratch", "kd-scratch", "weight-selection", "weight-selection+kd")
+from lgtool.bench_cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, recommend, row_flops, size_name
 
 
-def size_name(depth: int, width: int) -> str:
-    return f"d{depth}-w{width}"
-
-
-def size_arch(arch, depth: int, width: int):
-    """The family's architecture at another depth and width: the head dim stays, as WAVE keeps it."""
-    return arch.model_copy(update={"depth": depth, "embed_dim": width, "num_heads": max(1, width // arch.head_dim)})
-
-
-def ancestor_cost(ancestor: str) -> dict:
-    """The ancestor's training images as its folder records them (lgtool finetune writes them); paid once."""
-    from lgtool.ancestor import shipped_ancestor
-
-    config = Path(shipped_ancestor(ancestor) or ancestor) / "config.json"
-    try:
-        tune = json.loads(config.read_text())["lgtool"]["finetune"]
-        images = tune["epochs"] * tune["train_samples"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"training_images": None, "paid": "unknown: not trained by lgtool finetune"}
-    return {"training_images": images, "paid": "already paid: a pretrained model, trained once for every use"}
-
-
-def training_cost(rows, learn_rows: dict, epochs: int) -> dict:
-    """Per learngene: its route's images, the scratch route's, the scratch epochs that match each size, the ratio."""
-    curves = {}
-    for r in rows:
-        if r["init"] == "scratch" and "top1" in r:
-            curves.setdefault((r["depth"], r["width"]), []).append((r["epochs"], r["top1"], r["train_images"]))
-    out = {}
-    for method, info in learn_rows.items():
-        match, calibration, finetune, scratch_images = {}, 0, 0, 0
-        for r in rows:
-            curve = sorted(curves.get((r["depth"], r["width"]), []))
-            if r["init"] != method or r["epochs"] != epochs or "top1" not in r or not curve:
-                continue  # a size without a scratch curve is in neither route
-            calibration += r.get("calibration_images", 0)
-            finetune += r["train_images"]
-            hit = next(((e, images) for e, top1, images in curve if top1 >= r["top1"]), None)
-            match[size_name(r["depth"], r["width"])] = hit[0] if hit else f">{curve[-1][0]}"
-            scratch_images += hit[1] if hit else curve[-1][2]
-        route = (info.get("images") or 0) + calibration + finetune
-        known = bool(match) and info.get("images") is not None
-        out[method] = {
-            "learn_images": info.get("images"),
-            "calibration_images": calibration,
-            "finetune_images": finetune,
-            "route_images": route if known else None,
-            "teacher_images": info.get("teacher_images"),
-            "scratch_images": scratch_images if known else None,
-            "scratch_epochs_to_match": match,
-            "ratio": round(scratch_images / route, 2) if known else None,
-            "exact": all(isinstance(v, int) for v in match.values()),  # False: the ratio is a lower bound
-        }
-    return out
-
-
-def summarize(cfg, arch, rows, learn_rows, ancestor: dict, data: str, started: float) -> dict:
+def write_report(cfg, report: dict, out: Path) -> dict:
+    """Add the verdict to `report` (from `run_bench`), write every file, and return it."""
     from dataclasses import asdict
 
-    from lgtool.bench import SCHEMA
+    from lgtool.atomic import atomic_file
 
-    done = sorted(rows, key=_row_order)
-    family = sum(size_arch(arch, depth, width).num_params() for depth, width in cfg.sizes())
-    cost = training_cost(done, learn_rows, cfg.epochs)
-    ranked = [m for m in cost if cost[m]["ratio"] is not None]
-    return {
-        "schema": SCHEMA,
-        "data": data,
-        "ancestor": ancestor,
+    rows = sorted(report["rows"], key=_row_order)
+    flops, learned = report["flops"], report["learngenes"]
+    best = family_cost(rows, learned, flops, cfg.epochs)
+    scratch = family_cost(rows, learned, flops, cfg.epochs, alternatives=("scratch",))
+    ranked = [m for m in best if best[m]["ratio_flops"] is not None]
+    report = {
+        **report,
         "config": asdict(cfg),
-        "learngenes": learn_rows,
-        "storage_ratio": {m: round(family / r["params"], 2) for m, r in learn_rows.items() if r.get("params")},
-        "family_params": family,
-        "training_cost": cost,
-        "best_learngene": max(ranked, key=lambda m: cost[m]["ratio"]) if ranked else None,
-        "teacher_images": {
-            "learn": sum(r.get("teacher_images") or 0 for r in learn_rows.values()),
-            "baselines": sum(r.get("teacher_images", 0) for r in done),
-        },
-        "rows": done,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "rows": rows,
+        "cost": best,
+        "cost_vs_scratch": scratch,
+        "best_learngene": max(ranked, key=lambda m: best[m]["ratio_flops"]) if ranked else None,
+        "recommendation": recommend(rows, learned, flops, cfg.epochs),
     }
+    with atomic_file(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_file(out / "results.md") as tmp:
+        tmp.write_text(markdown(report))
+    plot_accuracy(report, out / "accuracy_vs_depth.png")
+    plot_time_to_accuracy(report, out / "time_to_accuracy.png")
+    return report
 
 
 def _row_order(r):
     return r["width"], r["depth"], INITS.index(r["init"]), r["epochs"]
 
 
-def _images(n) -> str:
-    if n is None:
+def _n(x, unit="") -> str:
+    """1.2G, 340M, 12k: FLOPs and images at a glance."""
+    if x is None:
         return "?"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}{unit}"
+    return f"{x:g}{unit}"
+
+
+def _ratio(c: dict, key: str) -> str:
+    return "—" if c[key] is None else f"{'' if c['exact'] else '≥ '}{c[key]}×"
+
+
+def headline(report: dict) -> str:
+    """One sentence: the best learngene's route against the best alternative, in FLOPs and images. Where some
+    size was never matched the alternative's cost is a lower bound, and the sentence says so."""
+    m = report["best_learngene"]
+    if m is None:
+        return "No learngene route could be compared with an alternative (no sizes in common, or no learn cost)."
+    c, s = report["cost"][m], report["cost_vs_scratch"][m]
+    bound = "" if c["exact"] else "at least " if c["ratio_flops"] >= 1 else "at most "
+    verdict = (
+        f"{bound}{c['ratio_flops']}× cheaper than"
+        if c["ratio_flops"] >= 1
+        else f"{bound}{round(1 / c['ratio_flops'], 2)}× more expensive than"
+    )
+    return (
+        f"The {m.upper()} learngene route ({_n(c['route_flops'])}FLOP, {_n(c['route_images'])} images) is {verdict} "
+        f"the best alternative ({_n(c['alternative_flops'])}FLOP, {_n(c['alternative_images'])} images; "
+        f"{_ratio(c, 'ratio_images')} in images). Against scratch alone (the papers' comparison): "
+        f"{_ratio(s, 'ratio_flops')} in FLOPs."
+    )
 
 
 def markdown(report: dict) -> str:
     cfg, anc = report["config"], report["ancestor"]
     inits = [i for i in INITS if i in cfg["inits"]]
+    first = max(1, cfg["epochs"])
     by_key = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"]}
     sizes = list(dict.fromkeys((r["depth"], r["width"]) for r in report["rows"]))
-    paid = f"its training ({_images(anc.get('training_images'))} images) is {anc['paid']}"
     lines = [
-        f"Ancestor `{anc['name']}`: held-out top-1 {anc['top1']:.4f}; {paid}.",
+        f"Ancestor `{anc['name']}`: test top-1 {anc['top1']:.4f}; its training ({_n(anc.get('training_images'))} "
+        f"images) is {anc['paid']}.",
         "",
-        f"Held-out top-1 after {cfg['epochs']} fine-tune epoch(s); in brackets, before fine-tuning "
-        "(WAVE at a new size: after calibrating its scalers). Last column: scratch trained longer.",
+        "**" + headline(report) + "**",
         "",
-        "| depth | width | params | " + " | ".join(inits) + " | scratch longer (epochs: top-1) |",
-        "|---" * (4 + len(inits)) + "|",
+        f"Test top-1 after {cfg['epochs']} fine-tune epoch(s) for the learngenes and {first} for the alternatives; "
+        "in brackets, at 0 epochs (WAVE at a new size: after calibrating its scalers). Every choice was made on "
+        f"{report['val_images']} validation images held out of the {report['train_images'] + report['val_images']} "
+        "training images; the test split only gives these numbers.",
+        "",
+        "| depth | width | " + " | ".join(inits) + " |",
+        "|---" * (2 + len(inits)) + "|",
     ]
     for depth, width in sizes:
-        cells, params = [], ""
+        cells = []
         for i in inits:
-            r = by_key.get((depth, width, i, cfg["epochs"]))
-            if r is None or "top1" not in r:
-                cells.append("skipped" if r else "")
-                continue
-            params = params or f"{r['params'] / 1e6:.2f}M"
-            cells.append(f"**{r['top1']:.4f}** ({r['top1_at_init']:.3f})")
-        longer = sorted(
-            (e, r["top1"])
-            for (d, w, i, e), r in by_key.items()
-            if (d, w, i) == (depth, width, "scratch") and e != cfg["epochs"] and "top1" in r
-        )
-        cells.append(", ".join(f"{e}: {t:.4f}" for e, t in longer) or "—")
-        lines.append(f"| {depth} | {width} | {params} | " + " | ".join(cells) + " |")
-    lrs = sorted({(r["init"], r["lr"], r["lr_from"]) for r in report["rows"] if "lr" in r})
-    lines += ["", "Learning rates: " + "; ".join(f"{i} {lr:g} ({src})" for i, lr, src in lrs), ""]
+            r = by_key.get((depth, width, i, cfg["epochs"] if i in LEARNGENES else first))
+            cells.append(
+                "" if r is None else "skipped" if "skipped" in r else f"**{r['top1']:.4f}** ({r['top1_at_init']:.3f})"
+            )
+        lines.append(f"| {depth} | {width} | " + " | ".join(cells) + " |")
+    lines += ["", "The alternatives trained until they match (epochs: validation / test top-1):", ""]
+    for depth, width in sizes:
+        for i in [i for i in inits if i in ALTERNATIVES]:
+            runs = sorted(
+                (e, r) for (d, w, x, e), r in by_key.items() if (d, w, x) == (depth, width, i) and "top1" in r
+            )
+            if runs:
+                points = ", ".join(f"{e}: {r['val_top1']:.4f} / {r['top1']:.4f}" for e, r in runs)
+                lines.append(f"- {size_name(depth, width)} {i}: {points}")
     lines += [
-        "Routes to the family (images through the student's forward and backward pass; the scratch route trains "
-        "each size until it matches the learngene there; '>N': no scratch run matched, the ratio is a lower bound):",
         "",
-        "| learngene | learn | calibration | fine-tunes | route | teacher forwards | scratch route "
-        "| scratch epochs to match | training-cost ratio |",
+        "Routes to the family (a student step is 3 forwards, a teacher forward its own FLOPs; learning counted "
+        "once). The best alternative takes, per size, the cheapest alternative run that matches the learngene on "
+        "validation; '(>)': none matched, so the ratio is a lower bound. Ratio = alternative ÷ learngene (above 1: "
+        "the learngene is cheaper).",
+        "",
+        "| learngene | learn | sizes | route (images) | best alternative (images) | chosen per size | ratio FLOPs "
+        "| ratio images | vs scratch only |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for m, c in report["training_cost"].items():
-        ratio = "—" if c["ratio"] is None else f"{'' if c['exact'] else '≥ '}{c['ratio']}×"
-        match = ", ".join(f"{k}: {v}" for k, v in c["scratch_epochs_to_match"].items())
+    for m, c in report["cost"].items():
+        s = report["cost_vs_scratch"][m]
+        chosen = ", ".join(f"{k}: {v}" for k, v in c["alternative_per_size"].items())
         lines.append(
-            f"| {m} | {_images(c['learn_images'])} | {_images(c['calibration_images'])} | "
-            f"{_images(c['finetune_images'])} | {_images(c['route_images'])} | {_images(c['teacher_images'])} | "
-            f"{_images(c['scratch_images'])} | {match} | **{ratio}** |"
+            f"| {m} | {_n(c['learn_flops'])} | {_n(c['sizes_flops'])} | {_n(c['route_flops'])} "
+            f"({_n(c['route_images'])}) | {_n(c['alternative_flops'])} ({_n(c['alternative_images'])}) | {chosen} "
+            f"| **{_ratio(c, 'ratio_flops')}** | {_ratio(c, 'ratio_images')} | {_ratio(s, 'ratio_flops')} |"
         )
-    lines.append("")
-    for m, s in report["storage_ratio"].items():
-        g = report["learngenes"][m]
+    lines += [
+        "",
+        "Recommendation per size: the cheapest route that reaches the best learngene's validation top-1 there "
+        "(a learngene's learning shared equally by the sizes it makes):",
+        "",
+        "| size | route | FLOPs | validation top-1 (target) | test top-1 |",
+        "|---|---|---|---|---|",
+    ]
+    for size, rec in report["recommendation"].items():
+        target = "—" if rec["target_val_top1"] is None else f"{rec['target_val_top1']:.4f}"
         lines.append(
-            f"- **{m}** (init {g.get('init') or '?'}, Aux-Net top-1 {g.get('aux_top1') or float('nan'):.4f}): "
-            f"{g['params']:,} parameters, storage ratio {s}× (the benched family holds {report['family_params']:,})"
+            f"| {size} | **{rec['route']}** | {_n(rec['flops'])} | {rec['val_top1']:.4f} ({target}) "
+            f"| {rec['top1']:.4f} |"
         )
-    t = report["teacher_images"]
-    lines.append(f"- teacher forward passes: {_images(t['learn'])} in learning, {_images(t['baselines'])} in kd rows")
-    skipped = [r for r in report["rows"] if "skipped" in r]
-    lines += [f"- skipped: depth {r['depth']} width {r['width']} {r['init']}: {r['skipped']}" for r in skipped]
+    lines += ["", "Choices made on validation (rate, warmup epochs, weight selection's layers and head):", ""]
+    for r in report["rows"]:
+        if "lr" in r:
+            extra = f", layers {r['layer_policy']} {r['layers']}, head {r['head']}" if "layer_policy" in r else ""
+            lines.append(
+                f"- {size_name(r['depth'], r['width'])} {r['init']}@{r['epochs']}: lr {r['lr']:g}, warmup "
+                f"{r['warmup_epochs']:g}{extra}"
+            )
+    flops = report["flops"]
+    lines += ["", "Forward FLOPs per image: " + ", ".join(f"{k} {_n(v)}" for k, v in flops.items())]
+    for m, g in report["learngenes"].items():
+        why = f" ({g['init_why']})" if g.get("init_why") else ""
+        aux = g.get("aux_val_top1")
+        lines.append(
+            f"- **{m}** (init {g.get('init') or '?'}{why}; Aux-Net validation top-1 "
+            f"{'?' if aux is None else f'{aux:.4f}'}): {g['params']:,} parameters, learned on "
+            f"{_n(g.get('images'))} images"
+        )
+    lines += [
+        f"- skipped: {size_name(r['depth'], r['width'])} {r['init']}: {r['skipped']}"
+        for r in report["rows"]
+        if "skipped" in r
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -200,87 +194,105 @@ def _figure(path: Path, draw, **subplots) -> None:
     plt.close(fig)
 
 
+def _family_width(report: dict) -> int:
+    return report["arch"]["embed_dim"]
+
+
 def plot_accuracy(report: dict, path: Path) -> None:
-    """Held-out top-1 against depth at the family width: every init at the fine-tune budget, scratch longer."""
-    cfg = report["config"]
-    width = parse_width(cfg["width"], 1)[0]
+    """Test top-1 against depth at the family width: each learngene at its budget and at 0 epochs, each
+    alternative at its first budget and at the longest one it needed."""
+    cfg, width = report["config"], _family_width(report)
     rows = [r for r in report["rows"] if r["width"] == width and "top1" in r]
 
     def draw(fig, ax):
-        series = [(i, cfg["epochs"]) for i in INITS if i in cfg["inits"]]
-        series += sorted({("scratch", r["epochs"]) for r in rows if r["init"] == "scratch"} - set(series))
-        for init, epochs in series:
-            pts = sorted((r["depth"], r["top1"]) for r in rows if (r["init"], r["epochs"]) == (init, epochs))
-            if pts:
-                style = "--" if epochs != cfg["epochs"] else "-"
-                alpha = 1.0 if epochs == cfg["epochs"] else 0.3 + 0.7 * cfg["epochs"] / epochs
+        for init in [i for i in INITS if i in cfg["inits"]]:
+            mine = [r for r in rows if r["init"] == init]
+            if not mine:
+                continue
+            if init in LEARNGENES:
+                pts = sorted((r["depth"], r["top1"], r["top1_at_init"]) for r in mine if r["epochs"] == cfg["epochs"])
                 ax.plot(
-                    *zip(*pts, strict=True),
-                    style,
-                    marker="o",
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    "-o",
                     ms=3,
                     color=_color(init),
-                    alpha=alpha,
-                    label=f"{init} @{epochs}ep",
+                    label=f"{init} @{cfg['epochs']}ep",
+                )
+                if cfg["epochs"]:
+                    ax.plot(
+                        [p[0] for p in pts],
+                        [p[2] for p in pts],
+                        ":",
+                        color=_color(init),
+                        alpha=0.6,
+                        label=f"{init} @0ep",
+                    )
+                continue
+            first = min(r["epochs"] for r in mine)
+            pts = sorted((r["depth"], r["top1"]) for r in mine if r["epochs"] == first)
+            ax.plot(*zip(*pts, strict=True), "-s", ms=3, color=_color(init), alpha=0.6, label=f"{init} @{first}ep")
+            last = {}
+            for r in mine:
+                if r["epochs"] > last.get(r["depth"], (0, 0))[0]:
+                    last[r["depth"]] = (r["epochs"], r["top1"])
+            longest = sorted((d, t) for d, (e, t) in last.items() if e > first)
+            if longest:
+                ax.plot(
+                    *zip(*longest, strict=True), "--", marker="^", ms=3, color=_color(init), label=f"{init} longest"
                 )
         ax.axhline(report["ancestor"]["top1"], color="gray", lw=0.8, ls=":", label="ancestor")
         ax.set_xlabel("depth")
-        ax.set_ylabel("held-out top-1")
+        ax.set_ylabel("test top-1")
         ax.set_title(f"{Path(str(report['data'])).name}, width {width}: accuracy vs depth")
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=5, ncol=2)
 
-    _figure(path, draw, figsize=(6.4, 4.2))
+    _figure(path, draw, figsize=(6.4, 4.4))
 
 
 def plot_time_to_accuracy(report: dict, path: Path) -> None:
-    """Held-out top-1 against cumulative training images, one curve per route, at a few depths.
+    """Test top-1 against training FLOPs, one curve per route, at a few depths. A learngene's curve starts at
+    its whole one-off learning cost (shared in truth by every size), so it is drawn at its most expensive; the
+    best alternative (the cheapest that matches the best learngene) is ringed."""
+    from lgtool.bench_cost import learn_flops
 
-    A learngene's curve starts at its whole one-off learning cost (plus calibration), shared by every size in
-    truth, so it is drawn here at its most expensive."""
-    cfg = report["config"]
-    width = parse_width(cfg["width"], 1)[0]
-    depths = sorted(cfg["depths"])
+    width, flops = _family_width(report), report["flops"]
+    depths = sorted({r["depth"] for r in report["rows"] if r["width"] == width})
     shown = list(dict.fromkeys([depths[0], depths[len(depths) // 2], depths[-1]]))
-    learned = report["learngenes"]
+    best = report["cost"].get(report["best_learngene"] or "", {}).get("alternative_per_size", {})
 
     def draw(fig, axes):
         axes = axes if hasattr(axes, "__len__") else [axes]
         for ax, depth in zip(axes, shown, strict=False):
             here = [r for r in report["rows"] if (r["depth"], r["width"]) == (depth, width) and "top1" in r]
-            scratch = sorted((r["train_images"], r["top1"]) for r in here if r["init"] == "scratch")
-            if scratch:
-                ax.plot(*zip(*scratch, strict=True), "--", color=_color("scratch"), marker="o", ms=3, label="scratch")
+            for init in ALTERNATIVES:
+                pts = sorted((row_flops(r, flops), r["top1"], r["epochs"]) for r in here if r["init"] == init)
+                if pts:
+                    ax.plot(
+                        [p[0] for p in pts], [p[1] for p in pts], "--", marker="s", ms=3, color=_color(init), label=init
+                    )
+                chosen = best.get(size_name(depth, width), "").split(" ")[0]
+                for x, y, e in pts:
+                    if chosen == f"{init}@{e}":
+                        ax.plot([x], [y], "o", ms=10, mfc="none", color="black", label="best alternative")
             for r in here:
-                if r["init"] in LEARNGENES and learned.get(r["init"], {}).get("images"):
-                    start = learned[r["init"]]["images"] + r.get("calibration_images", 0)
-                    ax.plot(
-                        [start, start + r["train_images"]],
-                        [r["top1_at_init"], r["top1"]],
-                        marker="o",
-                        ms=3,
-                        color=_color(r["init"]),
-                        label=r["init"],
-                    )
-                elif r["init"] not in ("scratch",) and r["epochs"] == cfg["epochs"]:
-                    ax.plot(
-                        [r["train_images"]],
-                        [r["top1"]],
-                        marker="s",
-                        ms=4,
-                        ls="",
-                        color=_color(r["init"]),
-                        label=r["init"],
-                    )
+                learned = learn_flops(report["learngenes"].get(r["init"], {}), flops)
+                if r["init"] not in LEARNGENES or learned is None:
+                    continue
+                start = learned + row_flops({**r, "train_images": 0}, flops)  # learning + calibration
+                end = learned + row_flops(r, flops)
+                xs, ys = ([start, end], [r["top1_at_init"], r["top1"]]) if end > start else ([start], [r["top1"]])
+                ax.plot(xs, ys, "-o", ms=3, color=_color(r["init"]), label=r["init"])
             ax.axhline(report["ancestor"]["top1"], color="gray", lw=0.8, ls=":")
             ax.set_xscale("log")
             ax.set_title(f"depth {depth}, width {width}", fontsize=9)
-            ax.set_xlabel("training images (student forward+backward)")
-        axes[0].set_ylabel("held-out top-1")
+            ax.set_xlabel("training FLOPs (student steps + teacher forwards)")
+        axes[0].set_ylabel("test top-1")
         labelled = {}  # one legend for all panels: a route missing at one depth is still named
         for ax in axes:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 labelled.setdefault(label, handle)
-        order = [i for i in INITS if i in labelled]
+        order = [i for i in (*INITS, "best alternative") if i in labelled]
         axes[-1].legend([labelled[i] for i in order], order, fontsize=6, loc="lower right")
         fig.suptitle("time to accuracy (learngene curves include the whole one-off learn cost)", fontsize=9)
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from lgtool import __version__
 from lgtool.arch import SLOTS
-from lgtool.bench_report import INITS
+from lgtool.bench_cost import INITS
 from lgtool.cli_options import train_options
 from lgtool.config import TrainConfig
 from lgtool.errors import LgtoolError, UsageError
@@ -425,21 +425,33 @@ def bench(
         None, "--ancestor", help="The teacher (default for fashion-mnist: fmnist-vit, shipped with lgtool)."
     ),
     learngene: list[Path] = typer.Option([], "--learngene", help="Use this learngene instead of learning one."),
-    depths: str = typer.Option("2,4,6,8", "--depths", help="Desc-Net depths."),
+    depths: str = typer.Option("2,4,8,12", "--depths", help="Desc-Net depths."),
     width: str = typer.Option("64", "--width", "-w", help="Family (and learngene) width."),
     num_heads: int | None = typer.Option(
         None, "--num-heads", min=1, help="Heads at --width (default: the ancestor's); other widths keep the head dim."
     ),
-    widths: str | None = typer.Option(None, "--widths", help="More widths, e.g. 96,128 (WAVE changes width)."),
+    widths: str | None = typer.Option(None, "--widths", help="More widths, e.g. 96,128."),
     width_depths: str | None = typer.Option(None, "--width-depths", help="Depths for --widths (default: all)."),
     inits: str = typer.Option(",".join(INITS), "--inits"),
-    epochs: int = typer.Option(1, "--epochs", min=1, help="Fine-tune epochs of every init."),
-    learn_epochs: int = typer.Option(3, "--learn-epochs", min=1, help="Distillation epochs of each learngene."),
-    learn_init: str = typer.Option("ancestor", "--learn-init", help="Learngenes start from: ancestor or official."),
-    scratch_max_epochs: int = typer.Option(
-        8, "--scratch-max-epochs", min=1, help="Scratch doubles its epochs up to this until it matches the learngene."
+    epochs: int = typer.Option(
+        1, "--epochs", min=0, help="Fine-tune epochs of each learngene size (0: as expanded); the alternatives' first."
     ),
-    lr_grid: str | None = typer.Option(None, "--lr-grid", help="Each init picks its rate on a validation split."),
+    learn_epochs: int = typer.Option(3, "--learn-epochs", min=1, help="Distillation epochs of each learngene."),
+    learn_init: str = typer.Option(
+        "ancestor", "--learn-init", help="Learngenes start from: ancestor (a ViT's layers) or official."
+    ),
+    max_epochs: int = typer.Option(
+        8,
+        "--max-epochs",
+        "--scratch-max-epochs",
+        min=1,
+        help="Each alternative doubles its epochs up to this until it matches the best learngene.",
+    ),
+    lr_grid: str = typer.Option("5e-4,2e-3", "--lr-grid", help="Every init picks its rate from these on validation."),
+    warmup_grid: str = typer.Option("0.2", "--warmup-grid", help="Warmup epochs to pick from, likewise."),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="Training images held out for every choice (rates, when a route matches)."
+    ),
     train_samples: int | None = typer.Option(10_000, "--train-samples", help="Class-balanced training subset."),
     all_data: bool = typer.Option(False, "--all-data", help="Use every training image (overrides --train-samples)."),
     seed: int = typer.Option(0, "--seed"),
@@ -455,7 +467,9 @@ def bench(
 
         lgtool bench
 
-        lgtool bench --depths 2,4,6,8,10,12 --widths 128,192 --width-depths 4,8 --scratch-max-epochs 32 -o full
+        lgtool bench --depths 2,4,6,8,10,12 --widths 32,96,128 --width-depths 6 --train-samples 20000 -o full
+
+        lgtool bench --ancestor fmnist-cnn --epochs 0 -o cnn
     """
     from lgtool.bench import BenchConfig, run_bench
 
@@ -469,8 +483,10 @@ def bench(
         epochs=epochs,
         learn_epochs=learn_epochs,
         learn_init=learn_init,
-        scratch_max_epochs=scratch_max_epochs,
-        lr_grid=_float_list(lr_grid, "--lr-grid"),
+        max_epochs=max_epochs,
+        lr_grid=_float_list(lr_grid, "--lr-grid") or [],
+        warmup_grid=_float_list(warmup_grid, "--warmup-grid") or [],
+        val_fraction=val_fraction,
         train_samples=None if all_data else train_samples,
         seed=seed,
     )

@@ -45,6 +45,7 @@ def learn(
     img_size: int | None = None,
     patch_size: int | None = None,
     train_samples: int | None = None,
+    dataset=None,
     checkpoint=None,
     resume=None,
     log=None,
@@ -57,8 +58,9 @@ def learn(
     """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`.
 
     `init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
-    ancestor's own layers (`lgtool.seed`)."""
-    from lgtool.ancestor import ancestor_view, load_ancestor, shipped_ancestor
+    ancestor's own layers (`lgtool.seed`), which needs a ViT ancestor. `dataset` (already loaded: its train
+    split is distilled on, its test split evaluated) replaces `data` and `train_samples`."""
+    from lgtool.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
     from lgtool.atomic import check_output, check_output_path
 
     rule_module(method)  # a typo fails before any data or ancestor is loaded
@@ -80,8 +82,13 @@ def learn(
             f"{checkpoint} holds an earlier run: continue it with --resume {checkpoint}, or pass --force to start over"
         )
     check_output_path(checkpoint)
-    dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
+    dataset = dataset or load_data(data, data_dir, train_samples, seed=cfg.seed)
     teacher = load_ancestor(ancestor, ancestor_weights, num_classes=dataset.num_classes)
+    if init == "ancestor" and not is_vit(teacher):
+        raise InputError(
+            f"--init ancestor seeds the templates from a ViT ancestor's blocks; {ancestor} has none: "
+            "use --init official (the papers' initialization, everything learned by distillation)"
+        )
     view = ancestor_view(teacher, dataset.view)
     if img_size:
         view.img_size = img_size
@@ -113,7 +120,7 @@ def learn(
         ancestor=ancestor,
         ancestor_weights=ancestor_weights,
         data=data,
-        train_samples=train_samples or len(dataset.train),
+        train_samples=len(dataset.train),
         epochs=cfg.epochs,
         steps=summary["steps"],
         seed=cfg.seed,

@@ -402,10 +402,13 @@ EXPAND = [
     "--bogus",
 ]
 BENCH = [
-    "--epochs 0",
+    "--epochs -1",
     "--epochs abc",
     "--learn-epochs 0",
     "--scratch-max-epochs 0",
+    "--max-epochs 0",
+    "--warmup-grid -1",
+    "--warmup-grid nan",
     "--depths 0",
     "--depths abc",
     "--widths 0",

@@ -9,11 +9,11 @@ import torch
 from conftest import needs_fashion_mnist
 from safetensors.torch import load_file
 
+import lgtool.bench
+import lgtool.data
 from lgtool.bench import BenchConfig, run_bench
-from lgtool.bench_report import training_cost
 from lgtool.errors import UsageError
 from lgtool.finetune import finetune
-from lgtool.learngene import load_learngene
 from lgtool.train import Interrupted, TrainConfig
 
 pytestmark = needs_fashion_mnist
@@ -45,7 +45,7 @@ def test_finetune_resume_is_exact(ancestor, tmp_path):
     assert config["lgtool"]["init"] == "scratch" and config["lgtool"]["finetune"]["data"] == "fashion-mnist"
 
 
-def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
+def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, monkeypatch):
     cfg = BenchConfig(
         depths=[1, 3],
         width=32,
@@ -53,14 +53,28 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
         width_depths=[3],
         epochs=1,
         learn_epochs=1,
-        scratch_max_epochs=2,
-        min_gain=-1.0,  # always run the whole (short) curve, so that the test sees it
-        train_samples=640,
+        max_epochs=2,
+        min_gain=-1.0,  # run the whole (short) curve unless matched, so that the test sees it
+        train_samples=704,
         batch_size=64,
         aux_depth=3,
         rule_options={"stages": [1, 1, 1], "template_size": 16},
         calibrate_steps=3,
         calibrate_samples=128,
+    )
+    # A 1,000-image test split keeps the test quick; every row is evaluated on it.
+    real_load = lgtool.data.load_data
+
+    def load_data(*a, **k):
+        data = real_load(*a, **k)
+        data.test = data.test.subset(torch.arange(1000))
+        return data
+
+    monkeypatch.setattr(lgtool.data, "load_data", load_data)
+    # Every training run sees the tuning data only; the test split is only ever evaluated.
+    trained_on, real_fit = [], lgtool.bench.fit
+    monkeypatch.setattr(
+        lgtool.bench, "fit", lambda m, data, *a, **k: trained_on.append(data) or real_fit(m, data, *a, **k)
     )
     lines = []
     report = run_bench(cfg, tmp_path / "b", ancestor=str(ancestor), log=lines.append)
@@ -68,38 +82,39 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(report))
     for png in ("accuracy_vs_depth.png", "time_to_accuracy.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["val_images"] == 70 and report["train_images"] == 704 - 70
+    assert trained_on and all(len(d.train) == 634 and len(d.test) == 70 for d in trained_on)
     rows = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"]}
-    # 3 sizes x 7 inits, + scratch @2 epochs where scratch did not already match the best learngene
-    curve = [k for k in rows if k[2] == "scratch" and k[3] == 2]
-    assert len(rows) == 21 + len(curve)
     assert "smaller than the 3 SWS stages" in rows[(1, 32, "sws", 1)]["skipped"]
-    assert "ancestor too small" in rows[(3, 32, "weight-selection", 1)]["skipped"]
-    for other_width_only_wave_changes in ("sws", "tleg"):
-        assert "use a WAVE learngene" in rows[(3, 64, other_width_only_wave_changes, 1)]["skipped"]
+    for other_width_only_wave_widens in ("sws", "tleg"):
+        assert "WAVE" in rows[(3, 64, other_width_only_wave_widens, 1)]["skipped"]
+    # past the ancestor's 2 blocks, weight selection repeats them; its head fits the labels and is kept
+    ws = rows[(3, 32, "weight-selection", 1)]
+    assert ws["layers"] == [0, 0, 1] and ws["layer_policy"] == "spaced" and ws["head"] == "selected"
+    assert rows[(1, 32, "weight-selection", 1)]["layer_policy"] in ("first", "spaced")
+    assert rows[(3, 64, "weight-selection", 1)]["layers"] == [0, 0, 1]  # the ancestor is 64 wide: no narrowing
     # WAVE at a size other than its Aux size calibrates first, and that is counted
-    assert rows[(3, 64, "wave", 1)]["calibration_images"] == 3 * 64
     assert rows[(1, 32, "wave", 1)]["calibration_images"] == 3 * 64
     assert rows[(3, 32, "wave", 1)]["calibration_images"] == 0  # the Aux size itself
     md = (out / "results.md").read_text()
     for r in report["rows"]:
-        if "top1" in r:
-            assert f"{r['top1']:.4f}" in md
-            assert r["top1"] > 0.2 and r["train_images"] == r["epochs"] * 640  # chance is 0.1
-    # every row states its rate and where it came from: timm inits the scratch rate, inherited ones the fine-tune rate
-    for (_, _, init, _), r in rows.items():
-        if "lr" in r:
-            scratch = init in ("scratch", "kd-scratch")
-            assert r["lr"] == (cfg.scratch_lr if scratch else cfg.finetune_lr)
-            assert r["lr_from"] == ("scratch rate" if scratch else "fine-tune rate")
-    # kd rows: the teacher saw every training image; the others trained without it
-    assert rows[(3, 32, "kd-scratch", 1)]["teacher_images"] == 640
-    assert rows[(3, 32, "scratch", 1)]["teacher_images"] == 0
-    assert report["teacher_images"]["baselines"] == sum(r.get("teacher_images", 0) for r in report["rows"])
-    for method in ("sws", "tleg", "wave"):
-        gene = load_learngene(report["learngenes"][method]["path"])
-        assert report["storage_ratio"][method] == pytest.approx(report["family_params"] / gene.num_params(), rel=1e-2)
-        cost = report["training_cost"][method]
-        assert cost["route_images"] == cost["learn_images"] + cost["calibration_images"] + cost["finetune_images"]
+        if "top1" not in r:
+            continue
+        assert f"{r['top1']:.4f}" in md and r["train_images"] == r["epochs"] * 576  # 9 full batches of 64
+        assert r["teacher_images"] == (r["train_images"] if r["init"] in ("kd-scratch", "weight-selection+kd") else 0)
+        if r["epochs"] == 1:  # the rate (warmup, layer policy) is the candidate that did best on validation
+            best = max(r["tried"], key=lambda t: t["val_top1"])
+            assert (r["lr"], r["warmup_epochs"], r["val_top1"]) == (best["lr"], best["warmup_epochs"], best["val_top1"])
+            assert {t["lr"] for t in r["tried"]} == set(cfg.lr_grid)
+        else:  # a longer budget reuses the choice made at the first one
+            assert len(r["tried"]) == 1 and r["lr"] == rows[(r["depth"], r["width"], r["init"], 1)]["lr"]
+    cost = report["cost"]
+    assert set(cost) == {"sws", "tleg", "wave"} and report["flops"]["teacher"] > report["flops"]["d1-w32"] > 0
+    for c in cost.values():
+        assert c["route_flops"] == c["learn_flops"] + c["sizes_flops"]
+        assert c["ratio_flops"] == round(c["alternative_flops"] / c["route_flops"], 2)
+    assert set(report["recommendation"]) == {"d1-w32", "d3-w32", "d3-w64"}
+    assert "cheapest route" in md and report["best_learngene"] in md
     assert report["ancestor"]["top1"] > 0.6 and report["ancestor"]["training_images"] == 2 * 6000
 
     # resume: a finished bench redoes nothing; a lost row is redone alone
@@ -109,52 +124,19 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path):
     lines.clear()
     run_bench(cfg, out, ancestor=str(ancestor), resume=True, log=lines.append)
     lines = [line.split("] ", 1)[1] for line in lines]  # drop the elapsed-time stamp
-    trained = [line for line in lines if line.startswith("d") and "top-1" in line]
+    trained = [line for line in lines if line.startswith("d") and "test" in line]
     assert len(trained) == 1 and trained[0].startswith("d3 w32 tleg")
     assert not any(line.startswith("learn ") for line in lines)  # learngenes are reused
 
     # a learngene passed in: its learning cost comes from its provenance (steps x batch size)
     given = report["learngenes"]["tleg"]["path"]
-    cfg2 = BenchConfig(**{**cfg.__dict__, "inits": ["tleg", "scratch"], "depths": [3], "widths": []})
+    cfg2 = BenchConfig(**{**cfg.__dict__, "inits": ["tleg", "scratch"], "depths": [3], "widths": [], "epochs": 0})
     again = run_bench(cfg2, tmp_path / "b2", ancestor=str(ancestor), learngenes=[given], log=lines.append)
-    assert again["learngenes"]["tleg"]["images"] == report["learngenes"]["tleg"]["images"] == 640
-
-
-def test_training_cost_of_hand_made_rows():
-    def row(depth, init, epochs, top1, images=100, calibration=0):
-        return dict(
-            depth=depth,
-            width=64,
-            init=init,
-            epochs=epochs,
-            top1=top1,
-            train_images=images,
-            calibration_images=calibration,
-        )
-
-    rows = [
-        row(2, "scratch", 1, 0.70),
-        row(2, "scratch", 2, 0.78, 200),
-        row(2, "scratch", 4, 0.82, 400),
-        row(4, "scratch", 1, 0.72),
-        row(4, "scratch", 2, 0.75, 200),  # stopped improving enough: no match
-        row(2, "tleg", 1, 0.80),
-        row(4, "tleg", 1, 0.85),
-        row(2, "wave", 1, 0.60, calibration=50),
-        row(4, "wave", 1, 0.79, calibration=50),
-        row(6, "tleg", 1, 0.90),  # no scratch curve at depth 6: in neither route
-    ]
-    learn = {"tleg": {"images": 300, "teacher_images": 300}, "wave": {"images": 200, "teacher_images": 200}}
-    cost = training_cost(rows, learn, epochs=1)
-    tleg, wave = cost["tleg"], cost["wave"]
-    assert tleg["scratch_epochs_to_match"] == {"d2-w64": 4, "d4-w64": ">2"}
-    assert (tleg["scratch_images"], tleg["route_images"]) == (400 + 200, 300 + 100 + 100)
-    assert tleg["ratio"] == 1.2 and tleg["exact"] is False  # a lower bound: scratch never matched depth 4
-    assert wave["scratch_epochs_to_match"] == {"d2-w64": 1, "d4-w64": ">2"}
-    assert (wave["calibration_images"], wave["route_images"], wave["scratch_images"]) == (100, 500, 300)
-    assert wave["teacher_images"] == 200 and wave["ratio"] == 0.6
-    # a learngene whose learning cost is unknown has no ratio rather than a flattering one
-    assert training_cost(rows, {"tleg": {"images": None}}, epochs=1)["tleg"]["ratio"] is None
+    assert again["learngenes"]["tleg"]["images"] == report["learngenes"]["tleg"]["images"] == 576
+    # --epochs 0: the family as expanded; the alternatives still start at one epoch
+    zero = {(r["init"], r["epochs"]): r for r in again["rows"]}
+    assert zero[("tleg", 0)]["train_images"] == 0 and zero[("tleg", 0)]["top1"] == zero[("tleg", 0)]["top1_at_init"]
+    assert ("scratch", 1) in zero and ("scratch", 0) not in zero
 
 
 def test_kd_scratch_is_taught_by_the_ancestor(ancestor, tmp_path):

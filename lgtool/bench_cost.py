@@ -1,0 +1,157 @@
+"""What each route to a family costs, in FLOPs and images, and which is cheapest.
+
+Cost is compute: a student step costs 3x its forward (forward + backward), a teacher forward its own FLOPs,
+both per image. Routes:
+- a learngene: learning it once (Aux-Net steps + teacher forwards), calibrating every size (WAVE), and the
+  fine-tune of every size (0 epochs: nothing);
+- the best alternative: per size, the cheapest alternative run (scratch, kd-scratch, weight selection, weight
+  selection + KD, at any budget on its curve) whose validation top-1 matches the learngene's there. Where none
+  matches, the cheapest longest run is counted and the size is marked ">", so the ratio is a lower bound.
+The rate search is not counted for any route: every route searches the same grid.
+"""
+
+from __future__ import annotations
+
+from lgtool.arch import Arch
+from lgtool.rules import RULES
+
+LEARNGENES = tuple(RULES)
+ALTERNATIVES = ("scratch", "kd-scratch", "weight-selection", "weight-selection+kd")
+INITS = (*LEARNGENES, *ALTERNATIVES)
+DISTILLED = ("kd-scratch", "weight-selection+kd")  # the ancestor teaches while they train
+STEP = 3  # a training step's FLOPs per image, in forwards: forward + backward (2x)
+
+
+def size_name(depth: int, width: int) -> str:
+    return f"d{depth}-w{width}"
+
+
+def size_arch(arch: Arch, depth: int, width: int) -> Arch:
+    """The family's architecture at another depth and width: the head dim stays, as WAVE keeps it."""
+    heads = arch.num_heads if width == arch.embed_dim else max(1, width // arch.head_dim)
+    return Arch.checked(arch, depth=depth, embed_dim=width, num_heads=heads)
+
+
+def forward_flops(model, view) -> int:
+    """FLOPs of one forward pass on one image (torch's counter: a multiply-add is 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, view.in_chans, view.img_size, view.img_size))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def row_flops(row: dict, flops: dict) -> int:
+    """One row's training compute: its student steps (calibration included) and its teacher forwards."""
+    student = row.get("train_images", 0) + row.get("calibration_images", 0)
+    return (
+        STEP * student * flops[size_name(row["depth"], row["width"])] + row.get("teacher_images", 0) * flops["teacher"]
+    )
+
+
+def learn_flops(info: dict, flops: dict) -> int | None:
+    if info.get("images") is None or info.get("aux_size") not in flops:
+        return None
+    return STEP * info["images"] * flops[info["aux_size"]] + (info.get("teacher_images") or 0) * flops["teacher"]
+
+
+def curves(rows) -> dict:
+    """(depth, width, alternative) -> its trained rows by budget."""
+    out = {}
+    for r in rows:
+        if r["init"] in ALTERNATIVES and "val_top1" in r:
+            out.setdefault((r["depth"], r["width"], r["init"]), []).append(r)
+    return {k: sorted(v, key=lambda r: r["epochs"]) for k, v in out.items()}
+
+
+def cheapest_match(depth: int, width: int, target: float, curve: dict, flops: dict, alternatives=ALTERNATIVES):
+    """The cheapest alternative run here whose validation top-1 reaches `target`: (row, exact). Where none does,
+    the cheapest of the runs that got furthest (their cost a lower bound) with exact False; None without runs."""
+    runs = [curve[(depth, width, a)] for a in alternatives if (depth, width, a) in curve]
+    hits = [r for c in runs for r in c if r["val_top1"] >= target]
+    if hits:
+        return min(hits, key=lambda r: row_flops(r, flops)), True
+    longest = [c[-1] for c in runs]
+    return (min(longest, key=lambda r: row_flops(r, flops)), False) if longest else None
+
+
+def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, alternatives=ALTERNATIVES) -> dict:
+    """Per learngene: its route and the best alternative route over the sizes both cover, and their ratio."""
+    curve = curves(rows)
+    out = {}
+    for method, info in learn_rows.items():
+        sizes, route, other, route_images, other_images, exact = {}, 0, 0, 0, 0, True
+        for r in rows:
+            if r["init"] != method or r["epochs"] != epochs or "val_top1" not in r:
+                continue
+            found = cheapest_match(r["depth"], r["width"], r["val_top1"], curve, flops, alternatives)
+            if found is None:
+                continue  # a size without alternatives is in neither route
+            alt, hit = found
+            exact &= hit
+            route += row_flops(r, flops)
+            route_images += r["train_images"] + r.get("calibration_images", 0)
+            other += row_flops(alt, flops)
+            other_images += alt["train_images"]
+            sizes[size_name(r["depth"], r["width"])] = f"{alt['init']}@{alt['epochs']}" + ("" if hit else " (>)")
+        learned = learn_flops(info, flops)
+        known = bool(sizes) and learned is not None
+        total = route + (learned or 0)
+        total_images = route_images + (info.get("images") or 0)
+        out[method] = {
+            "learn_flops": learned,
+            "sizes_flops": route,
+            "route_flops": total if known else None,
+            "route_images": total_images if known else None,
+            "alternative_flops": other if known else None,
+            "alternative_images": other_images if known else None,
+            "alternative_per_size": sizes,
+            "ratio_flops": round(other / total, 2) if known and total else None,
+            "ratio_images": round(other_images / total_images, 2) if known and total_images else None,
+            "exact": exact,  # False: some size was never matched, the ratios are lower bounds
+        }
+    return out
+
+
+def recommend(rows, learn_rows: dict, flops: dict, epochs: int) -> dict:
+    """Per size: the cheapest route that reaches the best learngene's validation top-1 there, and its cost.
+
+    A learngene's learning is shared by every size it makes, so a size is charged its equal share."""
+    curve = curves(rows)
+    made = {}
+    for r in rows:
+        if r["init"] in LEARNGENES and r["epochs"] == epochs and "val_top1" in r:
+            made.setdefault(r["init"], []).append(r)
+    sizes = dict.fromkeys((r["depth"], r["width"]) for r in rows)
+    out = {}
+    for depth, width in sizes:
+        genes = [r for m in made.values() for r in m if (r["depth"], r["width"]) == (depth, width)]
+        options = []
+        for r in genes:
+            learned = learn_flops(learn_rows.get(r["init"], {}), flops)
+            if learned is not None:
+                options.append((learned / len(made[r["init"]]) + row_flops(r, flops), r))
+        target = max((r["val_top1"] for r in genes), default=None)
+        reaching = [(c, r) for c, r in options if r["val_top1"] >= target] if target is not None else []
+        if target is not None:
+            found = cheapest_match(depth, width, target, curve, flops)
+            if found and found[1]:
+                reaching.append((row_flops(found[0], flops), found[0]))
+        else:  # nobody sets a target: the alternative that does best on validation
+            runs = [r for a in ALTERNATIVES for r in curve.get((depth, width, a), [])]
+            reaching = [(row_flops(r, flops), r) for r in runs if r["val_top1"] == max(x["val_top1"] for x in runs)]
+        if not reaching:
+            continue
+        cost, r = min(reaching, key=lambda cr: cr[0])
+        out[size_name(depth, width)] = {
+            "route": f"{r['init']}@{r['epochs']}",
+            "flops": int(cost),
+            "val_top1": r["val_top1"],
+            "top1": r["top1"],
+            "target_val_top1": target,
+        }
+    return out
