@@ -18,7 +18,7 @@ ANCESTOR_ALIASES = {
     "deit_base": "deit_base_patch16_224",
 }
 # Pretrained ancestors shipped inside the package (lgtool/ancestors/<folder>/, timm hub layout).
-SHIPPED_ANCESTORS = {"fmnist-vit": "fmnist-vit128"}
+SHIPPED_ANCESTORS = {"fmnist-vit": "fmnist-vit128", "fmnist-cnn": "fmnist-resnet"}
 HEAD_DIM = 64
 
 # The 12 tensors of a pre-norm ViT block, in timm's names. Every rule acts on these slot-wise.
