@@ -42,6 +42,8 @@ from lgtool.rules import RULES
 from lgtool.train import TrainConfig, evaluate, fit
 
 # The cheaper alternatives first: once one matches, a dearer one stops at its first budget (`Bench.curve`).
+# Inits that start from the same weights at a size (same seed, same cut): their top-1 at 0 epochs is measured once.
+SAME_START = {"kd-scratch": "scratch", "weight-selection+kd": "weight-selection"}
 CURVE_ORDER = ("weight-selection", "scratch", "weight-selection+kd", "kd-scratch")
 DEFAULT_ANCESTORS = {"fashion-mnist": "fmnist-vit"}  # shipped, already trained: the bench never trains one
 SCHEMA = "lgtool-bench/3"
@@ -49,7 +51,7 @@ SCHEMA = "lgtool-bench/3"
 
 @dataclass
 class BenchConfig:
-    depths: list[int] = field(default_factory=lambda: [2, 4, 8, 12])
+    depths: list[int] = field(default_factory=lambda: [2, 6, 12])
     width: str | int = 64  # the family's width, and the learngenes' Aux width
     num_heads: int | None = None  # at `width` (default: the ancestor's head count); other widths keep the head dim
     widths: list[int] = field(default_factory=list)  # more widths
@@ -58,14 +60,14 @@ class BenchConfig:
     epochs: int = 1  # fine-tune budget of every learngene (0: as expanded); the alternatives' first budget
     learn_epochs: int = 3
     learn_init: str = "ancestor"  # learngenes seeded from the ancestor's layers (a ViT's), or "official"
-    max_epochs: int = 8  # the alternatives double their epochs up to this
+    max_epochs: int = 4  # the alternatives double their epochs up to this
     min_gain: float = 0.001  # a curve stops when doubling the epochs gains less than this (validation top-1)
     lr_grid: list[float] = field(default_factory=lambda: [5e-4, 2e-3])  # every init picks from it on validation
     warmup_grid: list[float] = field(default_factory=lambda: [0.2])  # warmup epochs, likewise
     val_fraction: float = 0.1  # of the training images, held out for every choice the bench makes
     learn_lr: float = 1e-3
     batch_size: int = 128
-    train_samples: int | None = 10_000
+    train_samples: int | None = 5_000
     aux_depth: int = 8
     # Each learngene's rule takes the options it knows (SWS: stages, WAVE: template size).
     rule_options: dict = field(default_factory=lambda: {"stages": [2, 2, 2, 2], "template_size": 32})
@@ -333,6 +335,7 @@ class Bench:
     teacher: torch.nn.Module
     vit_ancestor: bool
     log: object
+    at_init: dict = field(default_factory=dict)  # (depth, width, start, layer policy) -> top-1 before training
 
     def learngenes(self, ancestor, out, given_paths, previous, resume):
         """Each benched learngene, distilled once on the tuning split (or given), with what learning it cost."""
@@ -449,8 +452,6 @@ class Bench:
         row = {"depth": depth, "width": width, "init": init, "epochs": epochs}
         t0 = time.perf_counter()
         starts, best = {}, None  # one initial model per layer policy, copied for every rate
-        first = rows.get((depth, width, init, self.cfg.curve_epochs()[0]), {})
-        known = first if first.get("epochs") != epochs and "top1_at_init" in first else None  # same start, measured
         for choice in self.candidates(init, depth, width, epochs, rows):
             policy = choice.get("layer_policy")
             if policy not in starts:
@@ -458,8 +459,8 @@ class Bench:
                     model, calibration, selection = self.initial_model(init, depth, width, genes, policy)
                 except InputError as e:
                     return {**row, "skipped": str(e)}
-                val = known["val_at_init"] if known else evaluate(model, self.tuning.test, self.view)
-                at_init = {"val_at_init": val}
+                known = self.at_init.get((depth, width, SAME_START.get(init, init), policy), {})
+                at_init = {"val_at_init": known.get("val_at_init") or evaluate(model, self.tuning.test, self.view)}
                 starts[policy] = (model, calibration, selection, at_init)
             model, calibration, selection, at_init = starts[policy]
             if epochs == 0:
@@ -472,20 +473,24 @@ class Bench:
                 best = (choice, trained, summary)
         choice, trained, summary = best
         model, calibration, selection, at_init = starts[choice.get("layer_policy")]
-        return {
+        known = self.at_init.get((depth, width, SAME_START.get(init, init), choice.get("layer_policy")), {})
+        result = {
             **row,
             **({} if epochs == 0 else choice),
             **({"layers": selection["layers"], "head": selection["head"]} if selection else {}),
             "params": sum(p.numel() for p in model.parameters()),
             "calibration_images": calibration,
             **at_init,
-            "top1_at_init": (at_start := known["top1_at_init"] if known else evaluate(model, self.test, self.view)),
+            "top1_at_init": (at_start := known.get("top1_at_init") or evaluate(model, self.test, self.view)),
             "val_top1": summary["top1"],
             "top1": at_start if epochs == 0 else evaluate(trained, self.test, self.view),
             "train_images": summary["images_seen"],
             "teacher_images": summary["images_seen"] if init in DISTILLED else 0,
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
+        start = (depth, width, SAME_START.get(init, init), choice.get("layer_policy"))
+        self.at_init[start] = {k: result[k] for k in ("val_at_init", "top1_at_init")}
+        return result
 
     def train(self, model, init: str, epochs: int, choice: dict) -> dict:
         """Fine-tune (or train) one row's model with one candidate's settings; evaluated on the validation split."""
