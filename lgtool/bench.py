@@ -183,6 +183,11 @@ def run_bench(
     _check_family(cfg, ancestor, ancestor_heads(ancestor), given)  # a folder ancestor declares its heads
 
     dataset = load_data(data, data_dir, cfg.train_samples, seed=cfg.seed)
+    if len(dataset.train) * (1 - cfg.val_fraction) < cfg.batch_size + dataset.num_classes:
+        raise InputError(
+            f"--data {data}: {len(dataset.train)} training images, fewer than one batch of the bench "
+            f"({cfg.batch_size} images) once the validation split ({cfg.val_fraction:.0%}) is held out"
+        )
     # Every choice (rates, warmup, layer policy, when a curve has matched) is made on this split.
     held = balanced_subset(
         dataset.train.labels, max(dataset.num_classes, round(len(dataset.train) * cfg.val_fraction)), cfg.seed + 1
@@ -192,11 +197,6 @@ def run_bench(
     tuning = Data(
         dataset.name, dataset.train.subset(keep.nonzero().squeeze(1)), dataset.train.subset(held), dataset.view
     )
-    if len(tuning.train) < cfg.batch_size:
-        raise InputError(
-            f"--data {data}: {len(tuning.train)} training images after the validation split, fewer than one batch "
-            f"of the bench ({cfg.batch_size} images)"
-        )
     teacher = load_ancestor(ancestor, num_classes=dataset.num_classes)
     vit_ancestor = is_vit(teacher)
     view = ancestor_view(teacher, dataset.view)

@@ -314,8 +314,8 @@ def test_bench_width_33_names_the_heads_not_a_multiple_of_1056(run_cli, tmp_path
 def test_bench_ancestor_with_broken_weights_creates_nothing(run_cli, tmp_path, workspace):
     """The ancestor is loaded (after the data, one bench batch of 128 images here) and refused before -o exists."""
     _truncate(workspace / "vit")
-    data = write_fashion_mnist(workspace / "fm128", n_train=128)
-    args = ("bench", "--ancestor", workspace / "vit", "--data-dir", data, "--train-samples", 128)
+    data = write_fashion_mnist(workspace / "fm160", n_train=160)  # 144 once the validation split is held out
+    args = ("bench", "--ancestor", workspace / "vit", "--data-dir", data, "--train-samples", 160)
     refused(run_cli, tmp_path, *args, "-o", tmp_path / "out", code=3, says=str(workspace / "vit" / "model.safetensors"))
 
 
