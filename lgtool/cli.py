@@ -499,6 +499,9 @@ def _plural(n: int, word: str) -> str:
 
 
 def main() -> None:
+    from lgtool.interrupt import Terminated, raise_on_sigterm, sigterm_received
+
+    raise_on_sigterm()  # SIGTERM ends a command as Ctrl-C does (training saves first), with exit 143
     try:
         code = app(standalone_mode=False)  # parser errors come to us, so they get one line too
     except typer.Abort:
@@ -508,8 +511,14 @@ def main() -> None:
         _fail(f"{e.format_message()} (see {command} --help)", e.exit_code)
     except LgtoolError as e:
         _fail(str(e), e.exit_code)
+    except OSError as e:  # what the system refused, where no check could see it coming: still one line
+        _fail(f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", 1)
+    except Terminated:
+        _fail("terminated by SIGTERM", 143)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    if code == 130:  # typer returns Ctrl-C (and SIGTERM, raised as one) outside training as a bare 130
+        _fail(*(("terminated by SIGTERM", 143) if sigterm_received() else ("interrupted", 130)))
     sys.exit(code if isinstance(code, int) else 0)
 
 

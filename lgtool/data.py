@@ -481,6 +481,13 @@ def _fashion_mnist_split(images: Path, labels: Path) -> TensorSplit:
     return TensorSplit(x.unsqueeze(1), y.long(), FASHION_MNIST_CLASSES)
 
 
+def data_paths(data: str, data_dir=None) -> list:
+    """What `load_data(data, data_dir)` reads, for the outputs-are-not-inputs check: the folder or files given,
+    and the default Fashion-MNIST folder when that is what `fashion-mnist` means."""
+    default = FASHION_MNIST_DIR if data == FASHION_MNIST and data_dir is None else None
+    return [data, data_dir, default]
+
+
 def _fashion_mnist(root: Path) -> Data:
     files = {
         k: root / f"{k}-ubyte.gz"

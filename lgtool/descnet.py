@@ -213,7 +213,12 @@ def expand_folder(
     gene = load_learngene(gene_path)
     target = target_arch(gene, depth, width, num_classes, layer_map, img_size)
     output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
-    check_output(output, inputs=[gene_path, calibrate, data_dir], force=force, is_dir=True)
+    reads = [gene_path, data_dir]
+    if calibrate is not None:
+        from lgtool.data import data_paths
+
+        reads += data_paths(calibrate, data_dir)
+    check_output(output, inputs=reads, force=force, is_dir=True)
     info = lineage(gene, gene_path, target, layer_map)
     if calibrate is not None:
         from lgtool.learn import calibrate as calibrate_scalers

@@ -12,7 +12,6 @@ import math
 import os
 import random
 import resource
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -23,15 +22,13 @@ import torch
 from torch import nn
 
 from lgtool import recipe
+from lgtool.atomic import WriteFailed
 from lgtool.config import TrainConfig
 from lgtool.data import batch_generator
 from lgtool.errors import InputError, LgtoolError
+from lgtool.interrupt import Interrupted, defer_signals, stopped_by
 
-__all__ = ["TrainConfig", "fit", "evaluate"]
-
-
-class Interrupted(LgtoolError):
-    exit_code = 130
+__all__ = ["TrainConfig", "fit", "evaluate", "Interrupted"]
 
 
 class Diverged(LgtoolError):
@@ -155,8 +152,8 @@ def fit(
         random.seed(cfg.seed + dist.rank)
         torch.manual_seed(cfg.seed + dist.rank)  # drop path; data order has its own seeded generators
 
-    interrupted = []  # torchrun forwards Ctrl-C to every rank: each saves (rank 0 writes) and stops
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    # Ctrl-C or SIGTERM (torchrun forwards both to every rank): each rank saves (rank 0 writes) and stops
+    interrupted, restore_signals = defer_signals()
     bad_step = torch.full((), -1, device=dist.device)  # first non-finite loss, checked without a host sync
     running, seen, wall, t0 = torch.zeros((), device=dist.device), 0, 0.0, time.perf_counter()
 
@@ -172,7 +169,12 @@ def fit(
         check_finite()
         if checkpoint is not None:
             if dist.main:
-                save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos, average)
+                try:
+                    save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos, average)
+                except WriteFailed as e:  # e.g. a full disk: the previous checkpoint, if any, is intact
+                    earlier = Path(checkpoint).is_file()
+                    kept = f"continue from it with --resume {checkpoint}" if earlier else "no checkpoint was kept"
+                    raise e.keeping(kept) from None
             dist.barrier()
 
     try:
@@ -224,11 +226,12 @@ def fit(
             if interrupted:
                 save()
                 hint = f"checkpoint saved to {checkpoint}, continue with --resume {checkpoint}" if checkpoint else ""
-                raise Interrupted(f"interrupted at step {pos['step']}" + (f"; {hint}" if hint else ""))
+                signum = interrupted[0]
+                raise Interrupted(f"{stopped_by(signum)} at step {pos['step']}" + (f"; {hint}" if hint else ""), signum)
             if done:
                 break
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore_signals()
     check_finite()
     if average is not None:
         model.load_state_dict(average.module.state_dict())
