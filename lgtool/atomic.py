@@ -336,8 +336,6 @@ def check_output_path(path, *, is_dir: bool = False) -> None:
         raise InputError(f"{path}: {parent} is not a folder; choose another output path")
     if not os.access(parent, os.W_OK | os.X_OK) or _attributes(parent) & (_IMMUTABLE_FL | _APPEND_FL):
         raise InputError(f"{path}: folder {parent} is not writable; choose a folder you can write to")
-    if not is_dir and path.is_dir():
-        raise InputError(f"{path}: is a folder, not a file; choose another output path")
     limit, size = _name_max(parent), len(os.fsencode(path.name))
     if size > limit:
         raise InputError(f"{path}: name is {size} bytes, over this filesystem's limit of {limit}; choose a shorter one")
@@ -348,6 +346,8 @@ def check_output_path(path, *, is_dir: bool = False) -> None:
             f"{path}: name is {size} bytes and its temporary name (+{overhead}) would exceed this filesystem's "
             f"limit of {limit}; choose a name of at most {limit - overhead} bytes"
         )
+    if not is_dir and path.is_dir():
+        raise InputError(f"{path}: is a folder, not a file; choose another output path")
 
 
 _KINDS = {
@@ -363,13 +363,15 @@ def _kind(path: Path, shown) -> str | None:
     anything else (a device, FIFO or socket, a link loop, a path lgtool may not look at) is an InputError."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError) as e:
+        if isinstance(e, NotADirectoryError):
+            raise InputError(f"{shown}: part of this path is a file, not a folder; choose another path") from None
         return None
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return None  # check_output_path says which limit, and by how much
         if e.errno == errno.ELOOP:
             raise InputError(f"{shown} is a symbolic link loop; choose another output path") from None
-        if e.errno == errno.ENOTDIR:
-            raise InputError(f"{shown}: part of this path is a file, not a folder; choose another path") from None
         raise InputError(f"{shown}: {e.strerror}; choose another output path") from None
     if stat.S_ISREG(st.st_mode):
         return "file"

@@ -73,7 +73,7 @@ class View:
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     if not shuffle:
         return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64))
 
 
 def global_batches(order: torch.Tensor, size: int, drop_last: bool) -> list[torch.Tensor]:
@@ -84,7 +84,7 @@ def global_batches(order: torch.Tensor, size: int, drop_last: bool) -> list[torc
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
     """Augmentation randomness of one global batch: independent of rank count and of where a run resumed."""
-    return torch.Generator().manual_seed(((seed * 1_000_003) + epoch) * 1_000_003 + batch)
+    return torch.Generator().manual_seed((((seed * 1_000_003) + epoch) * 1_000_003 + batch) % 2**64)  # any seed
 
 
 @dataclass

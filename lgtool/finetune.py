@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lgtool.arch import Arch, build_vit, check_size_options, default_patch_size, one_line, parse_width
 from lgtool.data import View, data_paths, load_data
-from lgtool.descnet import CONFIG, read_config, write_descnet
+from lgtool.descnet import CONFIG, check_channels, read_config, write_descnet
 from lgtool.errors import InputError
 from lgtool.train import Dist, TrainConfig, fit
 
@@ -40,6 +40,7 @@ def load_source(src: str, num_classes: int | None):
         raise InputError(
             f"{src}/{CONFIG}: model_args are not a plain ViT lgtool can fine-tune ({one_line(str(e))})"
         ) from None
+    check_channels(config, arch.in_chans, src)
     kwargs = {} if num_classes in (None, arch.num_classes) else {"num_classes": num_classes}
     model = load_folder(Path(src), **kwargs)
     _check_finite(model, Path(src))
@@ -128,7 +129,7 @@ def finetune(
     check_inside(output, inside, inputs=[*inputs, resume], others=[output / CHECKPOINT])
     check_inside(output, {CHECKPOINT: False}, inputs=inputs, others=[output / n for n in inside])
     if init == "scratch":
-        check_size_options(width, num_heads, img_size, patch_size)
+        check_size_options(width, num_heads, img_size, patch_size, depth=depth)
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     if init == "scratch":
         model, arch, view = scratch_model(

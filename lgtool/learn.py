@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from lgtool import __version__
-from lgtool.arch import Arch, check_size_options, default_patch_size
+from lgtool.arch import MAX_DEPTH, Arch, check_size_options, default_patch_size
 from lgtool.data import View, data_paths, load_data
 from lgtool.errors import InputError, UsageError
 from lgtool.learngene import Learngene, check_rule_options, init_learngene
@@ -69,6 +69,8 @@ def learn(
     if stages:
         rule_options["stages"] = stages
     check_size_options(width, num_heads, img_size, patch_size)
+    if aux_depth is not None and aux_depth > MAX_DEPTH:
+        raise UsageError(f"--aux-depth {aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
     check_rule_options(method, aux_depth, rule_options)
     # Outputs too: a bad -o must fail now, not after training. No output is an input or another output.
     output = Path(output)

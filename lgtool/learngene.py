@@ -233,9 +233,11 @@ def safetensors_header(path) -> tuple[dict, dict]:
         if n <= 0 or n > min(MAX_HEADER, size - 8):
             raise InputError(f"{path}: not a safetensors file (truncated or corrupt header)")
         try:
-            header = json.loads(f.read(n))
+            header = json.loads(f.read(n), object_pairs_hook=_unique_keys)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise InputError(f"{path}: not a safetensors file (header is not valid JSON)") from None
+        except _DuplicateKey as e:  # safetensors refuses these too: which one counts would be a guess
+            raise InputError(f"{path}: corrupt safetensors header (the key {str(e)!r} appears twice)") from None
     if not isinstance(header, dict):
         raise InputError(f"{path}: not a safetensors file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -261,6 +263,20 @@ def safetensors_header(path) -> tuple[dict, dict]:
     if end != size - 8 - n:
         raise InputError(f"{path}: truncated or corrupt: {size - 8 - n} data bytes, header describes {end}")
     return header, metadata
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refused (as safetensors refuses it) when a key appears twice."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _entry_bytes(entry) -> int | None:
@@ -292,9 +308,11 @@ def read_header(path) -> tuple[dict, GeneMeta]:
             "make one with `lgtool learn`"
         )
     try:
-        raw = json.loads(metadata[METADATA_KEY])
+        raw = json.loads(metadata[METADATA_KEY], object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, RecursionError):
         raise InputError(f"{path}: learngene metadata is not valid JSON") from None
+    except _DuplicateKey as e:
+        raise InputError(f"{path}: learngene metadata has the key {str(e)!r} twice") from None
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         found = raw.get("schema") if isinstance(raw, dict) else None
         raise InputError(f"{path}: unknown learngene schema {found!r}; this lgtool {__version__} reads {SCHEMA!r}")

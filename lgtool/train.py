@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from lgtool import recipe
+from lgtool.arch import one_line
 from lgtool.atomic import WriteFailed
 from lgtool.config import TrainConfig
 from lgtool.data import batch_generator
@@ -304,15 +305,53 @@ def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConf
         raise InputError(f"--resume {path}: not a readable lgtool checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or "identity" not in state:
         raise InputError(f"--resume {path}: not an lgtool checkpoint")
+    _check_checkpoint(path, state)
     if state["identity"] != identity:
         diff = sorted(k for k in set(identity) | set(state["identity"]) if identity.get(k) != state["identity"].get(k))
         raise InputError(
             f"--resume {path}: checkpoint is for another run ({', '.join(diff)} differ: "
             f"{ {k: state['identity'].get(k) for k in diff} })"
         )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if average is not None:
-        average.module.load_state_dict(state.get("ema", state["model"]))
-    torch.set_rng_state(state["rng"])
+    try:  # shapes, names and optimizer groups: torch knows them best, and says which one is wrong
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if average is not None:
+            average.module.load_state_dict(state.get("ema", state["model"]))
+        torch.set_rng_state(state["rng"])
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as e:
+        raise InputError(f"--resume {path}: checkpoint does not fit this run ({one_line(str(e))})") from None
     return state["position"]
+
+
+def _check_checkpoint(path: Path, state: dict) -> None:
+    """The structure `fit` reads from a checkpoint, so that a crafted or damaged one is one line."""
+
+    def bad(what: str):
+        raise InputError(f"--resume {path}: not a usable lgtool checkpoint ({what})")
+
+    if not isinstance(state["identity"], dict):
+        bad("identity is not a map")
+    for key in ("model", "optimizer"):
+        if not isinstance(state.get(key), dict) or not state[key]:
+            bad(f"no {key} state")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        bad("model state is not a map of tensors")
+    if "ema" in state and not (
+        isinstance(state["ema"], dict) and all(isinstance(v, torch.Tensor) for v in state["ema"].values())
+    ):
+        bad("ema state is not a map of tensors")
+    rng = state.get("rng")
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
+        bad("no CPU random generator state of the right size")
+    pos = state.get("position")
+
+    def count(x):
+        return type(x) is int and x >= 0
+
+    if not isinstance(pos, dict) or not all(count(pos.get(k)) for k in ("epoch", "batch", "step")):
+        bad("position is not epoch, batch and step counts")
+    history = pos.get("history")
+    if not isinstance(history, list) or not all(
+        isinstance(h, dict) and isinstance(h.get("top1"), (int, float)) and count(h.get("epoch")) for h in history
+    ):
+        bad("history is not a list of epoch results")
