@@ -26,9 +26,10 @@ from lgtool.text import dumps, literal
 # Every command's --help ends with the contract its errors keep.
 WRITES = (
     "Exit codes: 0 ok, 1 runtime failure, 2 usage error (a bad flag or value, checked before any data is read), "
-    "3 invalid input or output, 4 a --check failed; errors are one line on stderr. An existing output is "
-    "refused without --force, an output that is one of the inputs always; files are written under a temporary "
-    "name and renamed into place."
+    "3 invalid input or output, 4 a --check failed, 130 Ctrl-C, 143 SIGTERM (training saves a checkpoint first); "
+    "errors are one line on stderr. An existing output is refused without --force; an output that is one of the "
+    "inputs in any form (a link too), or a device, FIFO or link loop, always; files are written under a "
+    "temporary name and renamed into place only if the name still holds what was checked."
 )
 BENCH = (
     "Exit codes: 0 ok, 1 runtime failure, 2 usage error (checked before anything is created), 3 invalid input "

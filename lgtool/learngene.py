@@ -384,7 +384,21 @@ def load_learngene(path) -> Learngene:
             f"{path}: tensor {one_line(bad)} holds NaN or Inf values; a learngene's tensors must be finite "
             "(learn it again, e.g. with a lower --lr)"
         )
-    return Learngene(meta, tensors)
+    return Learngene(meta, _one_float_dtype(tensors))
+
+
+def _one_float_dtype(tensors: dict) -> dict:
+    """Tensors of mixed float dtypes (F16 templates beside F32 scalers, say) in the one dtype torch would
+    compute them in: WAVE's Kronecker products, unlike sums, refuse to mix them."""
+    import functools
+
+    import torch
+
+    floats = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(floats) < 2:
+        return tensors
+    common = functools.reduce(torch.promote_types, floats)
+    return {k: t.to(common) if t.is_floating_point() else t for k, t in tensors.items()}
 
 
 def first_nonfinite(tensors: dict) -> str | None:

@@ -273,3 +273,13 @@ def test_library_warnings_are_dropped_on_an_error_and_kept_on_success(run_cli, t
     gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
     got, stdout, stderr = run_cli("inspect", gene, "--json")
     assert got == 0 and "deprecation notice" in stderr and _strict(stdout)["kind"] == "learngene"
+
+
+def test_a_learngene_of_mixed_float_dtypes_expands_in_the_wider_one(run_cli, tmp_path):
+    gene = tiny_gene("wave")
+    gene.tensors = {k: t.half() if i % 2 else t for i, (k, t) in enumerate(gene.tensors.items())}
+    path = gene.save(tmp_path / "mixed.safetensors")
+    got, stdout, stderr = run_cli("expand", path, "--check", "-o", tmp_path / "desc", "--json")
+    assert got == 0, stderr
+    assert _strict(stdout)["check"]["passed"]
+    assert _strict(run_cli("inspect", tmp_path / "desc", "--json")[1])["dtypes"] == ["F32"]
