@@ -486,24 +486,10 @@ def _check_writable(path: Path, kind: str | None) -> None:
 
 def check_inside(folder, names: dict[str, bool], *, inputs=(), others=()) -> None:
     """Checks and claims the `names` (name -> is a folder) a command writes inside the output `folder`, each
-    like `check_output` with --force (the folder was accepted with it): of the right kind, none an input."""
+    like `check_output` with --force (the folder was accepted with it)."""
     folder = Path(folder)
     for name, is_dir in names.items():
-        path = folder / name
-        if not os.path.lexists(folder):
-            _claims[_key(path)] = None
-            continue
-        kind = _kind(path, path)
-        for given in _given(inputs):
-            if _overlaps(path, given):
-                raise InputError(f"{path} would overwrite this command's input {given}; choose another output path")
-        for other in others:
-            if other is not None and _overlaps(path, Path(other)):
-                raise InputError(f"{path} and {other} are both outputs of this command; give each its own path")
-        if kind == ("file" if is_dir else "dir"):
-            wanted, found = ("folder", "file") if is_dir else ("file", "folder")
-            raise InputError(
-                f"{path} is a {found}, but lgtool writes a {wanted} there; move it away or choose another output"
-            )
-        _check_writable(path, kind)
-        _claims[_key(path)] = _entry(path)
+        if os.path.lexists(folder):
+            check_output(folder / name, inputs=inputs, force=True, is_dir=is_dir, others=others)
+        else:  # nothing is inside a folder that is not there yet
+            _claims[_key(folder / name)] = None

@@ -234,8 +234,8 @@ def test_expand_never_replaces_a_fifo(run_cli, tmp_path):
 
 WRONG_KIND = {
     "finetune-o-existing-file": (lambda t, ws: _file(t / "out"), "is a file, not a folder"),
-    "finetune-checkpoint-is-a-folder": (lambda t, ws: _dir_inside(t, "checkpoint.ckpt"), "is a folder, but"),
-    "finetune-best-is-a-file": (lambda t, ws: _file_inside(t, "best"), "is a file, but"),
+    "finetune-checkpoint-is-a-folder": (lambda t, ws: _dir_inside(t, "checkpoint.ckpt"), "is a folder, not a file"),
+    "finetune-best-is-a-file": (lambda t, ws: _file_inside(t, "best"), "is a file, not a folder"),
     "finetune-o-symlink-loop": (lambda t, ws: _loop(t / "out"), "symbolic link loop"),
 }
 
