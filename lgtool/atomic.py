@@ -181,6 +181,22 @@ _RENAME_NOREPLACE = 1
 _claims: dict[str, tuple[int, int, int] | None] = {}
 
 
+def scoped(command):
+    """Decorates a command (learn, finetune, expand): the claims its checks make guard its own writes and are
+    forgotten when it returns, so that a later write by someone else's code is not held to them."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        saved = dict(_claims)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _claims.clear()
+            _claims.update(saved)
+
+    return run
+
+
 def _key(path: Path) -> str:
     """The name a rename acts on: the real folder, and the last component as given (a link there is replaced)."""
     return os.path.join(os.path.realpath(path.parent), path.name)

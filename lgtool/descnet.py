@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from lgtool.arch import Arch
+from lgtool.atomic import scoped
 from lgtool.errors import CheckError, InputError
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -233,6 +234,7 @@ def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, s
     return result
 
 
+@scoped
 def expand_folder(
     gene_path,
     output=None,

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lgtool.arch import Arch, build_vit, check_size_options, default_patch_size, one_line, parse_width
+from lgtool.atomic import scoped
 from lgtool.data import View, data_paths, load_data
 from lgtool.descnet import CONFIG, check_channels, read_config, write_descnet
 from lgtool.errors import InputError
@@ -90,6 +91,7 @@ def scratch_model(
     return build_vit(arch), arch, view
 
 
+@scoped
 def finetune(
     src: str | None,
     data: str,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lgtool import __version__
 from lgtool.arch import MAX_DEPTH, Arch, check_size_options, default_patch_size
+from lgtool.atomic import scoped
 from lgtool.data import View, data_paths, load_data
 from lgtool.errors import InputError, UsageError
 from lgtool.learngene import Learngene, check_rule_options, init_learngene
@@ -31,6 +32,7 @@ RECIPE_RECORD = (
 )  # the papers' initialization, or templates seeded from the ancestor's layers
 
 
+@scoped
 def learn(
     ancestor: str,
     method: str = "sws",
