@@ -507,3 +507,19 @@ def test_disk_full_at_a_checkpoint_leaves_no_temporary(run_cli, tmp_path, ws, mo
     assert "no checkpoint was kept" in line
     unchanged(before, tmp_path)
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_stdout_on_a_full_device_is_one_line(tmp_path, as_json):
+    import sys
+
+    gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "lgtool", "inspect", str(gene), *(["--json"] if as_json else [])],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert done.returncode == 1 and done.stderr.strip() == "error: No space left on device", done.stderr
