@@ -159,7 +159,7 @@ def finetune(
 
     def on_epoch(epoch: int, top1: float, history: list, evaluated):
         if top1 >= max(h["top1"] for h in history):  # history includes epochs before a resume
-            with _keeping(output / CHECKPOINT, "the last epoch's"):
+            with _keeping(output / CHECKPOINT, "the training up to the previous epoch"):
                 _write(evaluated, arch, view, output / "best", lineage, trained_on, cfg, {"top1": top1, "epoch": epoch})
 
     identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(src) if src else "scratch"}
@@ -179,7 +179,7 @@ def finetune(
         history = summary["history"]
         best_row = max(history, key=lambda h: h["top1"]) if history else {"top1": None, "epoch": None}
         last = {"top1": history[-1]["top1"], "epoch": cfg.epochs}
-        with _keeping(output / CHECKPOINT, "the finished"):
+        with _keeping(output / CHECKPOINT, "the finished training"):
             _write(model, arch, view, output / "last", lineage, trained_on, cfg, last)
             write_json(output / "metrics.json", {"history": history, **summary})
     else:
@@ -205,7 +205,7 @@ def _keeping(checkpoint: Path, which: str):
     except WriteFailed as e:
         if not checkpoint.is_file():
             raise
-        raise e.keeping(f"{which} training is kept in {checkpoint}: continue with --resume {checkpoint}") from None
+        raise e.keeping(f"{which} is kept in {checkpoint}: continue with --resume {checkpoint}") from None
 
 
 def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, trained_on: dict, cfg, score: dict):
