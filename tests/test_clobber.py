@@ -523,3 +523,25 @@ def test_stdout_on_a_full_device_is_one_line(tmp_path, as_json):
             text=True,
         )
     assert done.returncode == 1 and done.stderr.strip() == "error: No space left on device", done.stderr
+
+
+def test_disk_full_at_the_end_of_finetune_names_the_checkpoint_that_finishes_it(run_cli, tmp_path, ws, monkeypatch):
+    import lgtool.atomic
+
+    real = lgtool.atomic.write_json
+
+    def full(path, obj):
+        with atomic_file(path) as tmp:
+            tmp.write_text("{")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(lgtool.atomic, "write_json", full)
+    line = error_line(1, *run_cli(*finetune_args(ws, "-o", out)))
+    checkpoint = out / "checkpoint.ckpt"
+    assert f"could not write {out / 'metrics.json'}: No space left on device" in line
+    assert f"the finished training is kept in {checkpoint}: continue with --resume {checkpoint}" in line
+    assert not (out / "metrics.json").exists() and leftovers(tmp_path) == []
+    monkeypatch.setattr(lgtool.atomic, "write_json", real)
+    got, _, stderr = run_cli(*finetune_args(ws, "-o", out, "--resume", checkpoint))
+    assert got == 0 and (out / "metrics.json").is_file(), stderr
