@@ -88,16 +88,17 @@ def read_config(path) -> dict:
 
 
 _CONFIG_TYPES = {"architecture": str, "model_args": dict, "pretrained_cfg": dict, "lgtool": dict}
+_JSON_NAMES = {str: "string", dict: "object", list: "list", int: "number", float: "number", bool: "boolean"}
 
 
 def _check_config(config: dict, cfg_path: Path) -> None:
     """The fields lgtool reads, of the types timm writes: a crafted file is one line, not a crash later."""
     for key, kind in _CONFIG_TYPES.items():
         if key in config and not isinstance(config[key], kind):
-            raise InputError(
-                f"{cfg_path}: {key} must be a JSON {'string' if kind is str else 'object'}, "
-                f"not {type(config[key]).__name__}"
-            )
+            found = _JSON_NAMES.get(type(config[key]), type(config[key]).__name__)
+            if key == "model_args":
+                raise InputError(f"{cfg_path}: no model_args object (the ViT's timm arguments), a JSON {found} instead")
+            raise InputError(f"{cfg_path}: {key} must be a JSON {_JSON_NAMES[kind]}, not a {found}")
     pretrained = config.get("pretrained_cfg", {})
     for key in ("mean", "std"):
         if key not in pretrained:
