@@ -234,15 +234,26 @@ def parse_width(width: str | int, num_heads: int | None = None, head_dim: int = 
         raise InputError(f"unknown width {width!r}: use tiny, small, base or an integer") from None
     if dim <= 0:
         raise InputError(f"width must be positive, got {dim}")
+    if dim > MAX_EMBED_DIM:
+        raise InputError(f"width {dim} is more than lgtool builds (at most {MAX_EMBED_DIM})")
     heads = num_heads or max(1, dim // head_dim)
     if dim % heads:
         raise InputError(f"width {dim} is not divisible by {heads} heads")
     return dim, heads
 
 
-def check_size_options(width=None, num_heads=None, img_size=None, patch_size=None) -> None:
+def check_size_options(width=None, num_heads=None, img_size=None, patch_size=None, depth=None) -> None:
     """Architecture options as typed, checked before any data is read: a bad one is a usage error (exit 2)."""
     from lgtool.errors import UsageError
+
+    for option, value, most in (
+        ("--depth", depth, MAX_DEPTH),
+        ("--img-size", img_size, MAX_IMG_SIZE),
+        ("--patch-size", patch_size, MAX_IMG_SIZE),
+        ("--num-heads", num_heads, MAX_EMBED_DIM),
+    ):
+        if value is not None and value > most:
+            raise UsageError(f"{option} {value} is more than lgtool builds (at most {most})")
 
     try:
         if width is not None:

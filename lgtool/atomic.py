@@ -6,6 +6,10 @@ holds either the old or the new content. Replacing a folder swaps the two in one
 `.NAME.<pid>.old`, and a kill before the new folder takes its place leaves only that. The next write to NAME
 restores that folder if NAME is missing (or deletes it if NAME exists) and deletes the temporaries of processes
 that no longer run; those of a running process are never touched.
+
+`check_output` runs before the work and claims each output: what its name held then (nothing, or the entry
+`--force` was given for). The final rename re-checks the claim: a name that has since appeared or changed is
+left alone, and the new result is kept beside it under a name the error reports (exit 3).
 """
 
 import ctypes
@@ -16,13 +20,34 @@ import os
 import re
 import secrets
 import shutil
+import stat
+import struct
 from contextlib import contextmanager
 from pathlib import Path
 
-from lgtool.errors import InputError
+from lgtool.errors import InputError, LgtoolError
 
 _TOKEN_HEX = 3  # 6 hex digits: short names leave room for long target names
 _DEFAULT_NAME_MAX = 255
+
+
+class WriteFailed(LgtoolError, OSError):
+    """A write that the system refused (a full disk, a quota, an I/O error, a file made immutable): one line, exit 1.
+    The final name was left as it was and the temporary removed; callers add what else was kept."""
+
+    exit_code = 1
+
+    def __init__(self, path, error: OSError, kept: str = ""):
+        reason = error.strerror or str(error)
+        OSError.__init__(self, error.errno, f"could not write {path}: {reason}; {path} was left as it was" + kept)
+        self.path, self.error = Path(path), error
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def keeping(self, kept: str) -> "WriteFailed":
+        """The same failure, its message naming what else was kept (e.g. the last checkpoint)."""
+        return WriteFailed(self.path, self.error, f"; {kept}")
 
 
 def _tmp_name(name: str, token: str) -> str:
@@ -84,6 +109,16 @@ def _new_tmp(path: Path, make) -> Path:
             continue
 
 
+def _begin(path: Path, make) -> Path:
+    """Cleans up after killed writers of `path` and makes its temporary with `make`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _recover(path)
+        return _new_tmp(path, make)
+    except OSError as e:
+        raise WriteFailed(path, e) from e
+
+
 def _create_file(tmp: Path) -> None:
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 less the umask, like open()
 
@@ -92,13 +127,15 @@ def _create_file(tmp: Path) -> None:
 def atomic_file(path):
     """Yields a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _recover(path)
-    tmp = _new_tmp(path, _create_file)
+    tmp = _begin(path, _create_file)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # writers that recreate the file (safetensors) leave it 0600
-        os.replace(tmp, path)
+        _commit(tmp, path, os.replace)
+    except WriteFailed:
+        raise
+    except OSError as e:
+        raise WriteFailed(path, e) from e
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -137,6 +174,117 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
+_RENAME_NOREPLACE = 1
+
+# What each claimed output name held when `check_output` looked: None (nothing) or the identity of the entry
+# that --force was given for; after each write, the entry lgtool put there.
+_claims: dict[str, tuple[int, int, int] | None] = {}
+
+
+def scoped(command):
+    """Decorates a command (learn, finetune, expand): the claims its checks make guard its own writes and are
+    forgotten when it returns, so that a later write by someone else's code is not held to them."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        saved = dict(_claims)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _claims.clear()
+            _claims.update(saved)
+
+    return run
+
+
+def _key(path: Path) -> str:
+    """The name a rename acts on: the real folder, and the last component as given (a link there is replaced)."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
+def _entry(path) -> tuple[int, int, int] | None:
+    """(device, inode, change time) of the entry at `path` itself (a link, not what it points to); None if there
+    is none. The change time tells a new file from a deleted one whose inode number it reuses."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """Renames `src` to `dst` only if `dst` does not exist, atomically where the system can; False if it exists."""
+    fn = _renameat2()
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+    if not src.is_dir():
+        try:
+            os.link(src, dst)  # fails if dst exists, atomically
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: look, then leap
+            pass
+        else:
+            os.unlink(src)
+            return True
+    if os.path.lexists(dst):
+        return False
+    os.rename(src, dst)
+    return True
+
+
+def _keep_aside(tmp: Path, path: Path) -> Path:
+    """Gives a finished temporary a visible name beside `path` that nothing else uses, and returns it."""
+    stem, suffix = (path.stem, path.suffix) if path.suffix and not tmp.is_dir() else (path.name, "")
+    for n in range(100):
+        kept = path.with_name(f"{stem}.{os.getpid()}{f'-{n}' if n else ''}{suffix}")
+        if _rename_noreplace(tmp, kept):
+            return kept
+    raise OSError(errno.EEXIST, "no free name to keep the new result under", str(path))
+
+
+def _commit(tmp: Path, path: Path, replace) -> None:
+    """Renames the finished `tmp` to `path` with `replace(tmp, path)`, but only if `path` is as it was claimed:
+    still absent, or still the entry --force was given for. Otherwise `path` is left alone, `tmp` is kept under
+    a reported name, and the error is an InputError (exit 3)."""
+    key = _key(path)
+    if key not in _claims:
+        replace(tmp, path)
+        return
+    now = _entry(path)
+    if now is None:
+        placed = _rename_noreplace(tmp, path)
+    elif now == _claims[key]:
+        replace(tmp, path)
+        placed = True
+    else:
+        placed = False
+    if not placed:
+        kept = _keep_aside(tmp, path)
+        what = "appeared" if _claims[key] is None else "was replaced by another file"
+        raise InputError(
+            f"{path} {what} while lgtool was working (another run?) and was left as it is; the new result is kept "
+            f"as {kept}"
+        )
+    _claims[key] = _entry(path)
+
+
+def discard(path) -> None:
+    """Deletes the file at `path` if it is still the one lgtool last wrote there (or was never claimed)."""
+    path = Path(path)
+    key = _key(path)
+    if key in _claims and _entry(path) != _claims[key]:
+        return
+    if os.path.isfile(path) or os.path.islink(path):
+        path.unlink(missing_ok=True)
+
+
 def _replace_dir(tmp: Path, path: Path) -> None:
     """Puts `tmp` at `path` and deletes the old `path`, in an order that a kill cannot make unrecoverable."""
     if _exchange(tmp, path):
@@ -157,15 +305,19 @@ def atomic_dir(path, force: bool = False):
 
     With `force`, an existing `path` is replaced; it is deleted only once the new one is in place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _recover(path)
-    tmp = _new_tmp(path, lambda p: os.mkdir(p, 0o777))  # 0o777 less the umask, like mkdir
+    tmp = _begin(path, lambda p: os.mkdir(p, 0o777))  # 0o777 less the umask, like mkdir
     try:
         yield tmp
-        if force and os.path.lexists(path):
+        if _key(path) in _claims:
+            _commit(tmp, path, _replace_dir)
+        elif force and os.path.lexists(path):
             _replace_dir(tmp, path)
         else:
             os.replace(tmp, path)
+    except WriteFailed:
+        raise
+    except OSError as e:
+        raise WriteFailed(path, e) from e
     finally:
         _remove(tmp)
 
@@ -198,10 +350,8 @@ def check_output_path(path, *, is_dir: bool = False) -> None:
         raise InputError(f"{path}: folder {parent} does not exist; create it or choose another output path")
     if not parent.is_dir():
         raise InputError(f"{path}: {parent} is not a folder; choose another output path")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK) or _attributes(parent) & (_IMMUTABLE_FL | _APPEND_FL):
         raise InputError(f"{path}: folder {parent} is not writable; choose a folder you can write to")
-    if not is_dir and path.is_dir():
-        raise InputError(f"{path}: is a folder, not a file; choose another output path")
     limit, size = _name_max(parent), len(os.fsencode(path.name))
     if size > limit:
         raise InputError(f"{path}: name is {size} bytes, over this filesystem's limit of {limit}; choose a shorter one")
@@ -212,20 +362,150 @@ def check_output_path(path, *, is_dir: bool = False) -> None:
             f"{path}: name is {size} bytes and its temporary name (+{overhead}) would exceed this filesystem's "
             f"limit of {limit}; choose a name of at most {limit - overhead} bytes"
         )
+    if not is_dir and path.is_dir():
+        raise InputError(f"{path}: is a folder, not a file; choose another output path")
 
 
-def check_output(path, *, inputs=(), force: bool = False, is_dir: bool = False) -> None:
-    """Everything about an output that can be known before the work starts, as one-line InputErrors:
-    it is none of the command's `inputs` (nor inside or around one), even with `force`; it does not exist
-    unless `force`; and `check_output_path` can write it."""
+_KINDS = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _kind(path: Path, shown) -> str | None:
+    """ "file", "dir" or None (nothing there, or a dangling link) for what `path` names, following links;
+    anything else (a device, FIFO or socket, a link loop, a path lgtool may not look at) is an InputError."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError) as e:
+        if isinstance(e, NotADirectoryError):
+            raise InputError(f"{shown}: part of this path is a file, not a folder; choose another path") from None
+        return None
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return None  # check_output_path says which limit, and by how much
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{shown} is a symbolic link loop; choose another output path") from None
+        raise InputError(f"{shown}: {e.strerror}; choose another output path") from None
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    special = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file or folder")
+    raise InputError(
+        f"{shown} is {special}; lgtool writes only regular files and folders and never replaces one of these, "
+        "even with --force: choose another output path"
+    )
+
+
+def _overlaps(path: Path, other: Path) -> bool:
+    """Whether writing `path` could touch `other` (an existing input or another output), in any form: the same
+    file through a symbolic or hard link, the same real path, or one inside the other."""
+    try:
+        if os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other):
+            return True  # (device, inode): symlinks followed, hard links found
+    except OSError:
+        pass
+    mine, theirs = Path(os.path.realpath(path)), Path(os.path.realpath(other))
+    if mine == theirs or theirs.is_relative_to(mine) or (mine.is_relative_to(theirs) and os.path.isdir(other)):
+        return True
+    return os.path.isdir(other) and _linked_into(path, other)
+
+
+def _linked_into(path: Path, folder: Path) -> bool:
+    """Whether the file at `path` is also a file somewhere inside `folder` through a hard link. Only a file with
+    more than one link is looked for, so the common case costs one stat."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
+        return False
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                other = os.stat(os.path.join(parent, name))
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                return True
+    return False
+
+
+def _given(paths) -> list[Path]:
+    return [Path(p) for p in paths if p is not None and str(p) != "" and os.path.exists(p)]
+
+
+def check_output(path, *, inputs=(), force: bool = False, is_dir: bool = False, others=(), keep=()) -> None:
+    """Everything about an output that can be known before the work starts, as one-line InputErrors, then
+    claims it for the final rename (see the module docstring).
+
+    Refused even with `force`: an output that is one of the command's `inputs` in any form (through a symbolic
+    or hard link, or a folder inside or around one), or one of the command's `others` outputs; one that is not
+    a regular file or folder (a device, FIFO, socket, link loop); one of the wrong kind (a file where a folder
+    goes, or the reverse); one that is read-only or immutable. Refused without `force`: one that exists, unless
+    it is in `keep` (e.g. the checkpoint being resumed)."""
     path = Path(path)
-    target = path.resolve()
-    for given in inputs:
-        if given is None or not Path(given).exists():
-            continue
-        source = Path(given).resolve()
-        if target == source or source.is_relative_to(target) or (source.is_dir() and target.is_relative_to(source)):
+    kind = _kind(path, path)
+    for given in _given(inputs):
+        if _overlaps(path, given):
             raise InputError(f"{path} would overwrite this command's input {given}; choose another output path")
-    if os.path.lexists(path) and not force:
+    for other in others:
+        if other is not None and _overlaps(path, Path(other)):
+            raise InputError(f"{path} and {other} are both outputs of this command; give each its own path")
+    exists = os.path.lexists(path)
+    kept = any(os.path.exists(k) and kind is not None and os.path.samefile(path, k) for k in _given(keep))
+    if exists and not force and not kept:
         raise InputError(f"{path} already exists; choose another output path or pass --force to replace it")
+    if is_dir and kind == "file":
+        raise InputError(f"{path} is a file, not a folder; choose another output path")
     check_output_path(path, is_dir=is_dir)
+    _check_writable(path, kind)
+    _claims[_key(path)] = _entry(path)
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # Linux: _IOR('f', 1, long)
+_IMMUTABLE_FL, _APPEND_FL = 0x10, 0x20
+
+
+def _attributes(path) -> int:
+    """The Linux inode flags of `path` (chattr +i / +a), or 0 where they cannot be read."""
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (ImportError, OSError):
+        return 0
+    try:
+        return struct.unpack("l", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, b"\0" * 8))[0]
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def _check_writable(path: Path, kind: str | None) -> None:
+    """An existing output must be writable: lgtool never replaces what its owner write-protected (chmod a-w,
+    chattr +i or +a), and could not delete an old folder's files or write into it otherwise."""
+    if kind is None:
+        return
+    flags = _attributes(path)
+    if not os.access(path, os.W_OK | (os.X_OK if kind == "dir" else 0)) or flags & (_IMMUTABLE_FL | _APPEND_FL):
+        what = "immutable" if flags & _IMMUTABLE_FL else "append-only" if flags & _APPEND_FL else "read-only"
+        raise InputError(
+            f"{path} is {what}; lgtool does not replace it even with --force: make it writable "
+            f"{'(chattr -i or -a) ' if flags else ''}or choose another output path"
+        )
+
+
+def check_inside(folder, names: dict[str, bool], *, inputs=(), others=()) -> None:
+    """Checks and claims the `names` (name -> is a folder) a command writes inside the output `folder`, each
+    like `check_output` with --force (the folder was accepted with it)."""
+    folder = Path(folder)
+    for name, is_dir in names.items():
+        if os.path.lexists(folder):
+            check_output(folder / name, inputs=inputs, force=True, is_dir=is_dir, others=others)
+        else:  # nothing is inside a folder that is not there yet
+            _claims[_key(folder / name)] = None

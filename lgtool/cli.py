@@ -6,14 +6,12 @@ With --json, stdout holds exactly one JSON object; logs and progress go to stder
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from lgtool import __version__
@@ -23,13 +21,15 @@ from lgtool.cli_options import train_options
 from lgtool.config import TrainConfig
 from lgtool.errors import LgtoolError, UsageError
 from lgtool.rules import RULES
+from lgtool.text import dumps, literal
 
 # Every command's --help ends with the contract its errors keep.
 WRITES = (
     "Exit codes: 0 ok, 1 runtime failure, 2 usage error (a bad flag or value, checked before any data is read), "
-    "3 invalid input or output, 4 a --check failed; errors are one line on stderr. An existing output is "
-    "refused without --force, an output that is one of the inputs always; files are written under a temporary "
-    "name and renamed into place."
+    "3 invalid input or output, 4 a --check failed, 130 Ctrl-C, 143 SIGTERM (training saves a checkpoint first); "
+    "errors are one line on stderr. An existing output is refused without --force; an output that is one of the "
+    "inputs in any form (a link too), or a device, FIFO or link loop, always; files are written under a "
+    "temporary name and renamed into place only if the name still holds what was checked."
 )
 BENCH = (
     "Exit codes: 0 ok, 1 runtime failure, 2 usage error (checked before anything is created), 3 invalid input "
@@ -65,7 +65,7 @@ def _root(
 
 def _emit(result: dict, as_json: bool, render) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(dumps(result) + "\n")  # strict: NaN and Infinity from a crafted file become null
     else:
         render(result)
 
@@ -170,7 +170,7 @@ def _is_main() -> bool:
 
 def _render_learn(r: dict) -> None:
     out.print(
-        f"wrote [bold]{r['output']}[/] — {r['method'].upper()} learngene, width {r['width']}, Aux depth "
+        f"wrote [bold]{literal(r['output'])}[/] — {r['method'].upper()} learngene, width {r['width']}, Aux depth "
         f"{r['aux_depth']}, {r['params']:,} parameters"
     )
     out.print(
@@ -245,12 +245,12 @@ def _calibration_reporter():
 
 def _render_expand(r: dict) -> None:
     out.print(
-        f"wrote [bold]{r['output']}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
+        f"wrote [bold]{literal(r['output'])}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
         f"width {r['width']} ({_plural(r['num_heads'], 'head')}), {r['num_classes']} classes, "
         f"{r['params']:,} parameters"
     )
-    out.print(f"layers from: {r['layers']}")
-    out.print(f"head: {r['head']}")
+    out.print(f"layers from: {literal(r['layers'])}")
+    out.print(f"head: {literal(r['head'])}")
     if "check" in r:
         c = r["check"]
         diffs = ", ".join(f"{k.removeprefix('max_abs_diff_')} {v:.2e}" for k, v in c.items() if k.startswith("max_abs"))
@@ -328,8 +328,8 @@ def finetune(
 
 def _render_finetune(r: dict) -> None:
     out.print(
-        f"wrote [bold]{r['best']}[/] (best held-out top-1 {r['best_top1']:.4f}, epoch {r['best_epoch']}) and "
-        f"{r['last']}; {r['params']:,} parameters, {r['steps']} steps, {r['images_per_s']:.0f} images/s, "
+        f"wrote [bold]{literal(r['best'])}[/] (best held-out top-1 {r['best_top1']:.4f}, epoch {r['best_epoch']}) "
+        f"and {literal(r['last'])}; {r['params']:,} parameters, {r['steps']} steps, {r['images_per_s']:.0f} images/s, "
         f"{r['train_seconds']:.0f} s"
     )
 
@@ -364,20 +364,20 @@ def inspect(
 
 def _render_learngene(s: dict) -> None:
     a = s["arch"]
-    out.print(f"[bold]{s['path']}[/]: {s['method'].upper()} learngene ({s['schema']})")
+    out.print(f"[bold]{literal(s['path'])}[/]: {literal(s['method'].upper())} learngene ({literal(s['schema'])})")
     out.print(
         f"Aux-Net: depth {s['aux_depth']}, width {a['embed_dim']}, {_plural(a['num_heads'], 'head')}, "
         f"{a['img_size']}px / patch {a['patch_size']}, {_plural(a['in_chans'], 'channel')}, {a['num_classes']} classes"
     )
     rule = {k: v for k, v in s["rule"].items() if k != "method"}
-    out.print("rule: " + ", ".join(f"{k}={v}" for k, v in rule.items()))
+    out.print("rule: " + ", ".join(f"{literal(k)}={literal(v)}" for k, v in rule.items()))
     # Block templates as a slot x group grid (stage0.., intercept/slope, template/scaler/layerwise).
     block = [t for t in s["tensors"] if "slot" in t["role"]]
     groups = list(dict.fromkeys(t["name"].split(".", 1)[0] for t in block))
     grid = Table(title="block templates", show_edge=False, header_style="bold")
     grid.add_column("slot")
     for g in groups:
-        grid.add_column(g)
+        grid.add_column(literal(g))
     slots = [slot for slot in SLOTS if any(t["role"]["slot"] == slot for t in block)]
     shape = {(t["name"].split(".", 1)[0], t["role"]["slot"]): "×".join(map(str, t["shape"])) for t in block}
     for slot in slots:
@@ -388,33 +388,33 @@ def _render_learngene(s: dict) -> None:
     other.add_column("shape")
     for t in s["tensors"]:
         if "slot" not in t["role"]:
-            other.add_row(t["name"], "×".join(map(str, t["shape"])))
+            other.add_row(literal(t["name"]), "×".join(map(str, t["shape"])))
     out.print(other)
-    out.print("dtypes: " + ", ".join(sorted({t["dtype"] for t in s["tensors"]})))
+    out.print("dtypes: " + ", ".join(literal(d) for d in sorted({t["dtype"] for t in s["tensors"]})))
     d = s["depths"]
     out.print(f"parameters: {s['params']:,} ({s['file_bytes'] / 1e6:.2f} MB on disk)")
     out.print(f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}")
     lo, hi = s["storage_ratio_depths"]
     out.print(f"storage ratio: {s['storage_ratio']}× (Desc-Nets of depths {lo}..{hi} / learngene parameters)")
     if s["provenance"]:
-        out.print("provenance: " + ", ".join(f"{k}={v}" for k, v in s["provenance"].items()))
+        out.print("provenance: " + ", ".join(f"{literal(k)}={literal(v)}" for k, v in s["provenance"].items()))
 
 
 def _render_descnet(s: dict) -> None:
     args = s["model_args"]
-    out.print(f"[bold]{s['path']}[/]: timm {s['architecture']} folder")
-    out.print(", ".join(f"{k}={v}" for k, v in args.items()))
+    out.print(f"[bold]{literal(s['path'])}[/]: timm {literal(s['architecture'])} folder")
+    out.print(", ".join(f"{literal(k)}={literal(v)}" for k, v in args.items()))
     out.print(
-        f"parameters: {s['params']:,} in {s['tensors']} tensors ({', '.join(s['dtypes'])}, "
+        f"parameters: {s['params']:,} in {s['tensors']} tensors ({literal(', '.join(s['dtypes']))}, "
         f"{s['file_bytes'] / 1e6:.2f} MB)"
     )
     lg = s.get("lgtool")
     if lg:
         out.print(
-            f"from: {lg.get('method', '?').upper()} learngene {lg.get('learngene')} "
-            f"(sha256 {str(lg.get('learngene_sha256', ''))[:12]}…); head {lg.get('head')}"
+            f"from: {literal(str(lg.get('method', '?')).upper())} learngene {literal(lg.get('learngene'))} "
+            f"(sha256 {literal(str(lg.get('learngene_sha256', ''))[:12])}…); head {literal(lg.get('head'))}"
         )
-        out.print(f"layers ({lg.get('layer_source')}): {lg.get('layers')}")
+        out.print(f"layers ({literal(lg.get('layer_source'))}): {literal(lg.get('layers'))}")
 
 
 @app.command(epilog=BENCH)
@@ -506,7 +506,7 @@ def bench(
     else:
         out.print((output / "results.md").read_text(), markup=False, highlight=False)
         out.print(
-            f"wrote {output}/results.json, results.md, accuracy_vs_depth.png and time_to_accuracy.png "
+            f"wrote {literal(output)}/results.json, results.md, accuracy_vs_depth.png and time_to_accuracy.png "
             f"in {report['wall_seconds']:.0f} s"
         )
 
@@ -516,6 +516,16 @@ def _plural(n: int, word: str) -> str:
 
 
 def main() -> None:
+    from lgtool.quiet import warnings_held
+
+    with warnings_held():  # library warnings come after a success, and never before an error line
+        _main()
+
+
+def _main() -> None:
+    from lgtool.interrupt import Terminated, raise_on_sigterm, sigterm_received
+
+    raise_on_sigterm()  # SIGTERM ends a command as Ctrl-C does (training saves first), with exit 143
     try:
         code = app(standalone_mode=False)  # parser errors come to us, so they get one line too
     except typer.Abort:
@@ -525,11 +535,17 @@ def main() -> None:
         _fail(f"{e.format_message()} (see {command} --help)", e.exit_code)
     except LgtoolError as e:
         _fail(str(e), e.exit_code)
+    except OSError as e:  # what the system refused, where no check could see it coming: still one line
+        _fail(f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", 1)
+    except Terminated:
+        _fail("terminated by SIGTERM", 143)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    if code == 130:  # typer returns Ctrl-C (and SIGTERM, raised as one) outside training as a bare 130
+        _fail(*(("terminated by SIGTERM", 143) if sigterm_received() else ("interrupted", 130)))
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {literal(' '.join(message.split()))}", highlight=False, soft_wrap=True)
     sys.exit(code)

@@ -66,7 +66,7 @@ class TrainConfig:
     model_ema_decay: float = setting(0.9998, "EMA decay per step.", lo=0, below=1)
     # Run.
     workers: int = setting(4, "ImageFolder loader processes.", lo=0)
-    seed: int = setting(0, "Seed of initialization, data order and augmentation.", lo=0)
+    seed: int = setting(0, "Seed of initialization, data order and augmentation.", lo=0, hi=2**63 - 1)
     bf16: bool = setting(False, "bf16 autocast.")
     compile: bool = setting(False, "torch.compile the model.")
     save_every: int = setting(0, "Also checkpoint every N steps (0: at epoch ends only).", lo=0)
@@ -100,8 +100,20 @@ def flag(f) -> str:
 def bounds(f) -> str:
     """The range of a setting in words, for --help and errors: "between 0 and 1", "at least 1", "above 0"."""
     m = f.metadata
-    low = f"at least {m['lo']:g}" if m["lo"] is not None else f"above {m['above']:g}" if m["above"] is not None else ""
-    high = f"at most {m['hi']:g}" if m["hi"] is not None else f"below {m['below']:g}" if m["below"] is not None else ""
+    low = (
+        f"at least {_num(m['lo'])}"
+        if m["lo"] is not None
+        else f"above {_num(m['above'])}"
+        if m["above"] is not None
+        else ""
+    )
+    high = (
+        f"at most {_num(m['hi'])}"
+        if m["hi"] is not None
+        else f"below {_num(m['below'])}"
+        if m["below"] is not None
+        else ""
+    )
     return " and ".join(part for part in (low, high) if part)
 
 
@@ -119,4 +131,8 @@ def check(f, value) -> None:
     too_low = (m["lo"] is not None and value < m["lo"]) or (m["above"] is not None and value <= m["above"])
     too_high = (m["hi"] is not None and value > m["hi"]) or (m["below"] is not None and value >= m["below"])
     if too_low or too_high:
-        raise UsageError(f"{name} must be {bounds(f)}, got {value:g}")
+        raise UsageError(f"{name} must be {bounds(f)}, got {_num(value)}")
+
+
+def _num(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"  # integers in full: a seed of 2**64 is not 1.84467e+19

@@ -73,7 +73,7 @@ class View:
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     if not shuffle:
         return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64))
 
 
 def global_batches(order: torch.Tensor, size: int, drop_last: bool) -> list[torch.Tensor]:
@@ -84,7 +84,7 @@ def global_batches(order: torch.Tensor, size: int, drop_last: bool) -> list[torc
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
     """Augmentation randomness of one global batch: independent of rank count and of where a run resumed."""
-    return torch.Generator().manual_seed(((seed * 1_000_003) + epoch) * 1_000_003 + batch)
+    return torch.Generator().manual_seed((((seed * 1_000_003) + epoch) * 1_000_003 + batch) % 2**64)  # any seed
 
 
 @dataclass
@@ -479,6 +479,13 @@ def _fashion_mnist_split(images: Path, labels: Path) -> TensorSplit:
     if len(y) and int(y.max()) >= len(FASHION_MNIST_CLASSES):
         raise InputError(f"{labels}: label {int(y.max())} is not a class (0-9); {_FASHION_MNIST_FIX}")
     return TensorSplit(x.unsqueeze(1), y.long(), FASHION_MNIST_CLASSES)
+
+
+def data_paths(data: str, data_dir=None) -> list:
+    """What `load_data(data, data_dir)` reads, for the outputs-are-not-inputs check: the folder or files given,
+    and the default Fashion-MNIST folder when that is what `fashion-mnist` means."""
+    default = FASHION_MNIST_DIR if data == FASHION_MNIST and data_dir is None else None
+    return [data, data_dir, default]
 
 
 def _fashion_mnist(root: Path) -> Data:

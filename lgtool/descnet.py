@@ -10,9 +10,11 @@ timm.create_model("local-dir:DIR", pretrained=True)
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from lgtool.arch import Arch
+from lgtool.atomic import scoped
 from lgtool.errors import CheckError, InputError
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -58,7 +60,8 @@ def write_descnet(
     with atomic_dir(out_dir, force=force) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / CARD).write_text(model_card(config, out_dir.name))
+        shown = out_dir.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # a non-UTF-8 name
+        (tmp / CARD).write_text(model_card(config, shown), encoding="utf-8")
         if verify is not None:
             verify(tmp)
     return out_dir
@@ -71,12 +74,60 @@ def read_config(path) -> dict:
     if not cfg_path.is_file():
         raise InputError(f"{path}: not a model folder (no {CONFIG})")
     try:
-        config = json.loads(cfg_path.read_text())
+        config = json.loads(cfg_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{cfg_path}: not UTF-8 text, so not a timm hub config") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{cfg_path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{cfg_path}: JSON nested too deeply to be a timm hub config") from None
     if not isinstance(config, dict) or "architecture" not in config:
         raise InputError(f"{cfg_path}: not a timm hub config (no 'architecture')")
+    _check_config(config, cfg_path)
     return config
+
+
+_CONFIG_TYPES = {"architecture": str, "model_args": dict, "pretrained_cfg": dict, "lgtool": dict}
+_JSON_NAMES = {str: "string", dict: "object", list: "list", int: "number", float: "number", bool: "boolean"}
+
+
+def _check_config(config: dict, cfg_path: Path) -> None:
+    """The fields lgtool reads, of the types timm writes: a crafted file is one line, not a crash later."""
+    for key, kind in _CONFIG_TYPES.items():
+        if key in config and not isinstance(config[key], kind):
+            found = _JSON_NAMES.get(type(config[key]), type(config[key]).__name__)
+            if key == "model_args":
+                raise InputError(f"{cfg_path}: no model_args object (the ViT's timm arguments), a JSON {found} instead")
+            raise InputError(f"{cfg_path}: {key} must be a JSON {_JSON_NAMES[kind]}, not a {found}")
+    pretrained = config.get("pretrained_cfg", {})
+    for key in ("mean", "std"):
+        if key not in pretrained:
+            continue
+        values = pretrained[key]
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        ):
+            raise InputError(f"{cfg_path}: pretrained_cfg.{key} must be a list of finite numbers, got {values!r:.80}")
+        if key == "std" and not all(v > 0 for v in values):
+            raise InputError(f"{cfg_path}: pretrained_cfg.std must be positive (images are divided by it)")
+    crop = pretrained.get("crop_pct", 0.875)
+    if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not (0 < crop <= 1):
+        raise InputError(f"{cfg_path}: pretrained_cfg.crop_pct must be a number in (0, 1], got {crop!r:.40}")
+    if not isinstance(pretrained.get("interpolation", "bicubic"), str):
+        raise InputError(f"{cfg_path}: pretrained_cfg.interpolation must be a string")
+
+
+def check_channels(config: dict, in_chans: int, folder) -> None:
+    """A config's mean and std have one value per input channel of its model (or one for all)."""
+    for key in ("mean", "std"):
+        values = config.get("pretrained_cfg", {}).get(key)
+        if values is not None and len(values) not in (1, in_chans):
+            raise InputError(
+                f"{folder}/{CONFIG}: pretrained_cfg.{key} has {len(values)} values for a model of "
+                f"{in_chans} input channel{'s' if in_chans != 1 else ''}"
+            )
 
 
 def model_card(config: dict, name: str) -> str:
@@ -184,6 +235,7 @@ def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, s
     return result
 
 
+@scoped
 def expand_folder(
     gene_path,
     output=None,
@@ -213,7 +265,12 @@ def expand_folder(
     gene = load_learngene(gene_path)
     target = target_arch(gene, depth, width, num_classes, layer_map, img_size)
     output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
-    check_output(output, inputs=[gene_path, calibrate, data_dir], force=force, is_dir=True)
+    reads = [gene_path, data_dir]
+    if calibrate is not None:
+        from lgtool.data import data_paths
+
+        reads += data_paths(calibrate, data_dir)
+    check_output(output, inputs=reads, force=force, is_dir=True)
     info = lineage(gene, gene_path, target, layer_map)
     if calibrate is not None:
         from lgtool.learn import calibrate as calibrate_scalers

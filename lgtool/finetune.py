@@ -5,14 +5,19 @@ Writes OUT/best/ and OUT/last/ as hub-layout folders that plain timm loads, with
 from __future__ import annotations
 
 import dataclasses
-import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from lgtool.arch import Arch, build_vit, check_size_options, default_patch_size, one_line, parse_width
-from lgtool.data import View, load_data
-from lgtool.descnet import CONFIG, read_config, write_descnet
+from lgtool.atomic import scoped
+from lgtool.data import View, data_paths, load_data
+from lgtool.descnet import CONFIG, check_channels, read_config, write_descnet
 from lgtool.errors import InputError
 from lgtool.train import Dist, TrainConfig, fit
+
+CHECKPOINT = "checkpoint.ckpt"
+# What finetune writes inside its output folder: name -> whether it is a folder.
+OUTPUTS = {"best": True, "last": True, CHECKPOINT: False, "metrics.json": False}
 
 
 def load_source(src: str, num_classes: int | None):
@@ -36,6 +41,7 @@ def load_source(src: str, num_classes: int | None):
         raise InputError(
             f"{src}/{CONFIG}: model_args are not a plain ViT lgtool can fine-tune ({one_line(str(e))})"
         ) from None
+    check_channels(config, arch.in_chans, src)
     kwargs = {} if num_classes in (None, arch.num_classes) else {"num_classes": num_classes}
     model = load_folder(Path(src), **kwargs)
     _check_finite(model, Path(src))
@@ -85,6 +91,7 @@ def scratch_model(
     return build_vit(arch), arch, view
 
 
+@scoped
 def finetune(
     src: str | None,
     data: str,
@@ -108,19 +115,23 @@ def finetune(
     """Train `src` (or a fresh ViT with `init="scratch"`) on `data`; with `ancestor`, distil from it as a
     teacher with `cfg`'s KD settings (the loss `learn` uses)."""
     from lgtool.ancestor import shipped_ancestor
-    from lgtool.atomic import check_output
+    from lgtool.atomic import check_inside, check_output, write_json
 
     cfg = cfg or TrainConfig(kd="none")
     output = Path(output)
     inputs = [
         src and (shipped_ancestor(src) or src),
         ancestor and (shipped_ancestor(ancestor) or ancestor),
-        data,
-        data_dir,
+        *data_paths(data, data_dir),
     ]
     check_output(output, inputs=inputs, force=force or resume is not None, is_dir=True)
+    # and what is written inside it: never an input (the checkpoint may be the one resumed from), nor a link
+    # to another of its outputs
+    inside = {name: is_dir for name, is_dir in OUTPUTS.items() if name != CHECKPOINT}
+    check_inside(output, inside, inputs=[*inputs, resume], others=[output / CHECKPOINT])
+    check_inside(output, {CHECKPOINT: False}, inputs=inputs, others=[output / n for n in inside])
     if init == "scratch":
-        check_size_options(width, num_heads, img_size, patch_size)
+        check_size_options(width, num_heads, img_size, patch_size, depth=depth)
     dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
     if init == "scratch":
         model, arch, view = scratch_model(
@@ -148,7 +159,8 @@ def finetune(
 
     def on_epoch(epoch: int, top1: float, history: list, evaluated):
         if top1 >= max(h["top1"] for h in history):  # history includes epochs before a resume
-            _write(evaluated, arch, view, output / "best", lineage, trained_on, cfg, {"top1": top1, "epoch": epoch})
+            with _keeping(output / CHECKPOINT, "the training up to the previous epoch"):
+                _write(evaluated, arch, view, output / "best", lineage, trained_on, cfg, {"top1": top1, "epoch": epoch})
 
     identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(src) if src else "scratch"}
     summary = fit(
@@ -157,7 +169,7 @@ def finetune(
         view,
         cfg,
         identity=identity,
-        checkpoint=output / "checkpoint.ckpt",
+        checkpoint=output / CHECKPOINT,
         resume=resume,
         teacher=teacher,
         log=log,
@@ -167,8 +179,9 @@ def finetune(
         history = summary["history"]
         best_row = max(history, key=lambda h: h["top1"]) if history else {"top1": None, "epoch": None}
         last = {"top1": history[-1]["top1"], "epoch": cfg.epochs}
-        _write(model, arch, view, output / "last", lineage, trained_on, cfg, last)
-        (output / "metrics.json").write_text(json.dumps({"history": history, **summary}, indent=2) + "\n")
+        with _keeping(output / CHECKPOINT, "the finished training"):
+            _write(model, arch, view, output / "last", lineage, trained_on, cfg, last)
+            write_json(output / "metrics.json", {"history": history, **summary})
     else:
         best_row = {"top1": None, "epoch": None}
     return {
@@ -180,6 +193,19 @@ def finetune(
         "params": arch.num_params(),
         **{k: v for k, v in summary.items() if k != "history"},
     }
+
+
+@contextmanager
+def _keeping(checkpoint: Path, which: str):
+    """A failed write (e.g. a full disk) names the checkpoint that holds the training, if there is one."""
+    from lgtool.atomic import WriteFailed
+
+    try:
+        yield
+    except WriteFailed as e:
+        if not checkpoint.is_file():
+            raise
+        raise e.keeping(f"{which} is kept in {checkpoint}: continue with --resume {checkpoint}") from None
 
 
 def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, trained_on: dict, cfg, score: dict):

@@ -3,12 +3,14 @@ size with the templates frozen (`calibrate`). Both run the one loop in `train.py
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from lgtool import __version__
-from lgtool.arch import Arch, check_size_options, default_patch_size
-from lgtool.data import View, load_data
+from lgtool.arch import MAX_DEPTH, Arch, check_size_options, default_patch_size
+from lgtool.atomic import scoped
+from lgtool.data import View, data_paths, load_data
 from lgtool.errors import InputError, UsageError
 from lgtool.learngene import Learngene, check_rule_options, init_learngene
 from lgtool.materialize import build_aux
@@ -30,6 +32,7 @@ RECIPE_RECORD = (
 )  # the papers' initialization, or templates seeded from the ancestor's layers
 
 
+@scoped
 def learn(
     ancestor: str,
     method: str = "sws",
@@ -61,7 +64,7 @@ def learn(
     ancestor's own layers (`lgtool.seed`), which needs a ViT ancestor. `dataset` (already loaded: its train
     split is distilled on, its test split evaluated) replaces `data` and `train_samples`."""
     from lgtool.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
-    from lgtool.atomic import check_output, check_output_path
+    from lgtool.atomic import WriteFailed, check_output, discard
 
     rule_module(method)  # a typo fails before any data or ancestor is loaded
     if init not in INITS:
@@ -70,18 +73,26 @@ def learn(
     if stages:
         rule_options["stages"] = stages
     check_size_options(width, num_heads, img_size, patch_size)
+    if aux_depth is not None and aux_depth > MAX_DEPTH:
+        raise UsageError(f"--aux-depth {aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
     check_rule_options(method, aux_depth, rule_options)
-    # Outputs too: a bad -o must fail now, not after training.
+    # Outputs too: a bad -o must fail now, not after training. No output is an input or another output.
     output = Path(output)
-    inputs = [shipped_ancestor(ancestor) or ancestor, ancestor_weights, data, data_dir, resume]
-    check_output(output, inputs=inputs, force=force)
+    inputs = [shipped_ancestor(ancestor) or ancestor, ancestor_weights, *data_paths(data, data_dir)]
+    check_output(output, inputs=[*inputs, resume], force=force)
     checkpoint_given = checkpoint is not None
     checkpoint = Path(checkpoint) if checkpoint_given else output.with_suffix(".ckpt")
-    if resume is None and checkpoint.exists() and not force:
+    if not checkpoint_given and os.path.realpath(checkpoint) == os.path.realpath(output):
+        raise InputError(
+            f"-o {output} is also its default checkpoint (the output with .ckpt); name the learngene "
+            f"{output.with_suffix('.safetensors').name}, or pass --checkpoint"
+        )
+    if resume is None and os.path.lexists(checkpoint) and not force:
         raise InputError(
             f"{checkpoint} holds an earlier run: continue it with --resume {checkpoint}, or pass --force to start over"
         )
-    check_output_path(checkpoint)
+    # the checkpoint may be the one resumed from (it is read before the first save), never another input
+    check_output(checkpoint, inputs=inputs, others=[output], force=force, keep=[resume])
     dataset = dataset or load_data(data, data_dir, train_samples, seed=cfg.seed)
     teacher = load_ancestor(ancestor, ancestor_weights, num_classes=dataset.num_classes)
     if init == "ancestor" and not is_vit(teacher):
@@ -139,9 +150,12 @@ def learn(
     from lgtool.train import Dist
 
     if Dist.from_env().main:
-        learned.save(output)
+        try:
+            learned.save(output)
+        except WriteFailed as e:  # e.g. a full disk: the last checkpoint holds the finished training
+            raise e.keeping(f"the training is kept in {checkpoint}: write it with --resume {checkpoint}") from None
         if not checkpoint_given:  # the run is done: its default checkpoint would only be a leftover
-            checkpoint.unlink(missing_ok=True)
+            discard(checkpoint)
     ancestor_top1 = evaluate(teacher, dataset.test, view) if evaluate_ancestor else None
     return {
         "output": str(output),

@@ -233,9 +233,11 @@ def safetensors_header(path) -> tuple[dict, dict]:
         if n <= 0 or n > min(MAX_HEADER, size - 8):
             raise InputError(f"{path}: not a safetensors file (truncated or corrupt header)")
         try:
-            header = json.loads(f.read(n))
+            header = json.loads(f.read(n), object_pairs_hook=_unique_keys)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise InputError(f"{path}: not a safetensors file (header is not valid JSON)") from None
+        except _DuplicateKey as e:  # safetensors refuses these too: which one counts would be a guess
+            raise InputError(f"{path}: corrupt safetensors header (the key {str(e)!r} appears twice)") from None
     if not isinstance(header, dict):
         raise InputError(f"{path}: not a safetensors file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -261,6 +263,20 @@ def safetensors_header(path) -> tuple[dict, dict]:
     if end != size - 8 - n:
         raise InputError(f"{path}: truncated or corrupt: {size - 8 - n} data bytes, header describes {end}")
     return header, metadata
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refused (as safetensors refuses it) when a key appears twice."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _entry_bytes(entry) -> int | None:
@@ -292,9 +308,11 @@ def read_header(path) -> tuple[dict, GeneMeta]:
             "make one with `lgtool learn`"
         )
     try:
-        raw = json.loads(metadata[METADATA_KEY])
+        raw = json.loads(metadata[METADATA_KEY], object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, RecursionError):
         raise InputError(f"{path}: learngene metadata is not valid JSON") from None
+    except _DuplicateKey as e:
+        raise InputError(f"{path}: learngene metadata has the key {str(e)!r} twice") from None
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         found = raw.get("schema") if isinstance(raw, dict) else None
         raise InputError(f"{path}: unknown learngene schema {found!r}; this lgtool {__version__} reads {SCHEMA!r}")
@@ -366,7 +384,21 @@ def load_learngene(path) -> Learngene:
             f"{path}: tensor {one_line(bad)} holds NaN or Inf values; a learngene's tensors must be finite "
             "(learn it again, e.g. with a lower --lr)"
         )
-    return Learngene(meta, tensors)
+    return Learngene(meta, _one_float_dtype(tensors))
+
+
+def _one_float_dtype(tensors: dict) -> dict:
+    """Tensors of mixed float dtypes (F16 templates beside F32 scalers, say) in the one dtype torch would
+    compute them in: WAVE's Kronecker products, unlike sums, refuse to mix them."""
+    import functools
+
+    import torch
+
+    floats = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(floats) < 2:
+        return tensors
+    common = functools.reduce(torch.promote_types, floats)
+    return {k: t.to(common) if t.is_floating_point() else t for k, t in tensors.items()}
 
 
 def first_nonfinite(tensors: dict) -> str | None:

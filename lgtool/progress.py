@@ -5,13 +5,15 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from lgtool.text import literal
+
 
 class Reporter:
     """A `log(**event)` callback for `train.fit`: step events (loss, images/s) and epoch-end events (top1)."""
 
     def __init__(self, description: str, console: Console | None = None):
         self.console = console or Console(stderr=True)
-        self.description = description
+        self.description = literal(description)  # a source folder's name may hold rich markup
         self.bar = None
         self.task = None
 

@@ -12,7 +12,6 @@ import math
 import os
 import random
 import resource
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -23,15 +22,14 @@ import torch
 from torch import nn
 
 from lgtool import recipe
+from lgtool.arch import one_line
+from lgtool.atomic import WriteFailed
 from lgtool.config import TrainConfig
 from lgtool.data import batch_generator
 from lgtool.errors import InputError, LgtoolError
+from lgtool.interrupt import Interrupted, defer_signals, stopped_by
 
-__all__ = ["TrainConfig", "fit", "evaluate"]
-
-
-class Interrupted(LgtoolError):
-    exit_code = 130
+__all__ = ["TrainConfig", "fit", "evaluate", "Interrupted"]
 
 
 class Diverged(LgtoolError):
@@ -155,8 +153,8 @@ def fit(
         random.seed(cfg.seed + dist.rank)
         torch.manual_seed(cfg.seed + dist.rank)  # drop path; data order has its own seeded generators
 
-    interrupted = []  # torchrun forwards Ctrl-C to every rank: each saves (rank 0 writes) and stops
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    # Ctrl-C or SIGTERM (torchrun forwards both to every rank): each rank saves (rank 0 writes) and stops
+    interrupted, restore_signals = defer_signals()
     bad_step = torch.full((), -1, device=dist.device)  # first non-finite loss, checked without a host sync
     running, seen, wall, t0 = torch.zeros((), device=dist.device), 0, 0.0, time.perf_counter()
 
@@ -172,7 +170,12 @@ def fit(
         check_finite()
         if checkpoint is not None:
             if dist.main:
-                save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos, average)
+                try:
+                    save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos, average)
+                except WriteFailed as e:  # e.g. a full disk: the previous checkpoint, if any, is intact
+                    earlier = Path(checkpoint).is_file()
+                    kept = f"continue from it with --resume {checkpoint}" if earlier else "no checkpoint was kept"
+                    raise e.keeping(kept) from None
             dist.barrier()
 
     try:
@@ -224,11 +227,12 @@ def fit(
             if interrupted:
                 save()
                 hint = f"checkpoint saved to {checkpoint}, continue with --resume {checkpoint}" if checkpoint else ""
-                raise Interrupted(f"interrupted at step {pos['step']}" + (f"; {hint}" if hint else ""))
+                signum = interrupted[0]
+                raise Interrupted(f"{stopped_by(signum)} at step {pos['step']}" + (f"; {hint}" if hint else ""), signum)
             if done:
                 break
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore_signals()
     check_finite()
     if average is not None:
         model.load_state_dict(average.module.state_dict())
@@ -301,15 +305,53 @@ def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConf
         raise InputError(f"--resume {path}: not a readable lgtool checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or "identity" not in state:
         raise InputError(f"--resume {path}: not an lgtool checkpoint")
+    _check_checkpoint(path, state)
     if state["identity"] != identity:
         diff = sorted(k for k in set(identity) | set(state["identity"]) if identity.get(k) != state["identity"].get(k))
         raise InputError(
             f"--resume {path}: checkpoint is for another run ({', '.join(diff)} differ: "
             f"{ {k: state['identity'].get(k) for k in diff} })"
         )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if average is not None:
-        average.module.load_state_dict(state.get("ema", state["model"]))
-    torch.set_rng_state(state["rng"])
+    try:  # shapes, names and optimizer groups: torch knows them best, and says which one is wrong
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if average is not None:
+            average.module.load_state_dict(state.get("ema", state["model"]))
+        torch.set_rng_state(state["rng"])
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as e:
+        raise InputError(f"--resume {path}: checkpoint does not fit this run ({one_line(str(e))})") from None
     return state["position"]
+
+
+def _check_checkpoint(path: Path, state: dict) -> None:
+    """The structure `fit` reads from a checkpoint, so that a crafted or damaged one is one line."""
+
+    def bad(what: str):
+        raise InputError(f"--resume {path}: not a usable lgtool checkpoint ({what})")
+
+    if not isinstance(state["identity"], dict):
+        bad("identity is not a map")
+    for key in ("model", "optimizer"):
+        if not isinstance(state.get(key), dict) or not state[key]:
+            bad(f"no {key} state")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        bad("model state is not a map of tensors")
+    if "ema" in state and not (
+        isinstance(state["ema"], dict) and all(isinstance(v, torch.Tensor) for v in state["ema"].values())
+    ):
+        bad("ema state is not a map of tensors")
+    rng = state.get("rng")
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
+        bad("no CPU random generator state of the right size")
+    pos = state.get("position")
+
+    def count(x):
+        return type(x) is int and x >= 0
+
+    if not isinstance(pos, dict) or not all(count(pos.get(k)) for k in ("epoch", "batch", "step")):
+        bad("position is not epoch, batch and step counts")
+    history = pos.get("history")
+    if not isinstance(history, list) or not all(
+        isinstance(h, dict) and isinstance(h.get("top1"), (int, float)) and count(h.get("epoch")) for h in history
+    ):
+        bad("history is not a list of epoch results")

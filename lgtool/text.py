@@ -1,0 +1,42 @@
+"""Untrusted text is data: names, provenance and config strings are shown literally, and --json is strict JSON.
+
+A learngene's provenance, a config.json or an output name can hold anything: rich markup (`[bold]`, `[/x]`),
+terminal escape sequences, NaN. `literal` makes such text safe to print through rich (markup escaped, control
+characters written as escapes) and `dumps` makes JSON that every parser accepts (NaN and infinities become null).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+
+from rich.markup import escape
+
+
+def _visible(c: str) -> str:
+    if c == " " or unicodedata.category(c)[0] not in "CZ":  # control, format, unassigned; separators but space
+        return c
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def literal(value) -> str:
+    """`str(value)` to print through rich as it is: markup escaped, control characters shown as escapes."""
+    return escape("".join(_visible(c) for c in str(value)))
+
+
+def finite(obj):
+    """`obj` (JSON-like) with every NaN or infinite float replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj, **kwargs) -> str:
+    """Strict JSON: NaN and infinities as null, never the bare NaN/Infinity that json.dumps writes by default."""
+    return json.dumps(finite(obj), allow_nan=False, **kwargs)
