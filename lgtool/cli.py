@@ -184,7 +184,18 @@ def expand(
     gene: Path = typer.Argument(Path("learngene.safetensors"), help="The learngene file."),
     depth: int | None = typer.Option(None, "--depth", "-d", min=1, help="Desc-Net depth (default: the Aux depth)."),
     width: str | None = typer.Option(
-        None, "--width", "-w", help="tiny, small, base or an integer (default: the Aux width)."
+        None,
+        "--width",
+        "-w",
+        help="tiny, small, base or an integer (default: the Aux width). SWS/TLEG: narrower widths by evenly spaced "
+        "selection, heads kept; WAVE: any multiple of its template size.",
+    ),
+    num_heads: int | None = typer.Option(
+        None,
+        "--num-heads",
+        min=1,
+        help="Attention heads of the Desc-Net (default: the learngene's; WAVE at another width keeps the head dim). "
+        "The weights are the same for any count that divides the width.",
     ),
     num_classes: int | None = typer.Option(
         None, "--num-classes", min=1, help="Classes of the new head (fresh init if it differs)."
@@ -212,6 +223,8 @@ def expand(
         lgtool expand --depth 9 --width small
 
         lgtool expand gene.safetensors --depth 12 --num-classes 100 --check -o desc12/
+
+        lgtool expand base-gene.safetensors --depth 9 --width small --num-heads 6 -o desc-d9-small/
     """
     from lgtool.descnet import expand_folder
 
@@ -225,6 +238,7 @@ def expand(
         num_classes=num_classes,
         layer_map=_int_list(layer_map, "--layer-map"),
         img_size=img_size,
+        num_heads=num_heads,
         check=check,
         tol=tol,
         force=force,
@@ -250,6 +264,8 @@ def _render_expand(r: dict) -> None:
         f"{r['params']:,} parameters"
     )
     out.print(f"layers from: {r['layers']}")
+    if "selection" in r:
+        out.print(f"width {r['width']}: {r['width_source']}")
     out.print(f"head: {r['head']}")
     if "check" in r:
         c = r["check"]
@@ -393,7 +409,18 @@ def _render_learngene(s: dict) -> None:
     out.print("dtypes: " + ", ".join(sorted({t["dtype"] for t in s["tensors"]})))
     d = s["depths"]
     out.print(f"parameters: {s['params']:,} ({s['file_bytes'] / 1e6:.2f} MB on disk)")
-    out.print(f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}")
+    narrower = s.get("narrower_widths")
+    if narrower:
+        out.print(
+            f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}, and by {narrower['by']} any width "
+            f"up to {narrower['max']} that is a multiple of {narrower['multiple_of']} (its heads; any width with "
+            "expand --num-heads)"
+        )
+    else:
+        out.print(f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}")
+    notes = (s.get("provenance") or {}).get("differences")
+    if isinstance(notes, list) and notes:
+        out.print("differences from the source: " + escape("; ".join(map(str, notes))))
     lo, hi = s["storage_ratio_depths"]
     out.print(f"storage ratio: {s['storage_ratio']}× (Desc-Nets of depths {lo}..{hi} / learngene parameters)")
     if s["provenance"]:

@@ -12,6 +12,7 @@ from lgtool.errors import InputError
 OPTIONS = ()
 LAYER_SOURCE = "the shared block"
 SIZE_SPECIFIC = ()
+NARROWS_BY_SELECTION = False
 
 
 class Rule(BaseModel):

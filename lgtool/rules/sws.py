@@ -19,6 +19,8 @@ DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 OPTIONS = ("stages", "num_stages")  # what `learn` may set besides the Aux depth
 LAYER_SOURCE = "SWS stage"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
+# Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).
+NARROWS_BY_SELECTION = True
 
 
 class Rule(BaseModel):
@@ -63,8 +65,8 @@ def check_aux(rule: Rule, arch) -> None:
 def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] | None = None) -> None:
     if width != aux.embed_dim:
         raise InputError(
-            f"an SWS learngene makes width {aux.embed_dim} only (its Aux width), not {width}; "
-            "use a WAVE learngene to change width"
+            f"an SWS learngene makes its Aux width {aux.embed_dim} and narrower widths (by evenly spaced "
+            f"selection), not {width}; use a WAVE learngene to widen"
         )
     stage_map(rule, depth, layer_map)
 

@@ -18,6 +18,8 @@ DEFAULT_AUX_DEPTH = 12
 OPTIONS = ()  # `learn` sets only the Aux depth
 LAYER_SOURCE = "TLEG slope coefficient (l-1)/L"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
+# Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).
+NARROWS_BY_SELECTION = True
 
 
 class Rule(BaseModel):
@@ -37,8 +39,8 @@ def check_aux(rule: Rule, arch) -> None:
 def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] | None = None) -> None:
     if width != aux.embed_dim:
         raise InputError(
-            f"a TLEG learngene makes width {aux.embed_dim} only (its Aux width), not {width}; "
-            "use a WAVE learngene to change width"
+            f"a TLEG learngene makes its Aux width {aux.embed_dim} and narrower widths (by evenly spaced "
+            f"selection), not {width}; use a WAVE learngene to widen"
         )
     if layer_map is not None:
         raise InputError("--layer-map picks SWS stages; a TLEG learngene has none")

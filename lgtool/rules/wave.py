@@ -34,6 +34,7 @@ DEFAULT_AUX_DEPTH = 12
 OPTIONS = ("template_size", "num_templates")  # what `learn` may set besides the Aux depth
 LAYER_SOURCE = "WAVE position on the Aux depth axis"
 SIZE_SPECIFIC = ("scaler",)  # a new size's scalers are learned (calibrated) with the templates frozen
+NARROWS_BY_SELECTION = False  # it makes every width itself, from its templates
 
 
 class Rule(BaseModel):
