@@ -15,7 +15,7 @@ from lgtool.rules import RULES
 INTERFACE = (
     "Rule", "OPTIONS", "LAYER_SOURCE", "SIZE_SPECIFIC", "NARROWS_BY_SELECTION", "make_rule", "check_aux",
     "check_target", "template_specs", "init_templates", "seed_templates", "depths", "widths", "describe_layers",
-    "blocks", "nonblock",
+    "blocks", "nonblock", "OFFICIAL", "from_official",
 )  # fmt: skip
 
 
