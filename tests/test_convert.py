@@ -334,6 +334,7 @@ def _bad_inputs(tmp_path):
         (["checkpoint.pth", "--stages", "2,3"], 2, "the checkpoint holds 3 stages"),
         (["noheads.pth"], 2, "give --num-heads"),
         (["checkpoint.pth", "--ema", "--stages", "1,1"], 2, "holds 3 stages"),
+        (["checkpoint.pth", "--stages", "2,0,3"], 2, "--stages: stage_sizes: stage sizes must be positive"),
     ],
 )
 def test_bad_inputs_get_one_line_and_nothing_is_written(run_cli, tmp_path, args, code, message):

@@ -11,9 +11,9 @@ overrides both. The Desc-Net's copies are independent tensors afterwards.
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lgtool.arch import MAX_DEPTH, SLOTS
+from lgtool.arch import MAX_DEPTH, SLOTS, first_error
 from lgtool.errors import InputError, UsageError
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
@@ -185,7 +185,7 @@ def from_official(keys: list[str], model: str | None, options: dict) -> dict | N
         raise UsageError(f"--aux-depth {options['aux_depth']} does not match the stage sizes {stages}")
     try:
         rule = Rule(stage_sizes=stages)
-    except ValueError as e:
-        raise UsageError(f"--stages: {str(e).splitlines()[-1].strip()}") from None
+    except ValidationError as e:
+        raise UsageError(f"--stages: {first_error(e)}") from None
     official = _OFFICIAL_MODEL.fullmatch(model or "")
     return {"names": names, "rule": rule, "aux_depth": sum(stages), "num_heads": OFFICIAL_HEADS if official else None}
