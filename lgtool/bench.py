@@ -410,7 +410,7 @@ class Bench:
         target = size_arch(self.arch, depth, width)
         if init in LEARNGENES:
             gene, spent = genes[init], 0
-            size = target_arch(gene, depth, width, target.num_classes)
+            size = target_arch(gene, depth, width, target.num_classes, num_heads=target.num_heads)
             if RULES[init].SIZE_SPECIFIC and (depth, width) != (gene.arch.depth, gene.arch.embed_dim):
                 gene, spent = self.calibrate(gene, size)
             return expand(gene, size), spent, {}

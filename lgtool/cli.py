@@ -184,7 +184,18 @@ def expand(
     gene: Path = typer.Argument(Path("learngene.safetensors"), help="The learngene file."),
     depth: int | None = typer.Option(None, "--depth", "-d", min=1, help="Desc-Net depth (default: the Aux depth)."),
     width: str | None = typer.Option(
-        None, "--width", "-w", help="tiny, small, base or an integer (default: the Aux width)."
+        None,
+        "--width",
+        "-w",
+        help="tiny, small, base or an integer (default: the Aux width). SWS/TLEG: narrower widths by evenly spaced "
+        "selection, heads kept; WAVE: any multiple of its template size.",
+    ),
+    num_heads: int | None = typer.Option(
+        None,
+        "--num-heads",
+        min=1,
+        help="Attention heads of the Desc-Net (default: the learngene's; WAVE at another width keeps the head dim). "
+        "The weights are the same for any count that divides the width.",
     ),
     num_classes: int | None = typer.Option(
         None, "--num-classes", min=1, help="Classes of the new head (fresh init if it differs)."
@@ -212,6 +223,8 @@ def expand(
         lgtool expand --depth 9 --width small
 
         lgtool expand gene.safetensors --depth 12 --num-classes 100 --check -o desc12/
+
+        lgtool expand base-gene.safetensors --depth 9 --width small --num-heads 6 -o desc-d9-small/
     """
     from lgtool.descnet import expand_folder
 
@@ -225,6 +238,7 @@ def expand(
         num_classes=num_classes,
         layer_map=_int_list(layer_map, "--layer-map"),
         img_size=img_size,
+        num_heads=num_heads,
         check=check,
         tol=tol,
         force=force,
@@ -250,6 +264,8 @@ def _render_expand(r: dict) -> None:
         f"{r['params']:,} parameters"
     )
     out.print(f"layers from: {literal(r['layers'])}")
+    if "selection" in r:
+        out.print(f"width {r['width']}: {literal(r['width_source'])}")
     out.print(f"head: {literal(r['head'])}")
     if "check" in r:
         c = r["check"]
@@ -393,11 +409,23 @@ def _render_learngene(s: dict) -> None:
     out.print("dtypes: " + ", ".join(literal(d) for d in sorted({t["dtype"] for t in s["tensors"]})))
     d = s["depths"]
     out.print(f"parameters: {s['params']:,} ({s['file_bytes'] / 1e6:.2f} MB on disk)")
-    out.print(f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}")
+    narrower = s.get("narrower_widths")
+    if narrower:
+        out.print(
+            f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}, and by {narrower['by']} any width "
+            f"up to {narrower['max']} that is a multiple of {narrower['multiple_of']} (its heads; any width with "
+            "expand --num-heads)"
+        )
+    else:
+        out.print(f"makes depths: {d['min']}..{d['max'] or 'any'}; widths: {s['widths']}")
+    notes = (s.get("provenance") or {}).get("differences")
+    if isinstance(notes, list) and notes:
+        out.print("differences from the source: " + literal("; ".join(map(str, notes))))
     lo, hi = s["storage_ratio_depths"]
     out.print(f"storage ratio: {s['storage_ratio']}× (Desc-Nets of depths {lo}..{hi} / learngene parameters)")
-    if s["provenance"]:
-        out.print("provenance: " + ", ".join(f"{literal(k)}={literal(v)}" for k, v in s["provenance"].items()))
+    if s["provenance"]:  # its differences are on their own line above
+        shown = {k: v for k, v in s["provenance"].items() if k != "differences"}
+        out.print("provenance: " + ", ".join(f"{literal(k)}={literal(v)}" for k, v in shown.items()))
 
 
 def _render_descnet(s: dict) -> None:
@@ -415,6 +443,62 @@ def _render_descnet(s: dict) -> None:
             f"(sha256 {literal(str(lg.get('learngene_sha256', ''))[:12])}…); head {literal(lg.get('head'))}"
         )
         out.print(f"layers ({literal(lg.get('layer_source'))}): {literal(lg.get('layers'))}")
+
+
+@app.command(epilog=WRITES)
+def convert(
+    ckpt: Path = typer.Argument(..., help="An official Aux-Net checkpoint.pth, or its state dict (.pth/.safetensors)."),
+    output: Path = typer.Option(
+        Path("learngene.safetensors"), "-o", "--output", help="The learngene file (its folder must exist)."
+    ),
+    method: str | None = typer.Option(None, "--method", "-m", help="sws or tleg (default: detected from the keys)."),
+    stages: str | None = typer.Option(
+        None, "--stages", help="SWS Aux stage sizes, e.g. 3,3,4,3,3 (default: from args.model, or the official)."
+    ),
+    aux_depth: int | None = typer.Option(
+        None, "--aux-depth", min=1, help="TLEG Aux depth (default: from args.model, else the official 12)."
+    ),
+    num_heads: int | None = typer.Option(
+        None, "--num-heads", min=1, help="The Aux-Net's heads, when the checkpoint's args do not say them."
+    ),
+    ema: bool = typer.Option(False, "--ema", help="Convert the checkpoint's model_ema weights instead of model."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+):
+    """Convert an Aux-Net trained with the papers' official code (eddiexia98/SWS, Robbo4729/MaskLG's TLEG release)
+    into a learngene. Loads safely: tensors, containers and argparse.Namespace only; nothing pickled runs.
+
+    Examples:
+
+        lgtool convert output/aux_s/checkpoint.pth -o sws-aux-s.safetensors
+
+        lgtool convert tleg_aux_b.pth --ema -o tleg-b.safetensors && lgtool expand tleg-b.safetensors --depth 9
+    """
+    from lgtool.convert import convert as convert_checkpoint
+
+    result = convert_checkpoint(
+        ckpt,
+        output,
+        method=method,
+        stages=_int_list(stages, "--stages"),
+        aux_depth=aux_depth,
+        num_heads=num_heads,
+        ema=ema,
+        force=force,
+    )
+    _emit(result, as_json, _render_convert)
+
+
+def _render_convert(r: dict) -> None:
+    rule = ", ".join(f"{k}={v}" for k, v in r["rule"].items() if k != "method")
+    epoch = f", epoch {r['epoch']}" if r.get("epoch") is not None else ""
+    out.print(
+        f"wrote [bold]{r['output']}[/] — {r['method'].upper()} learngene from an Aux-Net of {r['repository']} "
+        f"({r['weights']}{epoch}): width {r['width']} ({_plural(r['num_heads'], 'head')}), Aux depth {r['aux_depth']}, "
+        f"{r['num_classes']} classes, {r['params']:,} parameters" + (f"; {rule}" if rule else "")
+    )
+    for note in r["differences"]:
+        out.print(f"differs from the source: {literal(note)}")
 
 
 @app.command(epilog=BENCH)

@@ -147,6 +147,7 @@ def model_card(config: dict, name: str) -> str:
 
 - learngene: `{lg.get("learngene", "?")}` (sha256 `{lg.get("learngene_sha256", "?")[:16]}…`)
 - method: {method}; Aux-Net depth {lg.get("aux_depth", "?")}, width {lg.get("aux_width", "?")}
+- width {args["embed_dim"]} ({args["num_heads"]} heads): {lg.get("width_source", "the learngene's rule")}
 - head: {lg.get("head", "?")}
 
 | layer | initialized from ({lg.get("layer_source", "")}) |
@@ -190,7 +191,7 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
     import hashlib
 
     from lgtool import __version__
-    from lgtool.materialize import describe_layers
+    from lgtool.materialize import describe_layers, selection_source
     from lgtool.rules import RULES
 
     digest = hashlib.sha256()
@@ -198,6 +199,14 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     same_head = target.num_classes == gene.arch.num_classes
+    source = selection_source(gene, target.embed_dim)
+    extra = {}
+    if source is not None:
+        extra["selection"] = {
+            "from_width": source,
+            "to_width": target.embed_dim,
+            "rule": "evenly spaced indices along every dimension of every tensor (weight selection, Xu et al. 2024)",
+        }
     return {
         "method": gene.method,
         "learngene": Path(gene_path).name,
@@ -206,6 +215,13 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
         "aux_width": gene.arch.embed_dim,
         "layer_source": RULES[gene.method].LAYER_SOURCE,
         "layers": describe_layers(gene, target, layer_map),
+        "width_source": (
+            f"evenly spaced selection from the {source}-wide Desc-Net (weight selection's rule, not the "
+            f"{gene.method.upper()} method's)"
+            if source is not None
+            else f"the {gene.method.upper()} method"
+        ),
+        **extra,
         "head": "copied from the learngene" if same_head else f"fresh (timm init, {target.num_classes} classes)",
         "lgtool_version": __version__,
         "provenance": gene.meta.provenance,
@@ -245,6 +261,7 @@ def expand_folder(
     num_classes=None,
     layer_map=None,
     img_size=None,
+    num_heads=None,
     check: bool = False,
     tol: float = 1e-5,
     force: bool = False,
@@ -259,11 +276,11 @@ def expand_folder(
     from contextlib import nullcontext
 
     from lgtool.atomic import check_output
-    from lgtool.learngene import load_learngene
+    from lgtool.learngene import Learngene, load_learngene, read_header
     from lgtool.materialize import desc_state_dict, target_arch
 
-    gene = load_learngene(gene_path)
-    target = target_arch(gene, depth, width, num_classes, layer_map, img_size)
+    _, meta = read_header(gene_path)  # every size and usage check from the header, before a tensor is read
+    target = target_arch(Learngene(meta, {}), depth, width, num_classes, layer_map, img_size, num_heads)
     output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
     reads = [gene_path, data_dir]
     if calibrate is not None:
@@ -271,6 +288,7 @@ def expand_folder(
 
         reads += data_paths(calibrate, data_dir)
     check_output(output, inputs=reads, force=force, is_dir=True)
+    gene = load_learngene(gene_path)
     info = lineage(gene, gene_path, target, layer_map)
     if calibrate is not None:
         from lgtool.learn import calibrate as calibrate_scalers
@@ -311,7 +329,10 @@ def expand_folder(
         "params": target.num_params(),
         "layers": info["layers"],
         "head": info["head"],
+        "width_source": info["width_source"],
     }
+    if "selection" in info:
+        result["selection"] = info["selection"]
     if "calibration" in info:
         result["calibration"] = info["calibration"]
     if check:

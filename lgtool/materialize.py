@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lgtool.arch import Arch, build_vit, parse_width
-from lgtool.errors import InputError
+from lgtool.errors import InputError, UsageError
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 
@@ -26,24 +26,68 @@ def target_arch(
     num_classes: int | None = None,
     layer_map: list[int] | None = None,
     img_size: int | None = None,
+    num_heads: int | None = None,
 ) -> Arch:
     """The Desc-Net architecture for a requested size, or a one-line InputError if the gene cannot make it.
 
     Worked out once per command; everything below takes the resulting `Arch`. Another `img_size` keeps the
-    patch size: the position embedding is resampled to the new grid (`materialize`)."""
+    patch size: the position embedding is resampled to the new grid (`materialize`). A rule that makes its own
+    width only (`NARROWS_BY_SELECTION`) makes narrower ones by evenly spaced selection, keeping the head count;
+    a rule that changes width itself keeps the head dim. `num_heads` overrides either: the weights do not depend
+    on it, and one that does not divide the width is a UsageError (exit 2)."""
     aux = gene.arch
     depth = aux.depth if depth is None else depth
     if depth <= 0:
         raise InputError(f"depth must be at least 1, got {depth}")
+    if num_heads is not None and num_heads <= 0:
+        raise UsageError(f"--num-heads must be at least 1, got {num_heads}")
     size = {
         "num_classes": aux.num_classes if num_classes is None else num_classes,
         "img_size": img_size or aux.img_size,
     }
     Arch.checked(aux, depth=depth, **size)  # bounds first: a huge depth never reaches the rule
-    embed_dim = aux.embed_dim if width is None else parse_width(width, head_dim=aux.head_dim)[0]
-    RULES[gene.method].check_target(gene.rule, aux, depth, embed_dim, layer_map)
-    heads = aux.num_heads if embed_dim == aux.embed_dim else embed_dim // aux.head_dim  # the head dim is kept
+    embed_dim = aux.embed_dim if width is None else parse_width(width, 1)[0]  # its spelling; heads come below
+    selected = selection_source(gene, embed_dim) is not None
+    RULES[gene.method].check_target(gene.rule, aux, depth, aux.embed_dim if selected else embed_dim, layer_map)
+    if num_heads is not None:
+        heads = num_heads
+    elif embed_dim == aux.embed_dim or selected:
+        heads = aux.num_heads  # selection narrows every head; it does not merge them
+    else:
+        heads = max(1, embed_dim // aux.head_dim)  # the rule makes the width: the head dim is kept
+    if embed_dim % heads:
+        given = "--num-heads" if num_heads is not None else "the learngene's head count"
+        raise UsageError(
+            f"width {embed_dim} is not divisible by {heads} heads ({given}); "
+            f"choose --num-heads among the divisors of {embed_dim}"
+        )
     return Arch.checked(aux, depth=depth, embed_dim=embed_dim, num_heads=heads, **size)
+
+
+def selection_source(gene: Learngene, width: int) -> int | None:
+    """The width whose Desc-Net a `width`-wide one is selected from, or None if the rule makes `width` itself.
+
+    A rule that makes only its own width (`NARROWS_BY_SELECTION`) makes a narrower one by evenly spaced
+    selection from its Desc-Net at the Aux width: the rule weight selection uses (Xu et al., ICLR 2024)."""
+    aux = gene.arch
+    if RULES[gene.method].NARROWS_BY_SELECTION and width < aux.embed_dim:
+        return aux.embed_dim
+    return None
+
+
+def evenly_spaced(n: int, m: int) -> torch.Tensor:
+    """m of n indices, evenly spaced: stride n / m when m divides n, else rounded linspace over the range."""
+    if n % m == 0:
+        return torch.arange(0, n, n // m)
+    return torch.linspace(0, n - 1, m).round().long()
+
+
+def select(t: torch.Tensor, shape) -> torch.Tensor:
+    """`t` cut down to `shape` by evenly spaced indices along every dimension that differs."""
+    for dim, (n, m) in enumerate(zip(t.shape, shape, strict=True)):
+        if n != m:
+            t = t.index_select(dim, evenly_spaced(n, m))
+    return t
 
 
 def materialize(
@@ -55,6 +99,13 @@ def materialize(
     tensors = gene.tensors if tensors is None else tensors
     aux, rule, rules = gene.arch, gene.rule, RULES[gene.method]
     target = target or aux
+    source = selection_source(gene, target.embed_dim)
+    if source is not None:  # the rule's Desc-Net at its own width, then every tensor cut to the target's shape
+        built = target.model_copy(update={"embed_dim": source, "num_heads": aux.num_heads})
+        state = materialize(gene, built, layer_map=layer_map, tensors=tensors)
+        shapes = {f"blocks.{i}.{k}": s for i in range(target.depth) for k, s in target.slot_shapes().items()}
+        shapes.update(target.nonblock_shapes())
+        return {k: select(v, shapes[k]) for k, v in state.items()}
     layers = rules.blocks(rule, tensors, aux, target, layer_map)
     state = {f"blocks.{i}.{slot}": t for i, layer in enumerate(layers) for slot, t in layer.items()}
     same_head = target.num_classes == aux.num_classes

@@ -43,6 +43,12 @@ def summarize_learngene(path: Path) -> dict:
         "file_bytes": path.stat().st_size,
         "depths": {"min": min_depth, "max": max_depth},
         "widths": rule_mod.widths(meta.rule, meta.arch),
+        # A rule of its own width only makes narrower ones by evenly spaced selection (heads kept by default).
+        "narrower_widths": (
+            {"max": meta.arch.embed_dim - 1, "multiple_of": meta.arch.num_heads, "by": "evenly spaced selection"}
+            if rule_mod.NARROWS_BY_SELECTION and meta.arch.embed_dim > 1
+            else None
+        ),
         "storage_ratio": round(family_params / params, 3),
         "storage_ratio_depths": [family.start, family.stop - 1],
         "input": meta.input.model_dump(),

@@ -65,7 +65,7 @@ def test_check_failure_exits_4_and_writes_nothing(run_cli, gene_file, tmp_path, 
     "args, message",
     [
         (["--depth", "2"], "smaller than the 3 SWS stages"),
-        (["--depth", "5", "--width", "small"], "makes width 32 only"),
+        (["--depth", "5", "--width", "small"], "makes its Aux width 32 and narrower"),
         (["--depth", "5", "--width", "huge"], "unknown width 'huge'"),
         (["--depth", "4", "--layer-map", "0,1,2"], "3 entries but the depth is 4"),
         (["--depth", "4", "--layer-map", "0,1,2,7"], "names stage 7"),

@@ -88,7 +88,7 @@ def test_wave_makes_other_widths_with_fixed_head_dim():
 
 @pytest.mark.parametrize("method_", ["sws", "tleg"])
 def test_depth_only_methods_refuse_other_widths(method_):
-    with pytest.raises(InputError, match="makes width 32 only"):
+    with pytest.raises(InputError, match="makes its Aux width 32 and narrower"):
         lgtool.expand(tiny_gene(method_), depth=4, width=64)
 
 

@@ -13,8 +13,9 @@ from lgtool.materialize import build_aux, describe_layers, target_arch
 from lgtool.rules import RULES
 
 INTERFACE = (
-    "Rule", "OPTIONS", "LAYER_SOURCE", "SIZE_SPECIFIC", "make_rule", "check_aux", "check_target", "template_specs",
-    "init_templates", "seed_templates", "depths", "widths", "describe_layers", "blocks", "nonblock",
+    "Rule", "OPTIONS", "LAYER_SOURCE", "SIZE_SPECIFIC", "NARROWS_BY_SELECTION", "make_rule", "check_aux",
+    "check_target", "template_specs", "init_templates", "seed_templates", "depths", "widths", "describe_layers",
+    "blocks", "nonblock", "OFFICIAL", "from_official",
 )  # fmt: skip
 
 

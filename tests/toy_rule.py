@@ -12,6 +12,8 @@ from lgtool.errors import InputError
 OPTIONS = ()
 LAYER_SOURCE = "the shared block"
 SIZE_SPECIFIC = ()
+NARROWS_BY_SELECTION = False
+OFFICIAL = None
 
 
 class Rule(BaseModel):
@@ -68,3 +70,7 @@ def blocks(rule, tensors, aux, target, layer_map=None):
 
 def nonblock(rule, tensors, aux, target):
     return {name: tensors[name] for name in target.nonblock_shapes()}
+
+
+def from_official(keys, model, options):
+    return None

@@ -15,6 +15,10 @@ A new method is one module here plus one line in `RULES`.
   differentiable in `tensors`; `nonblock(...)` -> the embeddings, final norm and head at `target`'s size;
 - `describe_layers(rule, aux, target, layer_map)`: per layer, where it comes from, in `LAYER_SOURCE` terms;
 - `SIZE_SPECIFIC`: template roles learned anew for each size (calibration), with `resize_gene` if any.
+- `NARROWS_BY_SELECTION`: True if the rule makes its own width only, and a narrower one is evenly spaced
+  selection from its Desc-Net at that width (done once for all such rules, in `materialize`).
+- `OFFICIAL` (the repository whose Aux-Net checkpoints `lgtool convert` reads, or None) and
+  `from_official(keys, model, options)`: which official key becomes which template, the rule and Aux depth.
 
 Rule modules never import torch at module level, so `inspect` can ask a rule its limits cheaply.
 """

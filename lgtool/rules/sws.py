@@ -8,17 +8,29 @@ sizes are used, so expansion there reproduces the Aux-Net exactly. An explicit p
 overrides both. The Desc-Net's copies are independent tensors afterwards.
 """
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lgtool.arch import MAX_DEPTH
+from lgtool.arch import MAX_DEPTH, SLOTS, first_error
 from lgtool.errors import InputError, UsageError
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 OPTIONS = ("stages", "num_stages")  # what `learn` may set besides the Aux depth
 LAYER_SOURCE = "SWS stage"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
+# Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).
+NARROWS_BY_SELECTION = True
+# `lgtool convert` reads the official Aux-Nets: one module list per block tensor, one instance per stage,
+#   blocks.block.<module>.instances.<stage>.{weight,bias}       (eddiexia98/SWS, SWS_vit.py)
+OFFICIAL = "eddiexia98/SWS"
+_MODULES = "|".join(re.escape(m) for m in dict.fromkeys(slot.rsplit(".", 1)[0] for slot in SLOTS))
+_OFFICIAL_KEY = re.compile(r"blocks\.block\.(" + _MODULES + r")\.instances\.(\d+)\.(weight|bias)")
+# aux_deit_small_patch16_224_L16_33433: depth 16 in stages 3,3,4,3,3; every official Aux-Net runs 12 heads.
+_OFFICIAL_MODEL = re.compile(r"aux_deit_(?:tiny|small|base)_patch\d+_\d+_L\d+_\d+")
+_STAGES_IN_NAME = re.compile(r"_L(\d+)_(\d+)$")
+OFFICIAL_HEADS = 12
 
 
 class Rule(BaseModel):
@@ -63,8 +75,8 @@ def check_aux(rule: Rule, arch) -> None:
 def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] | None = None) -> None:
     if width != aux.embed_dim:
         raise InputError(
-            f"an SWS learngene makes width {aux.embed_dim} only (its Aux width), not {width}; "
-            "use a WAVE learngene to change width"
+            f"an SWS learngene makes its Aux width {aux.embed_dim} and narrower widths (by evenly spaced "
+            f"selection), not {width}; use a WAVE learngene to widen"
         )
     stage_map(rule, depth, layer_map)
 
@@ -147,3 +159,33 @@ def blocks(rule: Rule, tensors: dict, aux, target, layer_map: list[int] | None =
 
 def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:
     return {name: tensors[name] for name in target.nonblock_shapes()}
+
+
+def from_official(keys: list[str], model: str | None, options: dict) -> dict | None:
+    """How an official SWS Aux-Net's block tensors become this rule's templates, or None if `keys` (its
+    `blocks.block.*` keys) are not in that layout: {"names": {template: official key}, "rule", "aux_depth",
+    "num_heads" (None if `model`, the official model name, does not say)}. Stage sizes: `options["stages"]`,
+    else the model name's (`..._L16_33433`), else the official 3,3,4,3,3 when there are 5 stages."""
+    matches = [_OFFICIAL_KEY.fullmatch(k) for k in keys]
+    if not keys or not all(matches):
+        return None
+    names = {f"stage{int(m[2])}.{m[1]}.{m[3]}": m[0] for m in matches}
+    num_stages = 1 + max(int(m[2]) for m in matches)
+    named = _STAGES_IN_NAME.search(model or "")
+    stages = options.get("stages")
+    if stages is None and named and sum(map(int, named[2])) == int(named[1]) and len(named[2]) == num_stages:
+        stages = [int(c) for c in named[2]]
+    if stages is None and num_stages == len(DEFAULT_STAGE_SIZES):
+        stages = list(DEFAULT_STAGE_SIZES)
+    if stages is None:
+        raise InputError(f"the checkpoint holds {num_stages} SWS stages but does not say their sizes; give --stages")
+    if len(stages) != num_stages:
+        raise UsageError(f"--stages gives {len(stages)} stage sizes; the checkpoint holds {num_stages} stages")
+    if options.get("aux_depth") not in (None, sum(stages)):
+        raise UsageError(f"--aux-depth {options['aux_depth']} does not match the stage sizes {stages}")
+    try:
+        rule = Rule(stage_sizes=stages)
+    except ValidationError as e:
+        raise UsageError(f"--stages: {first_error(e)}") from None
+    official = _OFFICIAL_MODEL.fullmatch(model or "")
+    return {"names": names, "rule": rule, "aux_depth": sum(stages), "num_heads": OFFICIAL_HEADS if official else None}

@@ -7,17 +7,30 @@ and every Desc-Net sample the same segment [0, 1) of the line with step 1/L: a s
 points, a deeper one interpolates. All 12 slots follow the rule, LayerNorms and biases included.
 """
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from lgtool.errors import InputError
+from lgtool.arch import SLOTS, WIDTHS
+from lgtool.errors import InputError, UsageError
 
 TEMPLATES = ("intercept", "slope")
 DEFAULT_AUX_DEPTH = 12
 OPTIONS = ()  # `learn` sets only the Aux depth
 LAYER_SOURCE = "TLEG slope coefficient (l-1)/L"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
+# Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).
+NARROWS_BY_SELECTION = True
+# `lgtool convert` reads the official Aux-Nets: one linearly expanded module per block tensor,
+#   blocks.block.<module>.instances.0.{weight,bias}_{base,ilayer}   (Robbo4729/MaskLG@6e30a5c, modules_with_LE.py)
+# `base` is the intercept, `ilayer` the slope: the official W(i) = base + i / L * ilayer, i = 0..L-1.
+OFFICIAL = "Robbo4729/MaskLG"
+_MODULES = "|".join(re.escape(m) for m in dict.fromkeys(slot.rsplit(".", 1)[0] for slot in SLOTS))
+_OFFICIAL_KEY = re.compile(r"blocks\.block\.(" + _MODULES + r")\.instances\.0\.(weight|bias)_(base|ilayer)")
+_OFFICIAL_TEMPLATE = {"base": "intercept", "ilayer": "slope"}
+# aux_deit_small_patch16_224 (12 layers, DeiT-S's 6 heads); the YuanMou toolbox adds _L24, _L36, _L48.
+_OFFICIAL_MODEL = re.compile(r"aux_deit_(tiny|small|base)_patch\d+_\d+(?:_L(\d+))?")
 
 
 class Rule(BaseModel):
@@ -37,8 +50,8 @@ def check_aux(rule: Rule, arch) -> None:
 def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] | None = None) -> None:
     if width != aux.embed_dim:
         raise InputError(
-            f"a TLEG learngene makes width {aux.embed_dim} only (its Aux width), not {width}; "
-            "use a WAVE learngene to change width"
+            f"a TLEG learngene makes its Aux width {aux.embed_dim} and narrower widths (by evenly spaced "
+            f"selection), not {width}; use a WAVE learngene to widen"
         )
     if layer_map is not None:
         raise InputError("--layer-map picks SWS stages; a TLEG learngene has none")
@@ -113,3 +126,19 @@ def blocks(rule: Rule, tensors: dict, aux, target, layer_map=None) -> list[dict]
 
 def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:
     return {name: tensors[name] for name in target.nonblock_shapes()}
+
+
+def from_official(keys: list[str], model: str | None, options: dict) -> dict | None:
+    """How an official TLEG Aux-Net's block tensors become this rule's templates, or None if `keys` (its
+    `blocks.block.*` keys) are not in that layout: {"names": {template: official key}, "rule", "aux_depth",
+    "num_heads" (None if `model`, the official model name, does not say)}. Aux depth: `options["aux_depth"]`,
+    else the model name's (`_L24`), else the official 12."""
+    matches = [_OFFICIAL_KEY.fullmatch(k) for k in keys]
+    if not keys or not all(matches):
+        return None
+    if options.get("stages") is not None:
+        raise UsageError("--stages sets SWS stage sizes; a TLEG checkpoint has none")
+    names = {f"{_OFFICIAL_TEMPLATE[m[3]]}.{m[1]}.{m[2]}": m[0] for m in matches}
+    named = _OFFICIAL_MODEL.fullmatch(model or "")
+    depth = options.get("aux_depth") or (int(named[2]) if named and named[2] else DEFAULT_AUX_DEPTH)
+    return {"names": names, "rule": Rule(), "aux_depth": depth, "num_heads": WIDTHS[named[1]][1] if named else None}

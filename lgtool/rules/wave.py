@@ -34,6 +34,8 @@ DEFAULT_AUX_DEPTH = 12
 OPTIONS = ("template_size", "num_templates")  # what `learn` may set besides the Aux depth
 LAYER_SOURCE = "WAVE position on the Aux depth axis"
 SIZE_SPECIFIC = ("scaler",)  # a new size's scalers are learned (calibrated) with the templates frozen
+NARROWS_BY_SELECTION = False  # it makes every width itself, from its templates
+OFFICIAL = None  # no official code: `lgtool convert` has no checkpoint layout to read
 
 
 class Rule(BaseModel):
@@ -254,3 +256,7 @@ def _lcm(a: int, b: int) -> int:
     from math import gcd
 
     return a * b // gcd(a, b)
+
+
+def from_official(keys: list[str], model: str | None, options: dict) -> None:
+    return None  # no official checkpoints
