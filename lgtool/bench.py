@@ -22,11 +22,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lgtool.arch import HEAD_DIM, MAX_EMBED_DIM, Arch, build_vit, default_patch_size, first_error, parse_width
+from lgtool.baselines import LAYER_POLICIES
 from lgtool.bench_cost import (
     ALTERNATIVES,
     DISTILLED,
@@ -174,8 +176,6 @@ def run_bench(
     if results_path.is_file() and not resume:
         raise InputError(f"{out} already holds a bench; pass --resume to continue it or choose another -o")
     previous = _previous(results_path) if resume and results_path.is_file() else {}
-    if previous and previous.get("schema") != SCHEMA:
-        raise InputError(f"{results_path} was written by another lgtool bench version; choose another -o")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: not a folder; choose another -o")
     resolve_ancestor(ancestor)
@@ -217,7 +217,8 @@ def run_bench(
     out.mkdir(parents=True, exist_ok=True)
     if any(m in LEARNGENES and m not in given for m in cfg.inits):
         (out / "learngenes").mkdir(exist_ok=True)  # learn() writes there and wants the folder to exist
-    ancestor_top1 = previous.get("ancestor", {}).get("top1") or evaluate(teacher, dataset.test, view)
+    known_top1 = previous.get("ancestor", {}).get("top1")
+    ancestor_top1 = known_top1 if _is_share(known_top1) else evaluate(teacher, dataset.test, view)
     log(f"ancestor {ancestor}: test top-1 {ancestor_top1:.4f}")
     bench = Bench(cfg, arch, tuning, dataset.test, view, teacher, vit_ancestor, log)
     genes, learn_rows = bench.learngenes(ancestor, out, learngenes, previous, resume)
@@ -261,6 +262,10 @@ def run_bench(
     return write_report(cfg, report(), out)
 
 
+def _is_share(x) -> bool:
+    return isinstance(x, float) and 0 <= x <= 1
+
+
 def _positive(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
@@ -269,11 +274,55 @@ def _previous(results_path: Path) -> dict:
     """The results.json of the bench being resumed."""
     try:
         previous = json.loads(results_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise InputError(f"{results_path}: cannot resume from it ({type(e).__name__}); choose another -o") from None
     if not isinstance(previous, dict):
         raise InputError(f"{results_path}: cannot resume from it (not a JSON object); choose another -o")
+    if previous.get("schema") != SCHEMA:
+        raise InputError(f"{results_path} was written by another lgtool bench version; choose another -o")
+    try:  # a crafted or damaged file is refused in one line, never half-used
+        _Resumed.model_validate(previous)
+    except ValidationError as e:
+        raise InputError(f"{results_path}: cannot resume from it ({first_error(e)}); choose another -o") from None
     return previous
+
+
+_Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+_Count = Annotated[int, Field(ge=0)]
+
+
+class _Row(BaseModel):
+    """What resuming reads of a row: its key and the numbers later rows and the report are built on."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    depth: Annotated[int, Field(ge=1)]
+    width: Annotated[int, Field(ge=1)]
+    init: Literal[INITS]
+    epochs: _Count
+    skipped: str | None = None
+    val_top1: _Share | None = None
+    val_at_init: _Share | None = None
+    top1: _Share | None = None
+    top1_at_init: _Share | None = None
+    train_images: _Count = 0
+    teacher_images: _Count = 0
+    calibration_images: _Count = 0
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    warmup_epochs: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    layer_policy: Literal[LAYER_POLICIES] | None = None
+
+
+class _Learned(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    images: _Count | None = None
+    teacher_images: _Count | None = None
+
+
+class _Resumed(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    ancestor: dict[str, object] = {}
+    learngenes: dict[Literal[LEARNGENES], _Learned] = {}
+    rows: list[_Row] = []
 
 
 def _ancestor_cost(ancestor: str) -> dict:

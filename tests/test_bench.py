@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import lgtool.bench
 import lgtool.data
 from lgtool.bench import BenchConfig, run_bench
-from lgtool.errors import UsageError
+from lgtool.errors import InputError, UsageError
 from lgtool.finetune import finetune
 from lgtool.train import Interrupted, TrainConfig
 
@@ -49,7 +49,7 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     cfg = BenchConfig(
         depths=[1, 3],
         width=32,
-        widths=[64],
+        widths=[16, 64],
         width_depths=[3],
         epochs=1,
         learn_epochs=1,
@@ -86,8 +86,9 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     assert trained_on and all(len(d.train) == 634 and len(d.test) == 70 for d in trained_on)
     rows = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"]}
     assert "smaller than the 3 SWS stages" in rows[(1, 32, "sws", 1)]["skipped"]
-    for other_width_only_wave_widens in ("sws", "tleg"):
-        assert "WAVE" in rows[(3, 64, other_width_only_wave_widens, 1)]["skipped"]
+    for only_wave_widens in ("sws", "tleg"):  # narrower, SWS and TLEG select; wider, only WAVE can make it
+        assert "WAVE" in rows[(3, 64, only_wave_widens, 1)]["skipped"]
+        assert rows[(3, 16, only_wave_widens, 1)]["top1"] > 0.1 and rows[(3, 16, only_wave_widens, 1)]["params"] > 0
     # past the ancestor's 2 blocks, weight selection repeats them; its head fits the labels and is kept
     ws = rows[(3, 32, "weight-selection", 1)]
     assert ws["layers"] == [0, 0, 1] and ws["layer_policy"] == "spaced" and ws["head"] == "selected"
@@ -113,7 +114,7 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     for c in cost.values():
         assert c["route_flops"] == c["learn_flops"] + c["sizes_flops"]
         assert c["ratio_flops"] == round(c["alternative_flops"] / c["route_flops"], 2)
-    assert set(report["recommendation"]) == {"d1-w32", "d3-w32", "d3-w64"}
+    assert set(report["recommendation"]) == {"d1-w32", "d3-w32", "d3-w16", "d3-w64"}
     assert "cheapest route" in md and report["best_learngene"] in md
     assert report["ancestor"]["top1"] > 0.6 and report["ancestor"]["training_images"] == 2 * 6000
 
@@ -155,3 +156,27 @@ def test_kd_scratch_is_taught_by_the_ancestor(ancestor, tmp_path):
 def test_unknown_init_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown init 'magic'"):
         BenchConfig(inits=["tleg", "magic"])
+
+
+@pytest.mark.parametrize(
+    "crafted",
+    [
+        "[1, 2]",
+        '{"schema": "lgtool-bench/2", "rows": []}',
+        '{"schema": "lgtool-bench/3", "rows": [{"depth": "2", "width": 64, "init": "sws", "epochs": 1}]}',
+        '{"schema": "lgtool-bench/3", "rows": [{"depth": 2, "width": 64, "init": "magic", "epochs": 1}]}',
+        '{"schema": "lgtool-bench/3", "rows": [{"depth": 2, "width": 64, "init": "sws", "epochs": 1, "top1": 7.0}]}',
+        '{"schema": "lgtool-bench/3", "rows": [{"depth": 2, "width": 64, "init": "sws", "epochs": -1}]}',
+        '{"schema": "lgtool-bench/3", "rows": {"not": "a list"}}',
+        '{"schema": "lgtool-bench/3", "learngenes": {"sws": {"images": "many"}}}',
+        "[" * 100_000,
+    ],
+)
+def test_a_crafted_results_json_is_refused_before_any_work(tmp_path, crafted):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "results.json").write_text(crafted)
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(InputError, match="results.json"):  # the data folder does not exist: never reached
+        run_bench(BenchConfig(), out, data_dir=str(tmp_path / "no-data"), resume=True, log=lambda m: None)
+    assert (out / "results.json").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["results.json"]
