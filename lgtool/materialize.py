@@ -142,7 +142,10 @@ def desc_state_dict(gene: Learngene, target: Arch | None = None, layer_map: list
     A head for another class count gets timm's init (trunc-normal 0.02, zero bias). No timm model is
     built, so writing a Desc-Net costs little more than saving its tensors."""
     target = target or gene.arch
-    state = materialize(gene, target, layer_map=layer_map)
+    # The Aux-Net computes in float32 (`TensorTree`); a Desc-Net from half-precision templates is computed and
+    # stored the same way, so that at the Aux size it is the Aux-Net's function, not a rounding of it.
+    wide = {k: v.float() if v.is_floating_point() and v.element_size() < 4 else v for k, v in gene.tensors.items()}
+    state = materialize(gene, target, layer_map=layer_map, tensors=wide)
     if "head.weight" not in state and target.num_classes > 0:
         state["head.weight"] = nn.init.trunc_normal_(torch.empty(target.num_classes, target.embed_dim), std=0.02)
         state["head.bias"] = torch.zeros(target.num_classes)

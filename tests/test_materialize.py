@@ -19,6 +19,16 @@ def test_expanding_at_aux_size_reproduces_the_aux_net(method):
     assert (aux_logits - desc_logits).abs().max().item() < 1e-5
 
 
+def test_a_half_precision_learngene_expands_to_its_aux_net_function_in_float32(method):
+    gene = tiny_gene(method)
+    half = lgtool.learngene.Learngene(gene.meta, {k: v.half() for k, v in gene.tensors.items()})
+    x = torch.randn(4, 1, 28, 28)
+    desc = lgtool.expand(half)
+    assert {p.dtype for p in desc.state_dict().values()} == {torch.float32}
+    with torch.no_grad():
+        assert torch.equal(lgtool.build_aux(half).eval()(x), desc(x))  # computed alike: not a rounding of it
+
+
 def test_desc_net_is_a_plain_timm_model(method):
     from timm.models.vision_transformer import VisionTransformer
 
@@ -95,3 +105,27 @@ def test_depth_only_methods_refuse_other_widths(method_):
 def test_depth_must_be_positive(method):
     with pytest.raises(InputError, match="at least 1"):
         lgtool.expand(tiny_gene(method), depth=0)
+
+
+def test_a_size_that_cannot_fit_in_memory_is_refused_before_any_work(run_cli, tmp_path):
+    """A WAVE learngene widens: 100 layers at width 16,384 would need about a terabyte."""
+    gene = tmp_path / "wave.safetensors"
+    tiny_gene("wave").save(gene)
+    code, out, err = run_cli("expand", gene, "--depth", 100, "--width", 16384, "-o", tmp_path / "huge")
+    assert code == 3 and out == "" and "Traceback" not in err
+    assert err.count("error:") == 1 and "GiB of memory available" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wave.safetensors"]
+
+
+def test_check_memory_compares_three_float32_copies_with_what_is_available(monkeypatch):
+    import lgtool.arch as arch
+
+    small = arch.Arch(embed_dim=64, num_heads=2, depth=2, img_size=28, patch_size=7, in_chans=1, num_classes=10)
+    need = small.num_params() * 4 * 3
+    monkeypatch.setattr(arch, "available_memory", lambda: need)
+    arch.check_memory(small, "expand")  # fits exactly
+    monkeypatch.setattr(arch, "available_memory", lambda: need - 1)
+    with pytest.raises(InputError, match="expand: a model of"):
+        arch.check_memory(small, "expand")
+    monkeypatch.setattr(arch, "available_memory", lambda: None)  # unknown: not refused
+    arch.check_memory(small, "expand")
