@@ -264,6 +264,30 @@ def check_size_options(width=None, num_heads=None, img_size=None, patch_size=Non
         raise UsageError(f"--patch-size {patch_size} does not divide --img-size {img_size}")
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable), None where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(arch: Arch, what: str, copies: int = 3) -> None:
+    """One-line InputError when `copies` float32 copies of the model (its weights and what building, training or
+    saving them holds at once) would not fit in the memory available now: a size that cannot fit is refused
+    before any work, rather than the run being killed by the kernel halfway."""
+    need, free = arch.num_params() * 4 * copies, available_memory()
+    if free is not None and need > free:
+        raise InputError(
+            f"{what}: a model of {arch.num_params():,} parameters needs about {need / 2**30:.1f} GiB, more than the "
+            f"{free / 2**30:.1f} GiB of memory available; choose a smaller --depth or --width"
+        )
+
+
 def default_patch_size(img_size: int) -> int:
     """16 for ImageNet-sized inputs; for small images, a 4 x 4 grid of patches (28 px -> 7)."""
     return 16 if img_size >= 112 else max(1, img_size // 4)

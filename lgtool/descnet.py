@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from lgtool.arch import Arch
+from lgtool.arch import Arch, check_memory
 from lgtool.atomic import scoped
 from lgtool.errors import CheckError, InputError
 
@@ -281,6 +281,7 @@ def expand_folder(
 
     _, meta = read_header(gene_path)  # every size and usage check from the header, before a tensor is read
     target = target_arch(Learngene(meta, {}), depth, width, num_classes, layer_map, img_size, num_heads)
+    check_memory(target, "expand")
     output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
     reads = [gene_path, data_dir]
     if calibrate is not None:

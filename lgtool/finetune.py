@@ -8,7 +8,7 @@ import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 
-from lgtool.arch import Arch, build_vit, check_size_options, default_patch_size, one_line, parse_width
+from lgtool.arch import Arch, build_vit, check_memory, check_size_options, default_patch_size, one_line, parse_width
 from lgtool.atomic import scoped
 from lgtool.data import View, data_paths, load_data
 from lgtool.descnet import CONFIG, check_channels, read_config, write_descnet
@@ -88,6 +88,7 @@ def scratch_model(
     )
     torch.manual_seed(seed)
     view = dataclasses.replace(data_view, img_size=img)
+    check_memory(arch, "finetune --init scratch")
     return build_vit(arch), arch, view
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from lgtool import __version__
-from lgtool.arch import MAX_DEPTH, Arch, check_size_options, default_patch_size
+from lgtool.arch import MAX_DEPTH, Arch, check_memory, check_size_options, default_patch_size
 from lgtool.atomic import scoped
 from lgtool.data import View, data_paths, load_data
 from lgtool.errors import InputError, UsageError
@@ -120,6 +120,7 @@ def learn(
         from lgtool.seed import seed_from_ancestor
 
         gene = seed_from_ancestor(gene, teacher.state_dict())
+    check_memory(gene.arch, "learn (the Aux-Net)")
     aux = build_aux(gene, drop_path_rate=cfg.drop_path)
     identity = {"kind": "learn", "method": method, "arch": gene.arch.model_dump(), "rule": gene.rule.model_dump()}
     started = time.time()
