@@ -400,7 +400,11 @@ class Bench:
             learn_rows.setdefault(method, previous.get("learngenes", {}).get(method, {"images": None}))
             prov = genes[method].meta.provenance  # a given learngene: its cost from what `learn` recorded
             if learn_rows[method].get("images") is None and prov.get("steps") and prov.get("batch_size"):
-                learn_rows[method]["images"] = learn_rows[method]["teacher_images"] = prov["steps"] * prov["batch_size"]
+                learn_rows[method]["images"] = prov["steps"] * prov["batch_size"]
+                ran = prov.get("teacher_images")
+                learn_rows[method]["teacher_images"] = (
+                    ran if type(ran) is int and ran > 0 else learn_rows[method]["images"]
+                )
             learn_rows[method].update(path=str(path), params=genes[method].num_params(), init=prov.get("init"))
             learn_rows[method].setdefault("aux_size", size_name(genes[method].arch.depth, genes[method].arch.embed_dim))
         return genes, learn_rows
@@ -436,7 +440,8 @@ class Bench:
         return {
             "aux_val_top1": r["aux_top1"],
             "images": r["images_seen"],
-            "teacher_images": r["images_seen"],  # the teacher sees every image the Aux-Net trains on
+            # the forwards it ran (repeated inputs come from its cache); unknown after an old checkpoint: all
+            "teacher_images": r["images_seen"] if r["teacher_images"] is None else r["teacher_images"],
             "seconds": round(time.perf_counter() - t0, 1),
             "init_why": None if init == cfg.learn_init else "the ancestor is not a ViT: no blocks to seed from",
         }
@@ -534,7 +539,7 @@ class Bench:
             "val_top1": summary["top1"],
             "top1": at_start if epochs == 0 else evaluate(trained, self.test, self.view),
             "train_images": summary["images_seen"],
-            "teacher_images": summary["images_seen"] if init in DISTILLED else 0,
+            "teacher_images": summary.get("teacher_images", 0),  # 0 without a teacher; repeats come from its cache
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
         start = (depth, width, SAME_START.get(init, init), choice.get("layer_policy"))

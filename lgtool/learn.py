@@ -135,6 +135,7 @@ def learn(
         train_samples=len(dataset.train),
         epochs=cfg.epochs,
         steps=summary["steps"],
+        teacher_images=summary["teacher_images"],  # forwards it ran; repeated inputs came from its cache
         seed=cfg.seed,
         init=init,
         batch_size=cfg.batch_size,

@@ -28,6 +28,7 @@ from lgtool.config import TrainConfig
 from lgtool.data import batch_generator
 from lgtool.errors import InputError, LgtoolError
 from lgtool.interrupt import Interrupted, defer_signals, stopped_by
+from lgtool.teacher_cache import TeacherCache, inputs_repeat
 
 __all__ = ["TrainConfig", "fit", "evaluate", "Interrupted"]
 
@@ -127,13 +128,16 @@ def fit(
     ddp = None
     if dist.world > 1:
         ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device] if dist.device.type == "cuda" else None
+            model,
+            device_ids=[dist.device] if dist.device.type == "cuda" else None,
         )
     step_model = torch.compile(ddp or model) if cfg.compile else (ddp or model)
     use_teacher = teacher is not None and cfg.kd != "none" and cfg.alpha > 0
     loss_settings = dict(alpha=cfg.alpha, tau=cfg.tau, kd=cfg.kd, reduction=cfg.kd_reduction, smoothing=cfg.smoothing)
+    live = inputs_repeat(cfg, data.train) if use_teacher else None  # why the teacher cannot be cached, if so
     if use_teacher:
         teacher.to(dist.device).eval().requires_grad_(False)
+    cache = TeacherCache(teacher) if use_teacher and live is None else None
     mix = recipe.mixup(cfg, len(data.classes))
 
     micro_per_epoch = len(data.train) // (cfg.batch_size * dist.world) // cfg.accum_steps * cfg.accum_steps
@@ -146,9 +150,9 @@ def fit(
     total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     peak_lr = recipe.scaled_lr(cfg.lr, recipe.global_batch(cfg.batch_size, cfg.accum_steps, dist.world), cfg)
-    pos = {"epoch": 0, "batch": 0, "step": 0, "history": []}
+    pos = {"epoch": 0, "batch": 0, "step": 0, "history": [], "teacher_images": 0}
     if resume is not None:
-        pos = load_checkpoint(resume, model, optimizer, identity, cfg, average)
+        pos = {"teacher_images": None, **load_checkpoint(resume, model, optimizer, identity, cfg, average, cache)}
     else:
         random.seed(cfg.seed + dist.rank)
         torch.manual_seed(cfg.seed + dist.rank)  # drop path; data order has its own seeded generators
@@ -171,7 +175,7 @@ def fit(
         if checkpoint is not None:
             if dist.main:
                 try:
-                    save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos, average)
+                    save_checkpoint(checkpoint, model, optimizer, identity, cfg, pos, average, cache)
                 except WriteFailed as e:  # e.g. a full disk: the previous checkpoint, if any, is intact
                     earlier = Path(checkpoint).is_file()
                     kept = f"continue from it with --resume {checkpoint}" if earlier else "no checkpoint was kept"
@@ -185,8 +189,7 @@ def fit(
                 x, y = recipe.apply_mixup(mix, x, y, batch_generator(cfg.seed + 7919 * dist.rank, epoch, i))
             with ddp.no_sync() if ddp is not None and not last_micro else nullcontext():  # all-reduce once per step
                 with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    with torch.no_grad():
-                        t_logits = teacher(x).float() if use_teacher else None
+                    t_logits = teacher_logits(teacher, cache, x, pos, dist.world) if use_teacher else None
                     loss = recipe.kd_loss(step_model(x).float(), t_logits, y, **loss_settings)
                 (loss / cfg.accum_steps).backward()
             running += loss.detach()
@@ -243,10 +246,24 @@ def fit(
         "top1": pos["history"][-1]["top1"] if pos["history"] else None,
         "history": pos["history"],
         "images_seen": seen,
+        "teacher_images": pos["teacher_images"] if use_teacher else 0,  # forwards the teacher actually ran
+        "teacher_live": live,
         "images_per_s": seen / max(wall, 1e-9),
         "train_seconds": wall,
         "peak_memory_mb": peak_memory_mb(dist.device),
     }
+
+
+@torch.no_grad()
+def teacher_logits(teacher, cache, x, pos: dict, world: int) -> torch.Tensor:
+    """The teacher's logits for `x`: from the cache where it has them; counts the forwards actually run
+    (None once a resumed checkpoint did not count them)."""
+    before = cache.forwards if cache is not None else 0
+    logits = cache(x) if cache is not None else teacher(x).float()
+    ran = cache.forwards - before if cache is not None else len(x)
+    if pos["teacher_images"] is not None:
+        pos["teacher_images"] += ran * world
+    return logits
 
 
 def _micro_batches(split, view, cfg: TrainConfig, dist: Dist, pos: dict, per_epoch: int):
@@ -278,7 +295,9 @@ def peak_memory_mb(device) -> float:
     return rss / 2**10 if sys.platform != "darwin" else rss / 2**20
 
 
-def save_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict, average=None) -> None:
+def save_checkpoint(
+    path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict, average=None, cache=None
+) -> None:
     from lgtool.atomic import atomic_file
 
     state = {
@@ -291,11 +310,13 @@ def save_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConf
     }
     if average is not None:
         state["ema"] = {k: v.detach().cpu() for k, v in average.module.state_dict().items()}
+    if cache is not None:
+        state["teacher_logits"] = cache.state()
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None) -> dict:
+def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None, cache=None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--resume {path}: no such checkpoint")
@@ -318,6 +339,8 @@ def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConf
         if average is not None:
             average.module.load_state_dict(state.get("ema", state["model"]))
         torch.set_rng_state(state["rng"])
+        if cache is not None and "teacher_logits" in state:
+            cache.load(state["teacher_logits"])
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as e:
         raise InputError(f"--resume {path}: checkpoint does not fit this run ({one_line(str(e))})") from None
     return state["position"]
@@ -340,6 +363,12 @@ def _check_checkpoint(path: Path, state: dict) -> None:
         isinstance(state["ema"], dict) and all(isinstance(v, torch.Tensor) for v in state["ema"].values())
     ):
         bad("ema state is not a map of tensors")
+    cached = state.get("teacher_logits")
+    if cached is not None and not (
+        isinstance(cached, dict)
+        and all(isinstance(cached.get(k), torch.Tensor) for k in ("keys", "logits", "forwards"))
+    ):
+        bad("teacher logits are not keys, logits and a count")
     rng = state.get("rng")
     if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
         bad("no CPU random generator state of the right size")
@@ -350,6 +379,8 @@ def _check_checkpoint(path: Path, state: dict) -> None:
 
     if not isinstance(pos, dict) or not all(count(pos.get(k)) for k in ("epoch", "batch", "step")):
         bad("position is not epoch, batch and step counts")
+    if pos.get("teacher_images") is not None and not count(pos["teacher_images"]):
+        bad("the teacher's image count is not a count")
     history = pos.get("history")
     if not isinstance(history, list) or not all(
         isinstance(h, dict) and isinstance(h.get("top1"), (int, float)) and count(h.get("epoch")) for h in history
