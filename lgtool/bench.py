@@ -62,6 +62,7 @@ class BenchConfig:
     epochs: int = 1  # fine-tune budget of every learngene (0: as expanded); the alternatives' first budget
     learn_epochs: int = 3
     learn_init: str = "ancestor"  # learngenes seeded from the ancestor's layers (a ViT's), or "official"
+    learn_family: bool = False  # distil each learngene for the benched sizes at once (`lgtool.family`)
     max_epochs: int = 4  # the alternatives double their epochs up to this
     min_gain: float = 0.001  # a curve stops when doubling the epochs gains less than this (validation top-1)
     lr_grid: list[float] = field(default_factory=lambda: [5e-4, 2e-3])  # every init picks from it on validation
@@ -158,7 +159,7 @@ def run_bench(
 ) -> dict:
     from lgtool.ancestor import ancestor_heads, ancestor_view, is_vit, load_ancestor, resolve_ancestor
     from lgtool.bench_report import write_report
-    from lgtool.data import Data, balanced_subset, load_data
+    from lgtool.data import load_data
     from lgtool.learngene import load_learngene
 
     out = Path(out)
@@ -189,14 +190,7 @@ def run_bench(
             f"({cfg.batch_size} images) once the validation split ({cfg.val_fraction:.0%}) is held out"
         )
     # Every choice (rates, warmup, layer policy, when a curve has matched) is made on this split.
-    held = balanced_subset(
-        dataset.train.labels, max(dataset.num_classes, round(len(dataset.train) * cfg.val_fraction)), cfg.seed + 1
-    )
-    keep = torch.ones(len(dataset.train), dtype=torch.bool)
-    keep[held] = False
-    tuning = Data(
-        dataset.name, dataset.train.subset(keep.nonzero().squeeze(1)), dataset.train.subset(held), dataset.view
-    )
+    tuning = dataset.held_out(cfg.val_fraction, cfg.seed + 1)
     teacher = load_ancestor(ancestor, num_classes=dataset.num_classes)
     vit_ancestor = is_vit(teacher)
     view = ancestor_view(teacher, dataset.view)
@@ -316,6 +310,7 @@ class _Learned(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     images: _Count | None = None
     teacher_images: _Count | None = None
+    student_images: dict[str, _Count] | None = None
 
 
 class _Resumed(BaseModel):
@@ -393,7 +388,8 @@ class Bench:
         genes, learn_rows = {}, {}
         given = {load_learngene(p).method: p for p in given_paths}
         for method in [i for i in self.cfg.inits if i in LEARNGENES]:
-            path = Path(given.get(method) or out / "learngenes" / f"{method}.safetensors")
+            kind = f"{method}-family" if self.cfg.learn_family else method  # never resumed as the other kind
+            path = Path(given.get(method) or out / "learngenes" / f"{kind}.safetensors")
             if not path.is_file():
                 learn_rows[method] = self.learn(ancestor, method, path, resume)
             genes[method] = load_learngene(path)
@@ -401,6 +397,9 @@ class Bench:
             prov = genes[method].meta.provenance  # a given learngene: its cost from what `learn` recorded
             if learn_rows[method].get("images") is None and prov.get("steps") and prov.get("batch_size"):
                 learn_rows[method]["images"] = prov["steps"] * prov["batch_size"]
+                trained = (prov.get("family") or {}).get("images") if isinstance(prov.get("family"), dict) else None
+                if isinstance(trained, dict) and all(type(n) is int and n >= 0 for n in trained.values()):
+                    learn_rows[method]["student_images"] = trained
                 ran = prov.get("teacher_images")
                 learn_rows[method]["teacher_images"] = (
                     ran if type(ran) is int and ran > 0 else learn_rows[method]["images"]
@@ -431,6 +430,7 @@ class Bench:
             aux_depth=cfg.aux_depth,
             patch_size=self.arch.patch_size,
             init=init,
+            family=self.family(method, options) if cfg.learn_family else None,
             cfg=TrainConfig(
                 epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, warmup_epochs=0.2, seed=cfg.seed
             ),
@@ -442,9 +442,28 @@ class Bench:
             "images": r["images_seen"],
             # the forwards it ran (repeated inputs come from its cache); unknown after an old checkpoint: all
             "teacher_images": r["images_seen"] if r["teacher_images"] is None else r["teacher_images"],
+            "student_images": r["family_images"],  # per size trained, for a family-aware learngene
             "seconds": round(time.perf_counter() - t0, 1),
             "init_why": None if init == cfg.learn_init else "the ancestor is not a ViT: no blocks to seed from",
         }
+
+    def family(self, method: str, options: dict) -> list[tuple[int, int]]:
+        """The benched sizes this method's learngene can make (SWS makes no depth below its stage count)."""
+        from lgtool.family import family_targets
+        from lgtool.learngene import init_learngene
+
+        a = self.arch
+        probe = init_learngene(method, width=a.embed_dim, num_heads=a.num_heads, aux_depth=self.cfg.aux_depth,
+                               img_size=a.img_size, patch_size=a.patch_size, in_chans=a.in_chans,
+                               num_classes=a.num_classes, **options)  # fmt: skip
+        sizes = []
+        for size in self.cfg.sizes():
+            try:
+                family_targets(probe, [size])
+                sizes.append(size)
+            except InputError:
+                pass
+        return sizes
 
     def flops(self) -> dict:
         """Forward FLOPs per image of the teacher and of every size benched (the Aux size included)."""

@@ -54,9 +54,13 @@ def row_flops(row: dict, flops: dict) -> int:
 
 
 def learn_flops(info: dict, flops: dict) -> int | None:
-    if info.get("images") is None or info.get("aux_size") not in flops:
+    """Learning one learngene: its student steps (at the Aux size, or at every family size it trained) and
+    the teacher forwards it ran."""
+    sizes = info.get("student_images") or {info.get("aux_size"): info.get("images")}
+    if any(n is None or size not in flops for size, n in sizes.items()):
         return None
-    return STEP * info["images"] * flops[info["aux_size"]] + (info.get("teacher_images") or 0) * flops["teacher"]
+    student = sum(STEP * n * flops[size] for size, n in sizes.items())
+    return student + (info.get("teacher_images") or 0) * flops["teacher"]
 
 
 def curves(rows) -> dict:

@@ -107,6 +107,17 @@ def learn(
         help="official: the paper's initialization; ancestor: templates seeded from the ancestor's own layers "
         "(SWS stage means, TLEG least-squares line, WAVE nearest-Kronecker templates)",
     ),
+    family_depths: str | None = typer.Option(
+        None,
+        "--family-depths",
+        help="Distil for this family of depths at once, e.g. 2-12 or 2,4,8 (default: the Aux depth alone).",
+    ),
+    family_widths: str | None = typer.Option(
+        None, "--family-widths", help="And these widths, e.g. 32,64,128 (WAVE: each gets scalers of its own)."
+    ),
+    family_samples: int = typer.Option(
+        3, "--family-samples", help="Sizes trained per step: the largest, the smallest and random others."
+    ),
     train_samples: int | None = typer.Option(None, "--train-samples", min=1, help="A class-balanced training subset."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint path (default: OUTPUT with .ckpt)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint."),
@@ -129,6 +140,7 @@ def learn(
 
         torchrun --nproc-per-node 8 -m lgtool learn --ancestor deit_base --data /data/imagenet
     """
+    from lgtool.family import family_grid, parse_sizes
     from lgtool.learn import learn as learn_gene
     from lgtool.progress import Reporter
 
@@ -156,6 +168,10 @@ def learn(
             cfg=cfg,
             init=init,
             force=force,
+            family=family_grid(
+                parse_sizes(family_depths, "--family-depths"), parse_sizes(family_widths, "--family-widths")
+            ),
+            family_samples=family_samples,
             **rule_options,
         )
     if _is_main():
@@ -388,7 +404,7 @@ def _render_learngene(s: dict) -> None:
     rule = {k: v for k, v in s["rule"].items() if k != "method"}
     out.print("rule: " + ", ".join(f"{literal(k)}={literal(v)}" for k, v in rule.items()))
     # Block templates as a slot x group grid (stage0.., intercept/slope, template/scaler/layerwise).
-    block = [t for t in s["tensors"] if "slot" in t["role"]]
+    block = [t for t in s["tensors"] if "slot" in t["role"] and "size" not in t["role"]]
     groups = list(dict.fromkeys(t["name"].split(".", 1)[0] for t in block))
     grid = Table(title="block templates", show_edge=False, header_style="bold")
     grid.add_column("slot")
@@ -406,6 +422,9 @@ def _render_learngene(s: dict) -> None:
         if "slot" not in t["role"]:
             other.add_row(literal(t["name"]), "×".join(map(str, t["shape"])))
     out.print(other)
+    if s.get("sizes"):
+        sizes = ", ".join(f"d{d} w{w}" for d, w in s["sizes"])
+        out.print(f"sizes trained with tensors of their own (expand there needs no calibration): {sizes}")
     out.print("dtypes: " + ", ".join(literal(d) for d in sorted({t["dtype"] for t in s["tensors"]})))
     d = s["depths"]
     out.print(f"parameters: {s['params']:,} ({s['file_bytes'] / 1e6:.2f} MB on disk)")
@@ -524,6 +543,9 @@ def bench(
     learn_init: str = typer.Option(
         "ancestor", "--learn-init", help="Learngenes start from: ancestor (a ViT's layers) or official."
     ),
+    learn_family: bool = typer.Option(
+        False, "--learn-family", help="Distil each learngene for every benched size at once (family-aware)."
+    ),
     max_epochs: int = typer.Option(
         4,
         "--max-epochs",
@@ -568,6 +590,7 @@ def bench(
         epochs=epochs,
         learn_epochs=learn_epochs,
         learn_init=learn_init,
+        learn_family=learn_family,
         max_epochs=max_epochs,
         lr_grid=_float_list(lr_grid, "--lr-grid") or [],
         warmup_grid=_float_list(warmup_grid, "--warmup-grid") or [],

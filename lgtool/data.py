@@ -412,6 +412,14 @@ class Data:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def held_out(self, fraction: float, seed: int) -> Data:
+        """Training images less a class-balanced `fraction` of them, which becomes the `test` split: every
+        choice (rates, warmup, defaults) is made on it, so the real test split is never looked at."""
+        held = balanced_subset(self.train.labels, max(self.num_classes, round(len(self.train) * fraction)), seed)
+        keep = torch.ones(len(self.train), dtype=torch.bool)
+        keep[held] = False
+        return Data(self.name, self.train.subset(keep.nonzero().squeeze(1)), self.train.subset(held), self.view)
+
 
 def load_data(spec: str, data_dir: str | None = None, train_samples: int | None = None, seed: int = 0) -> Data:
     """`fashion-mnist` or an ImageFolder path (with train/ and val/ subfolders, or class folders directly)."""

@@ -12,6 +12,7 @@ from lgtool.arch import MAX_DEPTH, Arch, check_memory, check_size_options, defau
 from lgtool.atomic import scoped
 from lgtool.data import View, data_paths, load_data
 from lgtool.errors import InputError, UsageError
+from lgtool.family import family_targets, size_key, with_size_tensors
 from lgtool.learngene import Learngene, check_rule_options, init_learngene
 from lgtool.materialize import build_aux
 from lgtool.rules import RULES, rule_module
@@ -56,13 +57,18 @@ def learn(
     evaluate_ancestor: bool = True,
     init: str = "official",
     force: bool = False,
+    family: list[tuple] | None = None,
+    family_samples: int = 3,
     **rule_options,
 ) -> dict:
     """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`.
 
     `init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
     ancestor's own layers (`lgtool.seed`), which needs a ViT ancestor. `dataset` (already loaded: its train
-    split is distilled on, its test split evaluated) replaces `data` and `train_samples`."""
+    split is distilled on, its test split evaluated) replaces `data` and `train_samples`.
+
+    `family`: (depth, width) sizes (None: the Aux one) to distil the learngene for at once, each step
+    through `family_samples` of them (`lgtool.family`); by default the Aux size alone, as the papers."""
     from lgtool.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
     from lgtool.atomic import WriteFailed, check_output, discard
 
@@ -73,6 +79,10 @@ def learn(
     if stages:
         rule_options["stages"] = stages
     check_size_options(width, num_heads, img_size, patch_size)
+    if family_samples < 2:
+        raise UsageError(
+            f"--family-samples must be at least 2 (the largest and the smallest size), got {family_samples}"
+        )
     if aux_depth is not None and aux_depth > MAX_DEPTH:
         raise UsageError(f"--aux-depth {aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
     check_rule_options(method, aux_depth, rule_options)
@@ -120,9 +130,14 @@ def learn(
         from lgtool.seed import seed_from_ancestor
 
         gene = seed_from_ancestor(gene, teacher.state_dict())
-    check_memory(gene.arch, "learn (the Aux-Net)")
-    aux = build_aux(gene, drop_path_rate=cfg.drop_path)
+    targets = family_targets(gene, family)
+    for arch in (gene.arch, targets[-1]):  # the Aux-Net, and the family's largest size
+        check_memory(arch, "learn (the Aux-Net)" if arch == gene.arch else "learn (the family's largest size)")
+    gene = with_size_tensors(gene, targets)
+    aux = build_aux(gene, drop_path_rate=cfg.drop_path, family=targets, samples=family_samples, seed=cfg.seed)
     identity = {"kind": "learn", "method": method, "arch": gene.arch.model_dump(), "rule": gene.rule.model_dump()}
+    if aux.family:  # a resume must continue the same family (a family of the Aux size alone is plain learning)
+        identity["family"] = {"sizes": [size_key(a) for a in aux.family], "samples": family_samples}
     started = time.time()
     summary = fit(
         aux, dataset, view, cfg, identity=identity, checkpoint=checkpoint, resume=resume, teacher=teacher, log=log
@@ -146,6 +161,7 @@ def learn(
         tau=cfg.tau,
         kd_reduction=cfg.kd_reduction,
         aux_top1=summary["top1"],
+        **({"family": {**identity["family"], "images": aux.family_report()}} if aux.family else {}),
         lgtool_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     )
@@ -169,6 +185,7 @@ def learn(
         "aux_top1": summary["top1"],
         "ancestor_top1": ancestor_top1,
         "checkpoint": str(checkpoint) if checkpoint.exists() else None,
+        "family_images": aux.family_report() if aux.family else None,
         **{k: v for k, v in summary.items() if k != "top1"},
     }
 

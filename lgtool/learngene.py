@@ -61,6 +61,9 @@ class GeneMeta(BaseModel):
     rule: Any  # the method's Rule model, validated by its rule module
     tensors: dict[str, dict[str, Any]]  # tensor name -> what it is (template/slot, stage/slot, nonblock key)
     input: InputConfig = InputConfig()
+    # Sizes (depth, width) trained with size-specific tensors of their own (WAVE scalers, family-aware learn):
+    # stored as sized.d{depth}w{width}.{name}; `expand` at one of them uses them instead of resampling.
+    sizes: Annotated[list[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]], Field(max_length=4096)] = []
     provenance: dict[str, Any] = {}
 
     @field_validator("method")
@@ -88,12 +91,37 @@ class GeneMeta(BaseModel):
         if self.method != rule.method:
             raise ValueError(f"method {self.method!r} disagrees with rule.method {rule.method!r}")
         RULES[rule.method].check_aux(rule, arch)
+        self._check_sizes()
         for key in ("mean", "std"):
             if len(getattr(self.input, key)) != arch.in_chans:
                 raise ValueError(
                     f"input.{key} has {len(getattr(self.input, key))} values for {arch.in_chans} input channels"
                 )
         return self
+
+    def _check_sizes(self) -> None:
+        rules = RULES[self.method]
+        if self.sizes and not rules.SIZE_SPECIFIC:
+            raise ValueError(f"sizes: a {self.method.upper()} learngene has no size-specific tensors")
+        if len(set(self.sizes)) != len(self.sizes) or (self.arch.depth, self.arch.embed_dim) in self.sizes:
+            raise ValueError("sizes: each size once, and not the Aux size (its tensors are the learngene's own)")
+        for depth, width in self.sizes:
+            try:
+                size_arch(self.arch, depth, width)
+                rules.check_target(self.rule, self.arch, depth, width)
+            except InputError as e:
+                raise ValueError(f"sizes: ({depth}, {width}): {e}") from None
+
+
+def sized_name(depth: int, width: int, name: str) -> str:
+    """Where the size-specific tensor `name` of one trained size is stored."""
+    return f"sized.d{depth}w{width}.{name}"
+
+
+def size_arch(aux: Arch, depth: int, width: int) -> Arch:
+    """The Desc-Net of a size-specific rule at (depth, width): the head dim kept, as `target_arch` makes it."""
+    heads = aux.num_heads if width == aux.embed_dim else max(1, width // aux.head_dim)
+    return Arch.checked(aux, depth=depth, embed_dim=width, num_heads=heads)
 
 
 @dataclass
@@ -122,7 +150,9 @@ class Learngene:
         from lgtool.atomic import atomic_file
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
-        metadata = {"format": "pt", METADATA_KEY: self.meta.model_dump_json(by_alias=True)}
+        # files without trained sizes read exactly as before the field existed
+        dump = self.meta.model_dump_json(by_alias=True, exclude=None if self.meta.sizes else {"sizes"})
+        metadata = {"format": "pt", METADATA_KEY: dump}
         with atomic_file(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
         return Path(path)
@@ -131,9 +161,14 @@ class Learngene:
 def tensor_specs(meta_or_parts) -> dict:
     """Every tensor a learngene of this method/arch/rule holds: name -> (shape, role)."""
     method, arch, rule = meta_or_parts.method, meta_or_parts.arch, meta_or_parts.rule
-    specs = dict(RULES[method].template_specs(rule, arch))
+    rules = RULES[method]
+    specs = dict(rules.template_specs(rule, arch))
     for name, shape in arch.nonblock_shapes().items():
         specs[name] = (shape, {"nonblock": name})
+    for depth, width in getattr(meta_or_parts, "sizes", ()):
+        for name, (shape, role) in rules.template_specs(rule, size_arch(arch, depth, width)).items():
+            if role.get("template") in rules.SIZE_SPECIFIC:
+                specs[sized_name(depth, width, name)] = (shape, {**role, "size": [depth, width]})
     return specs
 
 

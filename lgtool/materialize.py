@@ -199,15 +199,27 @@ class TensorTree(nn.Module):
 
 class AuxNet(nn.Module):
     """The Aux-Net: a timm VisionTransformer (weights on the meta device, never used) run with the
-    weights the rule builds from the learngene's tensors on every forward."""
+    weights the rule builds from the learngene's tensors on every forward.
 
-    def __init__(self, gene: Learngene, drop_path_rate: float = 0.0):
+    With a `family` (Desc-Net sizes, cheapest first; see `lgtool.family`), a training forward instead runs
+    `samples` of its sizes drawn by the sandwich rule, each materialized as `expand` makes it, and returns
+    their logits stacked (sizes, batch, classes). Evaluation always runs the Aux size. The draws and the
+    images each size saw are buffers, so a checkpoint resumes them exactly."""
+
+    def __init__(self, gene: Learngene, drop_path_rate: float = 0.0, family=None, samples: int = 3, seed: int = 0):
+        from lgtool.family import is_aux_only
+
         super().__init__()
         self.meta = gene.meta
         self.gene = TensorTree(gene.tensors)
-        self._vit = [
-            build_vit(gene.arch, device="meta", drop_path_rate=drop_path_rate)
-        ]  # a list: not a submodule, so its (meta) parameters stay out of .parameters()
+        self.family = None if family is None or is_aux_only(gene, family) else list(family)
+        sizes = [gene.arch] + (self.family or [])
+        # a list: not a submodule, so their (meta) parameters stay out of .parameters()
+        self._vit = [build_vit(a, device="meta", drop_path_rate=drop_path_rate) for a in sizes]
+        if self.family:
+            self.samples, self.seed = samples, seed
+            self.register_buffer("family_draws", torch.zeros((), dtype=torch.int64))
+            self.register_buffer("family_images", torch.zeros(len(self.family), dtype=torch.int64))
 
     @property
     def vit(self) -> nn.Module:
@@ -215,7 +227,8 @@ class AuxNet(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.vit.train(mode)
+        for vit in self._vit:
+            vit.train(mode)
         return self
 
     def no_weight_decay(self) -> set[str]:
@@ -227,12 +240,35 @@ class AuxNet(nn.Module):
         return materialize(Learngene(self.meta, {}), tensors=dict(self.gene.named_parameters()))
 
     def forward(self, x):
-        return functional_call(self.vit, self.weights(), (x,))
+        if self.family is None or not self.training:
+            return functional_call(self.vit, self.weights(), (x,))
+        from lgtool.family import sandwich
+
+        picks = sandwich(len(self.family), self.samples, self._draw_generator())
+        self.family_draws += 1
+        self.family_images[picks] += len(x)
+        tensors, shell = dict(self.gene.named_parameters()), Learngene(self.meta, {})
+        return torch.stack(
+            [
+                functional_call(self._vit[1 + i], materialize(shell, self.family[i], tensors=tensors), (x,))
+                for i in picks
+            ]
+        )
+
+    def _draw_generator(self) -> torch.Generator:
+        """The sizes of draw n depend on (seed, n) only: the same on every rank and after a resume."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + int(self.family_draws)) % 2**63)
+
+    def family_report(self) -> dict:
+        """Per family size, the images it was trained on."""
+        from lgtool.family import size_key
+
+        return {size_key(a): int(n) for a, n in zip(self.family or [], self.family_images.tolist(), strict=True)}
 
     def to_learngene(self) -> Learngene:
         tensors = {k: v.detach().to("cpu").clone() for k, v in self.gene.named_parameters()}
         return Learngene(self.meta.model_copy(deep=True), tensors)
 
 
-def build_aux(gene: Learngene, drop_path_rate: float = 0.0) -> AuxNet:
-    return AuxNet(gene, drop_path_rate)
+def build_aux(gene: Learngene, drop_path_rate: float = 0.0, family=None, samples: int = 3, seed: int = 0) -> AuxNet:
+    return AuxNet(gene, drop_path_rate, family, samples, seed)

@@ -49,6 +49,7 @@ def summarize_learngene(path: Path) -> dict:
             if rule_mod.NARROWS_BY_SELECTION and meta.arch.embed_dim > 1
             else None
         ),
+        "sizes": [list(size) for size in meta.sizes],  # trained with size-specific tensors of their own
         "storage_ratio": round(family_params / params, 3),
         "storage_ratio_depths": [family.start, family.stop - 1],
         "input": meta.input.model_dump(),

@@ -130,6 +130,7 @@ def fit(
         ddp = nn.parallel.DistributedDataParallel(
             model,
             device_ids=[dist.device] if dist.device.type == "cuda" else None,
+            find_unused_parameters=getattr(model, "family", None) is not None,  # a step trains some sizes only
         )
     step_model = torch.compile(ddp or model) if cfg.compile else (ddp or model)
     use_teacher = teacher is not None and cfg.kd != "none" and cfg.alpha > 0
@@ -190,7 +191,7 @@ def fit(
             with ddp.no_sync() if ddp is not None and not last_micro else nullcontext():  # all-reduce once per step
                 with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     t_logits = teacher_logits(teacher, cache, x, pos, dist.world) if use_teacher else None
-                    loss = recipe.kd_loss(step_model(x).float(), t_logits, y, **loss_settings)
+                    loss = student_loss(step_model(x).float(), t_logits, y, loss_settings)
                 (loss / cfg.accum_steps).backward()
             running += loss.detach()
             bad_step = torch.where(~loss.detach().isfinite() & (bad_step < 0), pos["step"], bad_step)
@@ -252,6 +253,13 @@ def fit(
         "train_seconds": wall,
         "peak_memory_mb": peak_memory_mb(dist.device),
     }
+
+
+def student_loss(logits: torch.Tensor, t_logits, y, settings: dict) -> torch.Tensor:
+    """`recipe.kd_loss`; for a family's stacked logits (sizes, batch, classes), the mean over its sizes."""
+    if logits.dim() == 2:
+        return recipe.kd_loss(logits, t_logits, y, **settings)
+    return torch.stack([recipe.kd_loss(one, t_logits, y, **settings) for one in logits]).mean()
 
 
 @torch.no_grad()

@@ -144,6 +144,31 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     assert ("scratch", 1) in zero and ("scratch", 0) not in zero
 
 
+def test_a_family_aware_bench_learns_every_benched_size_and_counts_each(ancestor, tmp_path):
+    cfg = BenchConfig(
+        depths=[1, 3],
+        width=32,
+        widths=[16],
+        width_depths=[3],
+        inits=["tleg", "scratch"],
+        epochs=0,
+        learn_epochs=1,
+        max_epochs=1,
+        train_samples=704,
+        batch_size=64,
+        aux_depth=3,
+        learn_family=True,
+    )
+    report = run_bench(cfg, tmp_path / "f", ancestor=str(ancestor), log=lambda m: None)
+    learned = report["learngenes"]["tleg"]
+    assert learned["path"].endswith("tleg-family.safetensors")
+    assert set(learned["student_images"]) == {"d1-w32", "d3-w32", "d3-w16"}  # d3-w32 is the Aux size
+    assert all(n > 0 for n in learned["student_images"].values())
+    flops = report["flops"]
+    student = sum(3 * n * flops[size] for size, n in learned["student_images"].items())
+    assert report["cost"]["tleg"]["learn_flops"] == student + learned["teacher_images"] * flops["teacher"]
+
+
 def test_kd_scratch_is_taught_by_the_ancestor(ancestor, tmp_path):
     """finetune --ancestor (what the kd-scratch row runs) distils: the same seed without a teacher differs."""
     cfg = TrainConfig(epochs=1, batch_size=64, lr=2e-3, kd="soft", log_every=10**9)

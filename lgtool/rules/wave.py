@@ -174,6 +174,7 @@ def kron_weight(scalers, templates):
 def blocks(rule: Rule, tensors: dict, aux, target, layer_map=None) -> list[dict]:
     """Every layer's weights at the target size: the scalers and per-layer vectors resampled there first."""
     own = resize(rule, {k: v for k, v in tensors.items() if k.startswith(("scaler.", "layerwise."))}, aux, target)
+    own.update(trained_scalers(tensors, target))
     per_slot = {
         slot: kron_weight(own[f"scaler.{slot}"], tensors[f"template.{slot}"])
         if slot in MATRICES
@@ -187,13 +188,22 @@ def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:
     return resize(rule, {name: tensors[name] for name in target.nonblock_shapes()}, aux, target)
 
 
+def trained_scalers(tensors: dict, target) -> dict:
+    """`target`'s own scalers, where the learngene was trained at that size (`GeneMeta.sizes`); else none."""
+    from lgtool.learngene import sized_name
+
+    names = {f"scaler.{slot}": sized_name(target.depth, target.embed_dim, f"scaler.{slot}") for slot in MATRICES}
+    return {name: tensors[stored] for name, stored in names.items() if stored in tensors}
+
+
 def resize_gene(gene, target):
-    """A learngene whose Aux size is `target`: templates unchanged, size-specific tensors resampled, so a
-    new size's scalers can be learned (calibrated) as an Aux-Net of that size."""
+    """A learngene whose Aux size is `target`: templates unchanged, size-specific tensors resampled (or the
+    size's own, where it was trained), so its scalers can be learned (calibrated) as an Aux-Net of that size."""
     from lgtool.learngene import GeneMeta, Learngene, tensor_specs
 
     tensors = resize(gene.rule, gene.tensors, gene.arch, target)
-    meta = gene.meta.model_copy(update={"arch": target}, deep=True)
+    tensors.update(trained_scalers(gene.tensors, target))
+    meta = gene.meta.model_copy(update={"arch": target, "sizes": []}, deep=True)
     meta.tensors = {name: role for name, (_, role) in tensor_specs(GeneMeta.model_validate(meta)).items()}
     return Learngene(meta, tensors)
 
@@ -201,11 +211,13 @@ def resize_gene(gene, target):
 def resize(rule: Rule, tensors: dict, aux, target) -> dict:
     """The learngene's size-specific tensors resampled from `aux` (the Aux size) to `target`."""
     if (target.depth, target.embed_dim) == (aux.depth, aux.embed_dim):
-        return tensors
+        return {k: v for k, v in tensors.items() if not k.startswith("sized.")}
     w, old, new = rule.template_size, aux.embed_dim, target.embed_dim
     out = {}
     for name, t in tensors.items():
         kind, _, slot = name.partition(".")
+        if kind == "sized":  # another trained size's own tensors: not part of this one
+            continue
         groups = ROW_GROUPS.get(slot, 1)
         if kind == "template":
             out[name] = t
