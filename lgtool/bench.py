@@ -39,6 +39,7 @@ from lgtool.bench_cost import (
     size_arch,
     size_name,
 )
+from lgtool.config import COMMAND_DEFAULTS
 from lgtool.errors import InputError, UsageError
 from lgtool.rules import RULES
 from lgtool.train import TrainConfig, evaluate, fit
@@ -68,7 +69,7 @@ class BenchConfig:
     lr_grid: list[float] = field(default_factory=lambda: [5e-4, 2e-3])  # every init picks from it on validation
     warmup_grid: list[float] = field(default_factory=lambda: [0.2])  # warmup epochs, likewise
     val_fraction: float = 0.1  # of the training images, held out for every choice the bench makes
-    learn_lr: float = 1e-3
+    learn_lr: float = COMMAND_DEFAULTS["learn"]["lr"]  # learn's own default, chosen on validation
     batch_size: int = 128
     train_samples: int | None = 5_000
     aux_depth: int = 8
@@ -431,8 +432,8 @@ class Bench:
             patch_size=self.arch.patch_size,
             init=init,
             family=self.family(method, options) if cfg.learn_family else None,
-            cfg=TrainConfig(
-                epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, warmup_epochs=0.2, seed=cfg.seed
+            cfg=TrainConfig.for_command(
+                "learn", epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, seed=cfg.seed
             ),
             log=_reporter(self.log, f"learn {method}"),
             **options,

@@ -80,7 +80,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 
 
 @app.command(epilog=WRITES)
-@train_options
+@train_options(defaults_of="learn")
 def learn(
     ancestor: str = typer.Option(
         ..., "--ancestor", help="fmnist-vit (shipped), a timm name or alias (deit_tiny|small|base), or a model folder."
@@ -99,13 +99,14 @@ def learn(
     num_templates: int | None = typer.Option(None, "--num-templates", min=1, help="WAVE templates per matrix type."),
     img_size: int | None = typer.Option(None, "--img-size", min=1, help="Input size (default: the ancestor's)."),
     patch_size: int | None = typer.Option(
-        None, "--patch-size", min=1, help="Patch size (default: 16, or img/4 below 112 px)."
+        None, "--patch-size", min=1, help="Patch size (default: a ViT ancestor's; else 16, or img/4 below 112 px)."
     ),
-    init: str = typer.Option(
-        "official",
+    init: str | None = typer.Option(
+        None,
         "--init",
-        help="official: the paper's initialization; ancestor: templates seeded from the ancestor's own layers "
-        "(SWS stage means, TLEG least-squares line, WAVE nearest-Kronecker templates)",
+        help="ancestor: templates seeded from the ancestor's own layers (SWS stage means, TLEG least-squares "
+        "line, WAVE nearest-Kronecker templates); official: the papers' initialization. Default: ancestor where "
+        "the ancestor is a ViT at least as wide as the learngene, else official.",
     ),
     family_depths: str | None = typer.Option(
         None,

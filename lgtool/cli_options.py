@@ -11,7 +11,7 @@ from dataclasses import fields
 
 import typer
 
-from lgtool.config import TrainConfig, bounds, flag
+from lgtool.config import COMMAND_DEFAULTS, TrainConfig, bounds, flag
 
 PANEL = "Training"
 
@@ -20,21 +20,30 @@ def _settings():
     return [f for f in fields(TrainConfig) if "help" in f.metadata]
 
 
-def _option(f):
+def _option(f, default):
     names = f.metadata["flags"] or (flag(f),)
     extra = bounds(f) or (f"one of {', '.join(f.metadata['choices'])}" if f.metadata["choices"] else "")
     help_text = f.metadata["help"] + (f" [{extra}]" if extra else "")  # typer adds [default: ...]
-    return typer.Option(f.default, *names, help=help_text, rich_help_panel=PANEL)
+    return typer.Option(default, *names, help=help_text, rich_help_panel=PANEL)
 
 
-def train_options(command):
+def train_options(command=None, *, defaults_of: str | None = None):
     """`command(..., cfg: TrainConfig)` -> a typer command with every training flag; `cfg` is built from them
-    (and validated: a value outside its range is a one-line usage error before any work starts)."""
+    (and validated: a value outside its range is a one-line usage error before any work starts).
+    `@train_options(defaults_of="learn")`: the defaults that command has of its own (`COMMAND_DEFAULTS`)."""
+    if command is None:
+        return functools.partial(train_options, defaults_of=defaults_of)
+    own_defaults = COMMAND_DEFAULTS.get(defaults_of, {})
     hints = typing.get_type_hints(TrainConfig)
     signature = inspect.signature(command)
     own = [p for p in signature.parameters.values() if p.name != "cfg"]
     added = [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_option(f), annotation=hints[f.name])
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=_option(f, own_defaults.get(f.name, f.default)),
+            annotation=hints[f.name],
+        )
         for f in _settings()
     ]
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from lgtool import __version__
-from lgtool.arch import MAX_DEPTH, Arch, check_memory, check_size_options, default_patch_size
+from lgtool.arch import MAX_DEPTH, Arch, check_memory, check_size_options, default_patch_size, parse_width
 from lgtool.atomic import scoped
 from lgtool.data import View, data_paths, load_data
 from lgtool.errors import InputError, UsageError
@@ -55,7 +55,7 @@ def learn(
     log=None,
     cfg: TrainConfig | None = None,
     evaluate_ancestor: bool = True,
-    init: str = "official",
+    init: str | None = None,
     force: bool = False,
     family: list[tuple] | None = None,
     family_samples: int = 3,
@@ -64,7 +64,8 @@ def learn(
     """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`.
 
     `init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
-    ancestor's own layers (`lgtool.seed`), which needs a ViT ancestor. `dataset` (already loaded: its train
+    ancestor's own layers (`lgtool.seed`), which needs a ViT ancestor at least as wide; None (the default):
+    "ancestor" wherever the ancestor allows it, else "official" (`default_init`). `dataset` (already loaded: its train
     split is distilled on, its test split evaluated) replaces `data` and `train_samples`.
 
     `family`: (depth, width) sizes (None: the Aux one) to distil the learngene for at once, each step
@@ -73,9 +74,9 @@ def learn(
     from lgtool.atomic import WriteFailed, check_output, discard
 
     rule_module(method)  # a typo fails before any data or ancestor is loaded
-    if init not in INITS:
+    if init is not None and init not in INITS:
         raise UsageError(f"unknown init {init!r}: choose {' or '.join(INITS)}")
-    cfg = cfg or TrainConfig()
+    cfg = cfg or TrainConfig.for_command("learn")
     if stages:
         rule_options["stages"] = stages
     check_size_options(width, num_heads, img_size, patch_size)
@@ -105,6 +106,10 @@ def learn(
     check_output(checkpoint, inputs=inputs, others=[output], force=force, keep=[resume])
     dataset = dataset or load_data(data, data_dir, train_samples, seed=cfg.seed)
     teacher = load_ancestor(ancestor, ancestor_weights, num_classes=dataset.num_classes)
+    width = width or getattr(teacher, "embed_dim", "tiny")
+    init_why = None
+    if init is None:
+        init, init_why = default_init(teacher, parse_width(width, num_heads)[0])
     if init == "ancestor" and not is_vit(teacher):
         raise InputError(
             f"--init ancestor seeds the templates from a ViT ancestor's blocks; {ancestor} has none: "
@@ -115,11 +120,13 @@ def learn(
         view.img_size = img_size
     gene = init_learngene(
         method,
-        width=width or getattr(teacher, "embed_dim", "tiny"),
+        width=width,
         num_heads=num_heads,
         aux_depth=aux_depth,
         img_size=view.img_size,
-        patch_size=patch_size or default_patch_size(view.img_size),
+        # a ViT ancestor's own patch size by default, so that its patch embedding can seed the learngene's
+        patch_size=patch_size
+        or (teacher.patch_embed.patch_size[0] if is_vit(teacher) else default_patch_size(view.img_size)),
         in_chans=view.in_chans,
         num_classes=dataset.num_classes,
         seed=cfg.seed,
@@ -153,6 +160,7 @@ def learn(
         teacher_images=summary["teacher_images"],  # forwards it ran; repeated inputs came from its cache
         seed=cfg.seed,
         init=init,
+        **({"init_why": init_why} if init_why else {}),
         batch_size=cfg.batch_size,
         lr=summary["lr"],
         recipe={k: getattr(cfg, k) for k in RECIPE_RECORD if getattr(cfg, k) not in (None, 0, 0.0, False)},
@@ -188,6 +196,19 @@ def learn(
         "family_images": aux.family_report() if aux.family else None,
         **{k: v for k, v in summary.items() if k != "top1"},
     }
+
+
+def default_init(teacher, width: int) -> tuple[str, str]:
+    """`learn`'s init when none is given, and why: templates seeded from the ancestor wherever it allows it (a
+    ViT at least as wide as the learngene: seeding selects from its layers), since after a short learn they
+    beat the papers' initialization (see CHANGELOG); else the papers' initialization."""
+    from lgtool.ancestor import is_vit
+
+    if not is_vit(teacher):
+        return "official", "the ancestor is not a ViT: it has no blocks to seed from"
+    if teacher.embed_dim < width:
+        return "official", f"the ancestor ({teacher.embed_dim} wide) is narrower than the learngene ({width})"
+    return "ancestor", "seeded from the ancestor's layers (the default where the ancestor allows it)"
 
 
 def calibrate(

@@ -59,7 +59,8 @@ def test_every_recipe_flag_at_once_in_finetune_learn_and_expand(rgb_folder, tmp_
     import lgtool
 
     provenance = lgtool.load_learngene(tmp_path / "g.safetensors").meta.provenance
-    assert provenance["recipe"]["mixup"] == 0.8 and provenance["lr"] == pytest.approx(TrainConfig().lr * 4 / 512)
+    learn_lr = TrainConfig.for_command("learn").lr  # learn's own default, scaled by --lr-base-size 512
+    assert provenance["recipe"]["mixup"] == 0.8 and provenance["lr"] == pytest.approx(learn_lr * 4 / 512)
 
 
 def test_the_parser_refuses_what_the_scripts_must_not_use():
