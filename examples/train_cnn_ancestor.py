@@ -25,7 +25,7 @@ from lgtool.train import evaluate, fit
 ARCHITECTURE = "resnet18"  # timm's builder; model_args below make it the small variant
 MODEL_ARGS = {"layers": [1, 1, 1, 1], "channels": [32, 64, 128, 256], "output_stride": 8, "in_chans": 1}
 RECIPE = dict(
-    epochs=6, batch_size=128, lr=2e-3, warmup_epochs=1.0, weight_decay=0.05, smoothing=0.1, augment="crop-flip"
+    epochs=15, batch_size=128, lr=2e-3, warmup_epochs=1.0, weight_decay=0.05, smoothing=0.1, augment="crop-flip"
 )
 SHIP_TO = Path(__file__).resolve().parents[1] / "lgtool" / "ancestors" / "fmnist-resnet"
 
