@@ -375,6 +375,10 @@ LEARN = TRAINING + [
     "--method sws --template-size 8",
     "--method tleg --stages 1,1",
     "--method sws --aux-depth 5 --stages 2,2",
+    "--family-depths two",
+    "--family-depths 0-4",
+    "--family-widths 32,-1",
+    "--family-samples 1",
 ]
 FINETUNE = TRAINING + [
     "--img-size 0",
