@@ -12,7 +12,7 @@ alone is ordinary Aux-Net training, bit for bit.
 from __future__ import annotations
 
 from lgtool.arch import Arch
-from lgtool.errors import UsageError
+from lgtool.errors import InputError, UsageError
 
 
 def parse_sizes(text: str | None, option: str) -> list[int] | None:
@@ -49,7 +49,13 @@ def family_targets(gene, sizes: list[tuple] | None) -> list[Arch]:
     cheapest first, the Aux size always a member; a one-line InputError if the rule cannot make one."""
     from lgtool.materialize import target_arch
 
-    targets = [target_arch(gene, depth=d, width=w) for d, w in sizes or []]
+    targets = []
+    for depth, width in sizes or []:
+        try:
+            targets.append(target_arch(gene, depth=depth, width=width))
+        except InputError as e:  # name the family: the rule's own message speaks of expand's --depth
+            size = f"depth {depth or gene.arch.depth}, width {width or gene.arch.embed_dim}"
+            raise InputError(f"the family cannot hold {size}: {e}") from None
     targets = [a for i, a in enumerate(targets) if a not in targets[:i]]
     if gene.arch not in targets:
         targets.append(gene.arch)
