@@ -283,6 +283,8 @@ def _render_expand(r: dict) -> None:
     out.print(f"layers from: {literal(r['layers'])}")
     if "selection" in r:
         out.print(f"width {r['width']}: {literal(r['width_source'])}")
+    if "size_specific" in r:
+        out.print(f"scalers: {literal(r['size_specific'])}")
     out.print(f"head: {literal(r['head'])}")
     if "check" in r:
         c = r["check"]

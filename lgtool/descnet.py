@@ -201,6 +201,8 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
     same_head = target.num_classes == gene.arch.num_classes
     source = selection_source(gene, target.embed_dim)
     extra = {}
+    if (target.depth, target.embed_dim) in gene.meta.sizes:  # family-aware WAVE: this size trained its own
+        extra["size_specific"] = "trained at this size (family-aware learn): no calibration needed"
     if source is not None:
         extra["selection"] = {
             "from_width": source,
@@ -332,8 +334,9 @@ def expand_folder(
         "head": info["head"],
         "width_source": info["width_source"],
     }
-    if "selection" in info:
-        result["selection"] = info["selection"]
+    for key in ("selection", "size_specific"):
+        if key in info:
+            result[key] = info[key]
     if "calibration" in info:
         result["calibration"] = info["calibration"]
     if check:

@@ -1,6 +1,8 @@
 """Family-aware distillation: sizes sampled by the sandwich rule, trained through the same materialization
 `expand` ships, WAVE's own scalers per trained size, and the Aux size alone as plain learning."""
 
+import json
+
 import pytest
 import torch
 from conftest import needs_fashion_mnist, tiny_gene
@@ -138,3 +140,6 @@ def test_a_family_aware_wave_learngene_expands_at_a_trained_size_with_no_calibra
         "expand", tmp_path / "w.safetensors", "--depth", "2", "--width", "64", "-o", tmp_path / "d"
     )
     assert code == 0, err
+    assert "scalers: trained at this size" in out  # and the lineage in config.json says so too
+    lineage = json.loads((tmp_path / "d" / "config.json").read_text())["lgtool"]
+    assert lineage["size_specific"].startswith("trained at this size")
