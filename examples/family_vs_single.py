@@ -3,8 +3,9 @@
 For each method, a learngene is distilled on the default bench's tuning data (its 5,000 Fashion-MNIST images
 less the 10% validation split, width 64, Aux depth 8, from the shipped `fmnist-vit`, `learn`'s defaults):
 - single-size: the Aux-Net alone for the bench's 3 epochs, as the papers do;
-- family-aware: the sizes of the family below (those the rule makes), sandwich-sampled, for as many steps
-  as cost the same FLOPs (student steps at every sampled size, teacher forwards actually run).
+- family-aware: the sizes of the family below (those the rule makes), sandwich-sampled (3 sizes a step, and
+  2: the largest and the smallest), for as many steps as cost the same FLOPs (student steps at every sampled
+  size, teacher forwards actually run).
 Each is then expanded at every family size and scored on the validation split, with no fine-tuning.
 
     python examples/family_vs_single.py docs/family-aware        # writes results.json and results.md there
@@ -31,7 +32,7 @@ from lgtool.train import evaluate
 
 FAMILY = [(d, 64) for d in (2, 4, 6, 8, 10, 12)] + [(6, 32), (6, 128)]  # the full run's sizes
 METHODS = {"sws": {"stages": [2, 2, 2, 2]}, "tleg": {}, "wave": {"template_size": 32}}
-SAMPLES = 3
+KINDS = {"single": None, "family": 3, "family-2": 2}  # sizes trained per step (sandwich samples)
 
 
 def makeable(method: str, options: dict) -> list:
@@ -62,15 +63,15 @@ def main(out: Path) -> None:
         flops = {"teacher": forward_flops(teacher, view)}
         flops.update({size_name(a.depth, a.embed_dim): _arch_flops(a, view) for a in targets})
         sizes = [(a.depth, a.embed_dim) for a in targets]
-        for kind in ("single", "family"):
+        for kind, samples in KINDS.items():
             key = f"{method}-{kind}"
             if key in results:
                 continue
             cfg = TrainConfig.for_command("learn", epochs=bench.learn_epochs, batch_size=bench.batch_size)
             family = None
-            if kind == "family":
+            if samples:
                 single = results[f"{method}-single"]
-                per_step = _family_step_flops(targets, flops, bench.batch_size)
+                per_step = _family_step_flops(targets, flops, bench.batch_size, samples)
                 steps = int(single["learn_flops"] // per_step)
                 cfg = TrainConfig.for_command(
                     "learn", epochs=-(-steps // steps_per_epoch), max_steps=steps, batch_size=bench.batch_size
@@ -78,7 +79,8 @@ def main(out: Path) -> None:
                 family = sizes
             path = out / "learngenes" / f"{key}.safetensors"
             r = learn("fmnist-vit", method, output=path, dataset=tuning, evaluate_ancestor=False, width=64,
-                      num_heads=2, aux_depth=8, cfg=cfg, family=family, force=True, **options)  # fmt: skip
+                      num_heads=2, aux_depth=8, cfg=cfg, family=family, family_samples=samples or 3, force=True,
+                      **options)  # fmt: skip
             info = {"images": r["images_seen"], "teacher_images": r["teacher_images"], "aux_size": "d8-w64",
                     "student_images": r["family_images"]}  # fmt: skip
             gene = load_learngene(path)
@@ -98,15 +100,15 @@ def _arch_flops(arch: Arch, view) -> int:
     return forward_flops(build_vit(arch), view)
 
 
-def _family_step_flops(targets: list, flops: dict, batch: int) -> float:
+def _family_step_flops(targets: list, flops: dict, batch: int, samples: int) -> float:
     """Expected FLOPs of one family step: the largest and smallest sizes, the mean of the others for the
     rest of the samples, and one teacher forward (an upper bound: its cache may serve it)."""
     cost = [flops[size_name(a.depth, a.embed_dim)] for a in targets]
-    if len(cost) <= SAMPLES:
+    if len(cost) <= samples:
         student = sum(cost)
     else:
         middle = cost[1:-1]
-        student = cost[0] + cost[-1] + (SAMPLES - 2) * sum(middle) / len(middle)
+        student = cost[0] + cost[-1] + (samples - 2) * sum(middle) / len(middle)
     return batch * (STEP * student + flops["teacher"])
 
 
@@ -119,7 +121,10 @@ def markdown(results: dict) -> str:
         sizes = list(single["val_top1"])
         lines += [f"## {method.upper()}", "", "| learngene | learn TFLOP | steps | " + " | ".join(sizes) + " | mean |",
                   "|---|---|---|" + "---|" * (len(sizes) + 1)]  # fmt: skip
-        for kind, r in (("single-size (Aux-Net only)", single), ("family-aware", family)):
+        labels = {"single": "single-size (Aux-Net only)", "family": "family-aware, 3 sizes a step",
+                  "family-2": "family-aware, 2 sizes a step (largest, smallest)"}  # fmt: skip
+        rows = [(labels[k], results[f"{method}-{k}"]) for k in KINDS if f"{method}-{k}" in results]
+        for kind, r in rows:
             cells = " | ".join(f"{r['val_top1'][s]:.3f}" for s in sizes)
             lines.append(
                 f"| {kind} | {r['learn_flops'] / 1e12:.2f} | {r['steps']} | {cells} | {r['mean_val_top1']:.3f} |"
