@@ -23,8 +23,7 @@ from lgtool.bench import BenchConfig
 from lgtool.bench_cost import STEP, forward_flops, learn_flops, size_name
 from lgtool.config import TrainConfig
 from lgtool.data import load_data
-from lgtool.errors import InputError
-from lgtool.family import family_targets
+from lgtool.family import family_targets, makeable
 from lgtool.learn import learn
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand
@@ -35,17 +34,10 @@ METHODS = {"sws": {"stages": [2, 2, 2, 2]}, "tleg": {}, "wave": {"template_size"
 KINDS = {"single": None, "family": 3, "family-2": 2}  # sizes trained per step (sandwich samples)
 
 
-def makeable(method: str, options: dict) -> list:
+def family_of(method: str, options: dict) -> list:
     probe = init_learngene(method, width=64, num_heads=2, aux_depth=8, img_size=28, patch_size=7, in_chans=1,
                            num_classes=10, **options)  # fmt: skip
-    sizes = []
-    for size in FAMILY:
-        try:
-            family_targets(probe, [size])
-            sizes.append(size)
-        except InputError:
-            pass
-    return family_targets(probe, sizes)
+    return family_targets(probe, makeable(probe, FAMILY))
 
 
 def main(out: Path) -> None:
@@ -59,7 +51,7 @@ def main(out: Path) -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     steps_per_epoch = len(tuning.train) // bench.batch_size
     for method, options in METHODS.items():
-        targets = makeable(method, options)
+        targets = family_of(method, options)
         flops = {"teacher": forward_flops(teacher, view)}
         flops.update({size_name(a.depth, a.embed_dim): _arch_flops(a, view) for a in targets})
         sizes = [(a.depth, a.embed_dim) for a in targets]

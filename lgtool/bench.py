@@ -450,21 +450,14 @@ class Bench:
 
     def family(self, method: str, options: dict) -> list[tuple[int, int]]:
         """The benched sizes this method's learngene can make (SWS makes no depth below its stage count)."""
-        from lgtool.family import family_targets
+        from lgtool.family import makeable
         from lgtool.learngene import init_learngene
 
         a = self.arch
         probe = init_learngene(method, width=a.embed_dim, num_heads=a.num_heads, aux_depth=self.cfg.aux_depth,
                                img_size=a.img_size, patch_size=a.patch_size, in_chans=a.in_chans,
                                num_classes=a.num_classes, **options)  # fmt: skip
-        sizes = []
-        for size in self.cfg.sizes():
-            try:
-                family_targets(probe, [size])
-                sizes.append(size)
-            except InputError:
-                pass
-        return sizes
+        return makeable(probe, self.cfg.sizes())
 
     def flops(self) -> dict:
         """Forward FLOPs per image of the teacher and of every size benched (the Aux size included)."""

@@ -62,6 +62,19 @@ def family_targets(gene, sizes: list[tuple] | None) -> list[Arch]:
     return sorted(targets, key=lambda a: (a.depth * a.embed_dim**2, a.depth, a.embed_dim))
 
 
+def makeable(gene, sizes: list[tuple]) -> list[tuple]:
+    """The (depth, width) sizes of `sizes` the learngene's rule can make (SWS makes no depth below its
+    stage count; SWS and TLEG no width above their own), in their order."""
+    out = []
+    for size in sizes:
+        try:
+            family_targets(gene, [size])
+            out.append(size)
+        except InputError:
+            pass
+    return out
+
+
 def with_size_tensors(gene, targets: list[Arch]):
     """`gene` with size-specific tensors of its own (for WAVE: scalers, resampled from the Aux size's as a
     new size starts) for every target but the Aux size, listed in its metadata's `sizes`. A rule without

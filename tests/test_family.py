@@ -9,7 +9,7 @@ from conftest import needs_fashion_mnist, tiny_gene
 
 import lgtool
 from lgtool.errors import InputError, UsageError
-from lgtool.family import family_grid, family_targets, parse_sizes, sandwich, size_key, with_size_tensors
+from lgtool.family import family_grid, family_targets, makeable, parse_sizes, sandwich, size_key, with_size_tensors
 from lgtool.learngene import load_learngene, read_header
 from lgtool.materialize import build_aux, expand
 
@@ -36,6 +36,7 @@ def test_family_targets_are_what_expand_makes_cheapest_first_with_the_aux_size()
     targets = family_targets(gene, family_grid([2, 6], [32, 16]))
     assert [size_key(a) for a in targets] == ["d2-w16", "d6-w16", "d2-w32", "d4-w32", "d6-w32"]
     assert gene.arch in targets
+    assert makeable(tiny_gene("sws"), [(1, None), (3, None), (4, 64), (4, 16)]) == [(3, None), (4, 16)]
     with pytest.raises(InputError, match="depth 1 is smaller than the 3 SWS stages"):
         family_targets(tiny_gene("sws"), [(1, None)])
 
