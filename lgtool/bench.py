@@ -478,7 +478,8 @@ class Bench:
         if init in LEARNGENES:
             gene, spent = genes[init], 0
             size = target_arch(gene, depth, width, target.num_classes, num_heads=target.num_heads)
-            if RULES[init].SIZE_SPECIFIC and (depth, width) != (gene.arch.depth, gene.arch.embed_dim):
+            trained = [(gene.arch.depth, gene.arch.embed_dim), *map(tuple, gene.meta.sizes)]
+            if RULES[init].SIZE_SPECIFIC and (depth, width) not in trained:  # a family-aware size needs none
                 gene, spent = self.calibrate(gene, size)
             return expand(gene, size), spent, {}
         model = build_vit(target)

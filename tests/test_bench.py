@@ -169,6 +169,17 @@ def test_a_family_aware_bench_learns_every_benched_size_and_counts_each(ancestor
     assert report["cost"]["tleg"]["learn_flops"] == student + learned["teacher_images"] * flops["teacher"]
 
 
+def test_a_family_aware_wave_learngene_is_benched_at_its_trained_sizes_without_calibration(ancestor, tmp_path):
+    cfg = BenchConfig(depths=[1, 3], width=32, widths=[16], width_depths=[3], inits=["wave"], epochs=0,
+                      learn_epochs=1, max_epochs=1, train_samples=704, batch_size=64, aux_depth=3,
+                      learn_family=True, rule_options={"template_size": 16}, calibrate_steps=2)  # fmt: skip
+    report = run_bench(cfg, tmp_path / "w", ancestor=str(ancestor), log=lambda m: None)
+    rows = {(r["depth"], r["width"]): r for r in report["rows"] if r["init"] == "wave"}
+    assert set(rows) == {(1, 32), (3, 32), (3, 16)}
+    assert all(r["calibration_images"] == 0 for r in rows.values())  # its own scalers: nothing to calibrate
+    assert report["cost"]["wave"]["learn_flops"] > 0
+
+
 def test_kd_scratch_is_taught_by_the_ancestor(ancestor, tmp_path):
     """finetune --ancestor (what the kd-scratch row runs) distils: the same seed without a teacher differs."""
     cfg = TrainConfig(epochs=1, batch_size=64, lr=2e-3, kd="soft", log_every=10**9)
