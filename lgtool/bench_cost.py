@@ -3,7 +3,8 @@
 Cost is compute: a student step costs 3x its forward (forward + backward), a teacher forward its own FLOPs,
 both per image. Routes:
 - a learngene: learning it once (Aux-Net steps + teacher forwards), calibrating every size (WAVE), and the
-  fine-tune of every size (0 epochs: nothing);
+  fine-tune of every size (0 epochs: nothing); a fine-tuned size may be used as expanded instead, where that
+  saves more against the best alternative (which then only has to match the expanded model);
 - the best alternative: per size, the cheapest alternative run (scratch, kd-scratch, weight selection, weight
   selection + KD, at any budget on its curve) whose validation top-1 matches the learngene's there. Where none
   matches, the cheapest longest run is counted and the size is marked ">", so the ratio is a lower bound.
@@ -83,25 +84,42 @@ def cheapest_match(depth: int, width: int, target: float, curve: dict, flops: di
     return (min(longest, key=lambda r: row_flops(r, flops)), False) if longest else None
 
 
+def budgets_of(row: dict) -> list[dict]:
+    """A learngene row's budgets at its size: as fine-tuned, and (where it was) as expanded, with the 0-epoch
+    numbers the row measured on the same splits. The calibration a WAVE size needs is paid in both."""
+    if row["epochs"] == 0 or row.get("val_at_init") is None or row.get("top1_at_init") is None:
+        return [row]
+    expanded = {**row, "epochs": 0, "val_top1": row["val_at_init"], "top1": row["top1_at_init"]}
+    return [row, {**expanded, "train_images": 0, "teacher_images": 0}]
+
+
 def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, alternatives=ALTERNATIVES) -> dict:
-    """Per learngene: its route and the best alternative route over the sizes both cover, and their ratio."""
+    """Per learngene: its route and the best alternative route over the sizes both cover, and their ratio.
+
+    At each size the learngene takes the budget (fine-tuned, or used as expanded) that saves the most FLOPs
+    against the best alternative matching it there; both are judged on validation, as every choice here."""
     curve = curves(rows)
     out = {}
     for method, info in learn_rows.items():
-        sizes, route, other, route_images, other_images, exact = {}, 0, 0, 0, 0, True
+        sizes, budgets, route, other, route_images, other_images, exact = {}, {}, 0, 0, 0, 0, True
         for r in rows:
             if r["init"] != method or r["epochs"] != epochs or "val_top1" not in r:
                 continue
-            found = cheapest_match(r["depth"], r["width"], r["val_top1"], curve, flops, alternatives)
-            if found is None:
+            options = []  # (FLOPs saved against the best alternative, the learngene's budget, that alternative)
+            for own in budgets_of(r):
+                found = cheapest_match(r["depth"], r["width"], own["val_top1"], curve, flops, alternatives)
+                if found is not None:
+                    options.append((row_flops(found[0], flops) - row_flops(own, flops), own, found))
+            if not options:
                 continue  # a size without alternatives is in neither route
-            alt, hit = found
+            _, own, (alt, hit) = max(options, key=lambda o: o[0])  # ties: the fine-tuned budget, listed first
             exact &= hit
-            route += row_flops(r, flops)
-            route_images += r["train_images"] + r.get("calibration_images", 0)
+            route += row_flops(own, flops)
+            route_images += own["train_images"] + own.get("calibration_images", 0)
             other += row_flops(alt, flops)
             other_images += alt["train_images"]
             sizes[size_name(r["depth"], r["width"])] = f"{alt['init']}@{alt['epochs']}" + ("" if hit else " (>)")
+            budgets[size_name(r["depth"], r["width"])] = own["epochs"]
         learned = learn_flops(info, flops)
         known = bool(sizes) and learned is not None
         total = route + (learned or 0)
@@ -114,6 +132,7 @@ def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, alternatives=A
             "alternative_flops": other if known else None,
             "alternative_images": other_images if known else None,
             "alternative_per_size": sizes,
+            "epochs_per_size": budgets,  # the learngene's fine-tune epochs at each size (0: used as expanded)
             "ratio_flops": round(other / total, 2) if known and total else None,
             "ratio_images": round(other_images / total_images, 2) if known and total_images else None,
             "exact": exact,  # False: some size was never matched, the ratios are lower bounds

@@ -118,8 +118,9 @@ def markdown(report: dict) -> str:
         "",
         "Routes to the family (a student step is 3 forwards, a teacher forward its own FLOPs; learning counted "
         "once). The best alternative takes, per size, the cheapest alternative run that matches the learngene on "
-        "validation; '(>)': none matched, so the ratio is a lower bound. Ratio = alternative ÷ learngene (above 1: "
-        "the learngene is cheaper).",
+        "validation; '(>)': none matched, so the ratio is a lower bound. A learngene size marked @0 is used as "
+        "expanded, with no fine-tune, where that saves more FLOPs against the best alternative (judged on "
+        "validation). Ratio = alternative ÷ learngene (above 1: the learngene is cheaper).",
         "",
         "| learngene | learn | sizes | route (images) | best alternative (images) | chosen per size | ratio FLOPs "
         "| ratio images | vs scratch only |",
@@ -127,7 +128,11 @@ def markdown(report: dict) -> str:
     ]
     for m, c in report["cost"].items():
         s = report["cost_vs_scratch"][m]
-        chosen = ", ".join(f"{k}: {v}" for k, v in c["alternative_per_size"].items())
+        budgets = c.get("epochs_per_size", {})
+        chosen = ", ".join(
+            f"{k}{' (' + m + '@0)' if budgets.get(k) == 0 and cfg['epochs'] else ''}: {v}"
+            for k, v in c["alternative_per_size"].items()
+        )
         lines.append(
             f"| {m} | {_n(c['learn_flops'])} | {_n(c['sizes_flops'])} | {_n(c['route_flops'])} "
             f"({_n(c['route_images'])}) | {_n(c['alternative_flops'])} ({_n(c['alternative_images'])}) | {chosen} "
