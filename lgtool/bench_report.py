@@ -259,6 +259,8 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
     """Test top-1 against training FLOPs, one curve per route, at a few depths. A learngene's curve starts at
     its whole one-off learning cost (shared in truth by every size), so it is drawn at its most expensive; the
     best alternative (the cheapest that matches the best learngene) is ringed."""
+    from matplotlib.ticker import NullFormatter
+
     from lgtool.bench_cost import learn_flops
 
     width, flops = _family_width(report), report["flops"]
@@ -290,6 +292,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
                 ax.plot(xs, ys, "-o", ms=3, color=_color(r["init"]), label=r["init"])
             ax.axhline(report["ancestor"]["top1"], color="gray", lw=0.8, ls=":")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overprint each other
             ax.set_title(f"depth {depth}, width {width}", fontsize=9)
             ax.set_xlabel("training FLOPs (student steps + teacher forwards)")
         axes[0].set_ylabel("test top-1")
