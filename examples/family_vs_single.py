@@ -57,7 +57,8 @@ def main(out: Path) -> None:
         sizes = [(a.depth, a.embed_dim) for a in targets]
         for kind, samples in KINDS.items():
             key = f"{method}-{kind}"
-            if key in results:
+            path = out / "learngenes" / f"{key}.safetensors"
+            if key in results and path.is_file():
                 continue
             cfg = TrainConfig.for_command("learn", epochs=bench.learn_epochs, batch_size=bench.batch_size)
             family = None
@@ -69,7 +70,6 @@ def main(out: Path) -> None:
                     "learn", epochs=-(-steps // steps_per_epoch), max_steps=steps, batch_size=bench.batch_size
                 )
                 family = sizes
-            path = out / "learngenes" / f"{key}.safetensors"
             r = learn("fmnist-vit", method, output=path, dataset=tuning, evaluate_ancestor=False, width=64,
                       num_heads=2, aux_depth=8, cfg=cfg, family=family, family_samples=samples or 3, force=True,
                       **options)  # fmt: skip
