@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import lgtool
-from lgtool.data import load_data
-from lgtool.train import evaluate
+from lgtool.training.data import load_data
+from lgtool.training.loop import evaluate
 
 torch.manual_seed(0)
 data = load_data("fashion-mnist", train_samples=10_000)

@@ -29,12 +29,12 @@ def worker(kind: str, steps: int, width: int, depth: int, batch: int) -> dict:
 
     import torch
 
-    from lgtool.arch import Arch, build_vit
-    from lgtool.data import load_data
+    from lgtool.format.arch import Arch, build_vit
+    from lgtool.training.data import load_data
     from lgtool.learngene import init_learngene
     from lgtool.materialize import build_aux
-    from lgtool.recipe import kd_loss
-    from lgtool.train import TrainConfig, fit
+    from lgtool.training.recipe import kd_loss
+    from lgtool.training.loop import TrainConfig, fit
 
     torch.manual_seed(0)
     data = load_data("fashion-mnist", train_samples=batch * (steps + 10))

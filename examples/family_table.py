@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from lgtool.bench import BenchConfig, run_bench
-from lgtool.bench_cost import size_name
+from lgtool.bench.cost import size_name
+from lgtool.bench.run import BenchConfig, run_bench
 
 METHODS = ("sws", "tleg", "wave")
 KINDS = {"single": "single-size (Aux-Net only)", "family": "family-aware, 3 sizes a step",

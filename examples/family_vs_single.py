@@ -17,17 +17,17 @@ import json
 import sys
 from pathlib import Path
 
-from lgtool.ancestor import ancestor_view, load_ancestor
-from lgtool.arch import Arch
-from lgtool.bench import BenchConfig
-from lgtool.bench_cost import STEP, forward_flops, learn_flops, size_name
-from lgtool.config import TrainConfig
-from lgtool.data import load_data
+from lgtool.training.ancestor import ancestor_view, load_ancestor
+from lgtool.format.arch import Arch
+from lgtool.bench.run import BenchConfig
+from lgtool.bench.cost import STEP, forward_flops, learn_flops, size_name
+from lgtool.training.settings import TrainConfig
+from lgtool.training.data import load_data
 from lgtool.family import family_targets, makeable
-from lgtool.learn import learn
+from lgtool.training.learn import learn
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand
-from lgtool.train import evaluate
+from lgtool.training.loop import evaluate
 
 FAMILY = [(d, 64) for d in (2, 4, 6, 8, 10, 12)] + [(6, 32), (6, 128)]  # the full run's sizes
 METHODS = {"sws": {"stages": [2, 2, 2, 2]}, "tleg": {}, "wave": {"template_size": 32}}
@@ -87,7 +87,7 @@ def main(out: Path) -> None:
 
 
 def _arch_flops(arch: Arch, view) -> int:
-    from lgtool.arch import build_vit
+    from lgtool.format.arch import build_vit
 
     return forward_flops(build_vit(arch), view)
 

@@ -8,7 +8,7 @@ initialized ViT teacher (timm hub layout) to a temporary folder. Both sides read
 `FolderSplit.batches` (worker processes, persistent across epochs, prefetch, pinned memory on CUDA) and
 train the Aux-Net of the same fresh learngene (`build_aux`) against the same teacher:
 
-- learn: `lgtool.learn.learn(...)`, i.e. `train.fit` with its schedule, checks, logging and checkpoints;
+- learn: `lgtool.training.learn.learn(...)`, i.e. `train.fit` with its schedule, checks, logging and checkpoints;
 - bare: a loop of a few lines: teacher forward, KD loss, backward, timm's AdamW step.
 
 Both are timed on fit's clock: the training time of each epoch, from asking for its batches to its last
@@ -77,9 +77,9 @@ def synthetic_folder(root: Path, classes: int, per_class: int, px: int, seed: in
 
 def make_teacher(out: Path, data_path: Path, args) -> Path:
     """A plain ViT from timm's init, written as a hub-layout folder: its speed, not its accuracy, matters."""
-    from lgtool.data import load_data
-    from lgtool.descnet import write_descnet
-    from lgtool.finetune import scratch_model
+    from lgtool.training.data import load_data
+    from lgtool.hub import write_descnet
+    from lgtool.training.finetune import scratch_model
 
     data = load_data(str(data_path))
     model, arch, view = scratch_model(
@@ -96,7 +96,7 @@ def gene_options(args) -> dict:
 
 
 def train_config(args, steps_per_epoch: int):
-    from lgtool.train import TrainConfig
+    from lgtool.training.loop import TrainConfig
 
     cfg = TrainConfig(
         epochs=args.epochs,
@@ -118,7 +118,7 @@ def epoch_rate(seen: list[int], clock: list[float]) -> float:
 
 
 def run_learn(args, data_path: Path, teacher: Path, out: Path, steps_per_epoch: int) -> dict:
-    from lgtool.learn import learn
+    from lgtool.training.learn import learn
 
     ends = []
 
@@ -153,8 +153,8 @@ def run_bare(args, data_path: Path, teacher_path: Path, device) -> dict:
     import torch.nn.functional as F
     from timm.optim import create_optimizer_v2
 
-    from lgtool.ancestor import ancestor_view, load_ancestor
-    from lgtool.data import load_data
+    from lgtool.training.ancestor import ancestor_view, load_ancestor
+    from lgtool.training.data import load_data
     from lgtool.learngene import init_learngene
     from lgtool.materialize import build_aux
 
@@ -206,8 +206,8 @@ def run_bare(args, data_path: Path, teacher_path: Path, device) -> dict:
 
 def run_loader(args, data_path: Path, teacher: Path, device) -> dict:
     """The loader alone, timed the same way: how far above the training speed the data pipeline is."""
-    from lgtool.ancestor import ancestor_view, load_ancestor
-    from lgtool.data import load_data
+    from lgtool.training.ancestor import ancestor_view, load_ancestor
+    from lgtool.training.data import load_data
 
     cfg = train_config(args, 1)
     data = load_data(str(data_path), seed=cfg.seed)
@@ -235,7 +235,7 @@ def machine(device) -> dict:
     import timm
     import torch
 
-    from lgtool.data import usable_workers
+    from lgtool.training.data import usable_workers
 
     cpu = platform.processor()
     if os.path.exists("/proc/cpuinfo"):
@@ -255,13 +255,13 @@ def machine(device) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     import torch
 
-    from lgtool.data import load_data, usable_workers
-    from lgtool.train import Dist
+    from lgtool.training.data import load_data, usable_workers
+    from lgtool.training.loop import Dist
 
     device = Dist.from_env().device  # where fit trains
     with tempfile.TemporaryDirectory(prefix="lgtool-loader-") as tmp:

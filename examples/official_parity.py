@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import lgtool
-from lgtool._compat import import_timm
+from lgtool.format.compat import import_timm
 from lgtool.convert import convert
 from lgtool.materialize import build_aux, desc_state_dict, describe_layers, target_arch
 
@@ -34,7 +34,7 @@ def parity(method: str, repo: Path, workdir: Path) -> None:
 import sys, warnings, argparse, torch
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {str(repo.resolve())!r})
-from lgtool._compat import import_timm
+from lgtool.format.compat import import_timm
 import_timm()
 import timm.models.vision_transformer as vt
 vt.default_cfgs = getattr(vt, "default_cfgs", {{}})

@@ -7,7 +7,7 @@ model = lgtool.expand(gene, depth=9)                     # a plain timm VisionTr
 
 import importlib
 
-__version__ = "0.1.0"
+from lgtool.format import __version__
 
 _API = {
     "init_learngene": "lgtool.learngene",

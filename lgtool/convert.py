@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from lgtool import __version__
-from lgtool.arch import HEAD_DIM, WIDTHS, Arch, first_error, one_line
-from lgtool.errors import InputError, LgtoolError, UsageError
+from lgtool.format import __version__
+from lgtool.format.arch import HEAD_DIM, WIDTHS, Arch, first_error, one_line
+from lgtool.format.errors import InputError, LgtoolError, UsageError
 from lgtool.learngene import GeneMeta, InputConfig, Learngene, first_nonfinite, safetensors_header, tensor_specs
 from lgtool.rules import RULES, rule_module
 
@@ -70,7 +70,7 @@ def convert(
 ) -> dict:
     """Read an official Aux-Net checkpoint (or a plain state dict in its key layout, .pth or .safetensors) and
     write it as a learngene. Every check runs before anything is written."""
-    from lgtool.atomic import check_output
+    from lgtool.format.atomic import check_output
 
     ckpt, output = Path(ckpt), Path(output)
     check_method(method)

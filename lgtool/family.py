@@ -11,8 +11,8 @@ alone is ordinary Aux-Net training, bit for bit.
 
 from __future__ import annotations
 
-from lgtool.arch import Arch
-from lgtool.errors import InputError, UsageError
+from lgtool.format.arch import Arch
+from lgtool.format.errors import InputError, UsageError
 
 
 def parse_sizes(text: str | None, option: str) -> list[int] | None:

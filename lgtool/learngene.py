@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lgtool import __version__
-from lgtool.arch import MAX_IN_CHANS, Arch, first_error, numel, one_line, parse_width
-from lgtool.errors import InputError, UsageError
+from lgtool.format import __version__
+from lgtool.format.arch import MAX_IN_CHANS, Arch, first_error, numel, one_line, parse_width
+from lgtool.format.errors import InputError, UsageError
 from lgtool.rules import RULES, rule_module
 
 SCHEMA = "learngene/1"
@@ -147,7 +147,7 @@ class Learngene:
     def save(self, path) -> Path:
         from safetensors.torch import save_file
 
-        from lgtool.atomic import atomic_file
+        from lgtool.format.atomic import atomic_file
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
         # files without trained sizes read exactly as before the field existed
@@ -192,7 +192,7 @@ def init_learngene(
     Rule options: SWS `stages=[3,3,4,3,3]` or `num_stages`; WAVE `template_size`, `num_templates`."""
     import torch
 
-    from lgtool.arch import build_vit
+    from lgtool.format.arch import build_vit
 
     rule_module(method)
     embed_dim, heads = parse_width(width, num_heads)

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lgtool.arch import Arch, build_vit, parse_width
-from lgtool.errors import InputError, UsageError
+from lgtool.format.arch import Arch, build_vit, parse_width
+from lgtool.format.errors import InputError, UsageError
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 
@@ -119,7 +119,7 @@ def materialize(
 
 def resample_pos_embed(pos_embed, aux: Arch, target: Arch):
     """The position embedding on `target`'s patch grid, by timm's own `resample_abs_pos_embed` (bicubic)."""
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.layers import resample_abs_pos_embed

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lgtool.arch import Arch, numel
-from lgtool.descnet import CONFIG, WEIGHTS, read_config
-from lgtool.errors import InputError
+from lgtool.format.arch import Arch, numel
+from lgtool.hub import CONFIG, WEIGHTS, read_config
+from lgtool.format.errors import InputError
 from lgtool.learngene import read_header, safetensors_header
 from lgtool.rules import RULES
 

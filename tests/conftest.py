@@ -6,7 +6,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the network
 import pytest
 import torch
 
-from lgtool._compat import ensure_torchvision
+from lgtool.format.compat import ensure_torchvision
 
 ensure_torchvision()
 torch.set_num_threads(2)
@@ -67,8 +67,8 @@ needs_fashion_mnist = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def ancestor(tmp_path_factory):
     """A plain timm ViT (width 64, depth 2) trained from scratch on 6000 images: about 68% top-1."""
-    from lgtool.finetune import finetune
-    from lgtool.train import TrainConfig
+    from lgtool.training.finetune import finetune
+    from lgtool.training.loop import TrainConfig
 
     out = tmp_path_factory.mktemp("ancestor") / "anc"
     cfg = TrainConfig(epochs=2, batch_size=64, lr=2e-3, warmup_epochs=0.2, kd="none", augment="none")

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lgtool._compat import import_timm
-from lgtool.ancestor import load_ancestor
-from lgtool.errors import InputError
+from lgtool.format.compat import import_timm
+from lgtool.training.ancestor import load_ancestor
+from lgtool.format.errors import InputError
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -42,8 +42,8 @@ def test_pickled_objects_are_not_loaded(tmp_path):
 
 def test_class_count_must_match(tmp_path):
     """A model folder of a plain ViT whose only fault is its class count: the class-count check refuses it."""
-    from lgtool.arch import Arch, build_vit
-    from lgtool.descnet import write_descnet
+    from lgtool.format.arch import Arch, build_vit
+    from lgtool.hub import write_descnet
 
     arch = Arch(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=1, num_heads=2, num_classes=5)
     folder = write_descnet(build_vit(arch).state_dict(), arch, tmp_path / "anc5", {"mean": [0.5], "std": [0.5]}, {})

@@ -10,16 +10,16 @@ import sys
 
 import pytest
 
-from lgtool import atomic
-from lgtool.atomic import atomic_dir, atomic_file, check_output_path, write_json, write_text
-from lgtool.errors import InputError
+from lgtool.format import atomic
+from lgtool.format.atomic import atomic_dir, atomic_file, check_output_path, write_json, write_text
+from lgtool.format.errors import InputError
 
 # Replaces a folder in a child process that dies (os._exit) just before filesystem step number `die_at`
 # (or inside the `with` body); prints the number of steps when it lives to the end.
 KILLED_WRITER = """
 import os, sys
 from pathlib import Path
-from lgtool import atomic
+from lgtool.format import atomic
 
 target, die_at, exchange = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 steps = 0

@@ -14,9 +14,9 @@ from conftest import tiny_gene
 from safetensors.torch import load_file, save_file
 from test_data_errors import write_fashion_mnist
 
-from lgtool.arch import Arch, build_vit
-from lgtool.descnet import write_descnet
-from lgtool.errors import InputError
+from lgtool.format.arch import Arch, build_vit
+from lgtool.hub import write_descnet
+from lgtool.format.errors import InputError
 from lgtool.learngene import load_learngene
 
 # A tiny plain ViT folder (timm hub layout) for 28 px gray images, as `lgtool expand` writes one.
@@ -201,8 +201,8 @@ def test_ancestor_folder_with_broken_weights_names_its_file(run_cli, tmp_path, w
 
 
 def test_ancestor_timm_name_without_local_weights_still_says_offline(run_cli, tmp_path, workspace, monkeypatch):
-    from lgtool._compat import import_timm
-    from lgtool.ancestor import _cached
+    from lgtool.format.compat import import_timm
+    from lgtool.training.ancestor import _cached
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     if _cached(import_timm(), "deit_tiny_patch16_224"):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lgtool.arch import Arch, build_vit
-from lgtool.baselines import evenly_spaced, layer_plan, layer_policies, select, weight_selection
-from lgtool.errors import InputError
+from lgtool.format.arch import Arch, build_vit
+from lgtool.training.baselines import evenly_spaced, layer_plan, layer_policies, select, weight_selection
+from lgtool.format.errors import InputError
 
 
 def test_evenly_spaced_stride_and_linspace():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lgtool.bench_cost import family_cost, recommend, row_flops
+from lgtool.bench.cost import family_cost, recommend, row_flops
 
 FLOPS = {"teacher": 100, "d2-w64": 10, "d4-w64": 20, "d6-w64": 30, "d8-w64": 40}
 LEARNED = {"tleg": {"images": 300, "teacher_images": 300, "aux_size": "d8-w64"}}  # 3*300*40 + 300*100 = 66,000

@@ -20,10 +20,10 @@ from conftest import tiny_gene
 from test_bad_input import TINY_VIT
 from test_data_errors import write_fashion_mnist
 
-from lgtool.arch import build_vit
-from lgtool.atomic import atomic_dir, atomic_file, check_output, write_text
-from lgtool.descnet import write_descnet
-from lgtool.errors import InputError
+from lgtool.format.arch import build_vit
+from lgtool.format.atomic import atomic_dir, atomic_file, check_output, write_text
+from lgtool.hub import write_descnet
+from lgtool.format.errors import InputError
 
 # A learngene of the tiny ViT's width, its Aux-Net 2 blocks deep, learnt in one epoch of 4 steps.
 LEARN = ["--method", "tleg", "--aux-depth", 2, "--width", 32, "--num-heads", 2, "--epochs", 1, "--batch-size", 16]
@@ -395,17 +395,17 @@ def test_final_rename_of_a_folder_that_appeared(tmp_path):
 
 
 def test_expand_keeps_a_folder_that_appeared_and_reports_its_own(run_cli, tmp_path, monkeypatch):
-    import lgtool.descnet
+    import lgtool.hub
 
     gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
-    real = lgtool.descnet.check_descnet
+    real = lgtool.hub.check_descnet
 
     def another_run_writes_first(*args, **kwargs):  # --check runs between the last check and the rename
         (tmp_path / "desc").mkdir()
         (tmp_path / "desc" / "theirs.txt").write_text("another run's")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lgtool.descnet, "check_descnet", another_run_writes_first)
+    monkeypatch.setattr(lgtool.hub, "check_descnet", another_run_writes_first)
     got, stdout, stderr = run_cli("expand", gene, "--depth", 2, "--check", "-o", tmp_path / "desc")
     kept = tmp_path / f"desc.{os.getpid()}"
     line = error_line(3, got, stdout, stderr)
@@ -415,9 +415,9 @@ def test_expand_keeps_a_folder_that_appeared_and_reports_its_own(run_cli, tmp_pa
 
 
 def test_learn_keeps_a_learngene_that_appeared_and_reports_its_own(run_cli, tmp_path, ws, monkeypatch):
-    import lgtool.learn
+    import lgtool.training.learn
 
-    real = lgtool.learn.fit
+    real = lgtool.training.learn.fit
     out = tmp_path / "g.safetensors"
 
     def another_run_finishes_first(*args, **kwargs):
@@ -425,7 +425,7 @@ def test_learn_keeps_a_learngene_that_appeared_and_reports_its_own(run_cli, tmp_
         out.write_bytes(b"another run's learngene")
         return summary
 
-    monkeypatch.setattr(lgtool.learn, "fit", another_run_finishes_first)
+    monkeypatch.setattr(lgtool.training.learn, "fit", another_run_finishes_first)
     line = error_line(3, *run_cli(*learn_args(ws, "-o", out)))
     assert out.read_bytes() == b"another run's learngene"
     assert f"kept as {tmp_path / f'g.{os.getpid()}.safetensors'}" in line
@@ -436,9 +436,9 @@ def test_learn_keeps_a_learngene_that_appeared_and_reports_its_own(run_cli, tmp_
 
 
 def test_sigterm_during_training_saves_a_checkpoint_and_resume_finishes(run_cli, tmp_path, ws, monkeypatch):
-    import lgtool.recipe
+    import lgtool.training.recipe
 
-    real, calls = lgtool.recipe.kd_loss, []
+    real, calls = lgtool.training.recipe.kd_loss, []
 
     def terminated_at_second_step(*args, **kwargs):
         calls.append(1)
@@ -446,24 +446,24 @@ def test_sigterm_during_training_saves_a_checkpoint_and_resume_finishes(run_cli,
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lgtool.recipe, "kd_loss", terminated_at_second_step)
+    monkeypatch.setattr(lgtool.training.recipe, "kd_loss", terminated_at_second_step)
     out, checkpoint = tmp_path / "g.safetensors", tmp_path / "g.ckpt"
     line = error_line(143, *run_cli(*learn_args(ws, "-o", out)))
     assert "terminated by SIGTERM at step 2" in line and f"--resume {checkpoint}" in line
     assert checkpoint.is_file() and not out.exists() and leftovers(tmp_path) == []
-    monkeypatch.setattr(lgtool.recipe, "kd_loss", real)
+    monkeypatch.setattr(lgtool.training.recipe, "kd_loss", real)
     got, _, stderr = run_cli(*learn_args(ws, "-o", out, "--resume", checkpoint))
     assert got == 0 and out.is_file() and not checkpoint.exists(), stderr
 
 
 def test_sigterm_before_training_is_one_line_and_exit_143(run_cli, tmp_path, ws, monkeypatch, sigterm_restored):
-    import lgtool.learn
+    import lgtool.training.learn
 
     def terminated_while_loading(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not stop the command")
 
-    monkeypatch.setattr(lgtool.learn, "load_data", terminated_while_loading)
+    monkeypatch.setattr(lgtool.training.learn, "load_data", terminated_while_loading)
     refused(run_cli, tmp_path, *learn_args(ws, "-o", tmp_path / "g.safetensors"), code=143, says="SIGTERM")
 
 
@@ -526,9 +526,9 @@ def test_stdout_on_a_full_device_is_one_line(tmp_path, as_json):
 
 
 def test_disk_full_at_the_end_of_finetune_names_the_checkpoint_that_finishes_it(run_cli, tmp_path, ws, monkeypatch):
-    import lgtool.atomic
+    import lgtool.format.atomic
 
-    real = lgtool.atomic.write_json
+    real = lgtool.format.atomic.write_json
 
     def full(path, obj):
         with atomic_file(path) as tmp:
@@ -536,12 +536,12 @@ def test_disk_full_at_the_end_of_finetune_names_the_checkpoint_that_finishes_it(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     out = tmp_path / "out"
-    monkeypatch.setattr(lgtool.atomic, "write_json", full)
+    monkeypatch.setattr(lgtool.format.atomic, "write_json", full)
     line = error_line(1, *run_cli(*finetune_args(ws, "-o", out)))
     checkpoint = out / "checkpoint.ckpt"
     assert f"could not write {out / 'metrics.json'}: No space left on device" in line
     assert f"the finished training is kept in {checkpoint}: continue with --resume {checkpoint}" in line
     assert not (out / "metrics.json").exists() and leftovers(tmp_path) == []
-    monkeypatch.setattr(lgtool.atomic, "write_json", real)
+    monkeypatch.setattr(lgtool.format.atomic, "write_json", real)
     got, _, stderr = run_cli(*finetune_args(ws, "-o", out, "--resume", checkpoint))
     assert got == 0 and (out / "metrics.json").is_file(), stderr

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import lgtool
-from lgtool._compat import import_timm
+from lgtool.format.compat import import_timm
 from lgtool.convert import OFFICIAL_EPS
 from lgtool.materialize import build_aux
 

@@ -12,10 +12,10 @@ import torch
 from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.data import load_data
-from lgtool.errors import InputError
-from lgtool.learn import learn
-from lgtool.train import Diverged, Interrupted, TrainConfig, evaluate
+from lgtool.training.data import load_data
+from lgtool.format.errors import InputError
+from lgtool.training.learn import learn
+from lgtool.training.loop import Diverged, Interrupted, TrainConfig, evaluate
 
 pytestmark = needs_fashion_mnist
 SMALL = {"width": 32, "num_heads": 2, "aux_depth": 4, "train_samples": 3000}

@@ -7,9 +7,9 @@ import typer
 from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.arch import Arch, build_vit
-from lgtool.config import COMMAND_DEFAULTS, TrainConfig
-from lgtool.learn import default_init
+from lgtool.format.arch import Arch, build_vit
+from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
+from lgtool.training.learn import default_init
 
 
 def _defaults(command: str) -> dict:
@@ -37,7 +37,7 @@ def vit(width: int):
 
 
 def test_the_default_init_seeds_from_a_vit_ancestor_at_least_as_wide():
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     assert default_init(vit(64), 32)[0] == "ancestor"
     assert default_init(vit(64), 64)[0] == "ancestor"
@@ -50,7 +50,7 @@ def test_the_default_init_seeds_from_a_vit_ancestor_at_least_as_wide():
 
 @needs_fashion_mnist
 def test_learn_with_no_init_seeds_from_the_ancestor_and_says_so(ancestor, tmp_path):
-    from lgtool.learn import learn
+    from lgtool.training.learn import learn
 
     cfg = TrainConfig.for_command("learn", epochs=1, batch_size=64)
     learn(str(ancestor), "tleg", "fashion-mnist", tmp_path / "g.safetensors", width=32, aux_depth=2,

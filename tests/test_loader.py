@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from lgtool.data import FolderSplit, View, load_data, usable_workers
+from lgtool.training.data import FolderSplit, View, load_data, usable_workers
 
 VIEW = View(16, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 N_PER_CLASS = 10  # 2 classes: 20 images, 18 for training (4 batches of 4 per epoch)
@@ -186,7 +186,7 @@ def test_a_split_freed_in_a_reference_cycle_stops_its_workers_at_once(folder):
 
 
 def test_recipe_sets_workers_and_transform_and_is_kept_across_epochs(folder):
-    from lgtool.config import TrainConfig
+    from lgtool.training.settings import TrainConfig
 
     split = train_split(folder, 0)
     cfg = TrainConfig(workers=2)
@@ -200,7 +200,7 @@ def test_recipe_sets_workers_and_transform_and_is_kept_across_epochs(folder):
 
 
 def test_augment_none_trains_on_the_evaluation_transform(folder):
-    from lgtool.config import TrainConfig
+    from lgtool.training.settings import TrainConfig
 
     split = load_data(str(folder)).train
     plain = TrainConfig(augment="none", workers=0)

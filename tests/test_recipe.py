@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lgtool.config import TrainConfig
-from lgtool.data import View, batch_generator
-from lgtool.errors import UsageError
-from lgtool.recipe import (
+from lgtool.training.settings import TrainConfig
+from lgtool.training.data import View, batch_generator
+from lgtool.format.errors import UsageError
+from lgtool.training.recipe import (
     DEIT,
     apply_mixup,
     ema,

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 import lgtool
-from lgtool.arch import Arch, build_vit
-from lgtool.baselines import select
-from lgtool.errors import InputError, UsageError
+from lgtool.format.arch import Arch, build_vit
+from lgtool.training.baselines import select
+from lgtool.format.errors import InputError, UsageError
 from lgtool.materialize import desc_state_dict, target_arch
 from lgtool.rules import tleg, wave
-from lgtool.seed import seed_from_ancestor
+from lgtool.training.seed import seed_from_ancestor
 
 FAMILY = dict(img_size=28, patch_size=7, in_chans=1, num_classes=10)
 
@@ -139,7 +139,7 @@ def test_non_block_tensors_copied_when_they_have_a_counterpart(tmp_path):
 
 
 def test_bad_init_is_a_usage_error_before_any_data(run_cli, tmp_path):
-    from lgtool.learn import learn
+    from lgtool.training.learn import learn
 
     with pytest.raises(UsageError, match="unknown init 'paper'"):
         learn("no-such-ancestor", "tleg", data=str(tmp_path / "missing"), init="paper")

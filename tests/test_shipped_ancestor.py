@@ -10,7 +10,7 @@ import torch
 from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.ancestor import load_ancestor, shipped_ancestor
+from lgtool.training.ancestor import load_ancestor, shipped_ancestor
 
 ANCESTORS = Path(lgtool.__file__).parent / "ancestors"
 FOLDER = ANCESTORS / "fmnist-vit128"
@@ -64,5 +64,5 @@ def test_a_local_folder_named_like_a_shipped_ancestor_wins(tmp_path, monkeypatch
     (tmp_path / "fmnist-vit").mkdir()
     monkeypatch.chdir(tmp_path)
     assert shipped_ancestor("fmnist-vit") is None
-    with pytest.raises(lgtool.errors.InputError, match="config.json"):
+    with pytest.raises(lgtool.format.errors.InputError, match="config.json"):
         load_ancestor("fmnist-vit")

@@ -8,9 +8,9 @@ import torch
 from conftest import tiny_gene
 from safetensors.torch import load_file
 
-from lgtool._compat import import_timm
-from lgtool.baselines import select as weight_selection_select
-from lgtool.errors import UsageError
+from lgtool.format.compat import import_timm
+from lgtool.training.baselines import select as weight_selection_select
+from lgtool.format.errors import UsageError
 from lgtool.materialize import evenly_spaced, expand, target_arch
 
 WIDE = dict(width=64, num_heads=2)  # a 64-wide tiny family, 2 heads of 32

@@ -8,7 +8,7 @@ from conftest import tiny_gene
 from safetensors.torch import load_file
 
 import lgtool
-from lgtool.descnet import lineage, write_descnet
+from lgtool.hub import lineage, write_descnet
 from lgtool.materialize import target_arch
 
 

@@ -10,10 +10,10 @@ from PIL import Image
 from test_recipe import assert_accepted
 from torch import nn
 
-from lgtool._compat import import_timm
-from lgtool.config import TrainConfig
-from lgtool.data import Data, TensorSplit, View
-from lgtool.train import fit
+from lgtool.format.compat import import_timm
+from lgtool.training.settings import TrainConfig
+from lgtool.training.data import Data, TensorSplit, View
+from lgtool.training.loop import fit
 
 RECIPE = [
     "--aa", "rand-m9-mstd0.5-inc1", "--color-jitter", "0.4", "--reprob", "0.25", "--mixup", "0.8",

@@ -30,7 +30,7 @@ RULES = {"sws": sws, "tleg": tleg, "wave": wave}
 
 def rule_module(method: str):
     """The rule module of `method`, or a usage error naming the choices."""
-    from lgtool.errors import UsageError
+    from lgtool.format.errors import UsageError
 
     if method not in RULES:
         raise UsageError(f"unknown method {method!r}: choose {', '.join(RULES)}")

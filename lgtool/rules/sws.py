@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lgtool.arch import MAX_DEPTH, SLOTS, first_error
-from lgtool.errors import InputError, UsageError
+from lgtool.format.arch import MAX_DEPTH, SLOTS, first_error
+from lgtool.format.errors import InputError, UsageError
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 OPTIONS = ("stages", "num_stages")  # what `learn` may set besides the Aux depth

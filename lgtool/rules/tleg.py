@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from lgtool.arch import SLOTS, WIDTHS
-from lgtool.errors import InputError, UsageError
+from lgtool.format.arch import SLOTS, WIDTHS
+from lgtool.format.errors import InputError, UsageError
 
 TEMPLATES = ("intercept", "slope")
 DEFAULT_AUX_DEPTH = 12

@@ -23,8 +23,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lgtool.arch import MAX_EMBED_DIM
-from lgtool.errors import InputError
+from lgtool.format.arch import MAX_EMBED_DIM
+from lgtool.format.errors import InputError
 
 MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
 # qkv rows are three stacked matrices (q, k, v): resample each on its own.

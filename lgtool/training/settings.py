@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from lgtool.errors import UsageError
+from lgtool.format.errors import UsageError
 
 
 def setting(default, help: str, *, lo=None, hi=None, above=None, below=None, choices=None, flags=()):
@@ -85,7 +85,7 @@ class TrainConfig:
             if "help" in f.metadata:
                 check(f, getattr(self, f.name))
         if self.aa is not None:
-            from lgtool.recipe import check_aa  # imports timm: only when a policy is given
+            from lgtool.training.recipe import check_aa  # imports timm: only when a policy is given
 
             check_aa(self.aa)
         if self.mixing and self.batch_size % 2:

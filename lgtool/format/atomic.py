@@ -25,7 +25,7 @@ import struct
 from contextlib import contextmanager
 from pathlib import Path
 
-from lgtool.errors import InputError, LgtoolError
+from lgtool.format.errors import InputError, LgtoolError
 
 _TOKEN_HEX = 3  # 6 hex digits: short names leave room for long target names
 _DEFAULT_NAME_MAX = 255

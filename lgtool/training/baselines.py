@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from lgtool.errors import InputError
+from lgtool.format.errors import InputError
 
 LAYER_POLICIES = ("first", "spaced")  # the paper's first N blocks; evenly spaced (with repetition past the depth)
 

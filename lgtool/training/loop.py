@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lgtool import recipe
-from lgtool.arch import one_line
-from lgtool.atomic import WriteFailed
-from lgtool.config import TrainConfig
-from lgtool.data import batch_generator
-from lgtool.errors import InputError, LgtoolError
-from lgtool.interrupt import Interrupted, defer_signals, stopped_by
-from lgtool.teacher_cache import TeacherCache, inputs_repeat
+from lgtool.training import recipe
+from lgtool.format.arch import one_line
+from lgtool.format.atomic import WriteFailed
+from lgtool.training.settings import TrainConfig
+from lgtool.training.data import batch_generator
+from lgtool.format.errors import InputError, LgtoolError
+from lgtool.training.interrupt import Interrupted, defer_signals, stopped_by
+from lgtool.training.teacher_cache import TeacherCache, inputs_repeat
 
 __all__ = ["TrainConfig", "fit", "evaluate", "Interrupted"]
 
@@ -306,7 +306,7 @@ def peak_memory_mb(device) -> float:
 def save_checkpoint(
     path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict, average=None, cache=None
 ) -> None:
-    from lgtool.atomic import atomic_file
+    from lgtool.format.atomic import atomic_file
 
     state = {
         "identity": identity,

@@ -27,9 +27,9 @@ from typing import Annotated, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lgtool.arch import HEAD_DIM, MAX_EMBED_DIM, Arch, build_vit, default_patch_size, first_error, parse_width
-from lgtool.baselines import LAYER_POLICIES
-from lgtool.bench_cost import (
+from lgtool.format.arch import HEAD_DIM, MAX_EMBED_DIM, Arch, build_vit, default_patch_size, first_error, parse_width
+from lgtool.training.baselines import LAYER_POLICIES
+from lgtool.bench.cost import (
     ALTERNATIVES,
     DISTILLED,
     INITS,
@@ -39,10 +39,10 @@ from lgtool.bench_cost import (
     size_arch,
     size_name,
 )
-from lgtool.config import COMMAND_DEFAULTS
-from lgtool.errors import InputError, UsageError
+from lgtool.training.settings import COMMAND_DEFAULTS
+from lgtool.format.errors import InputError, UsageError
 from lgtool.rules import RULES
-from lgtool.train import TrainConfig, evaluate, fit
+from lgtool.training.loop import TrainConfig, evaluate, fit
 
 # The cheaper alternatives first: once one matches, a dearer one stops at its first budget (`Bench.curve`).
 # Inits that start from the same weights at a size (same seed, same cut): their top-1 at 0 epochs is measured once.
@@ -158,9 +158,9 @@ def run_bench(
     resume: bool = False,
     log=print,
 ) -> dict:
-    from lgtool.ancestor import ancestor_heads, ancestor_view, is_vit, load_ancestor, resolve_ancestor
-    from lgtool.bench_report import write_report
-    from lgtool.data import load_data
+    from lgtool.training.ancestor import ancestor_heads, ancestor_view, is_vit, load_ancestor, resolve_ancestor
+    from lgtool.bench.report import write_report
+    from lgtool.training.data import load_data
     from lgtool.learngene import load_learngene
 
     out = Path(out)
@@ -323,7 +323,7 @@ class _Resumed(BaseModel):
 
 def _ancestor_cost(ancestor: str) -> dict:
     """The ancestor's training images as its folder records them (lgtool's training writes them); paid once."""
-    from lgtool.ancestor import shipped_ancestor
+    from lgtool.training.ancestor import shipped_ancestor
 
     config = Path(shipped_ancestor(ancestor) or ancestor) / "config.json"
     try:
@@ -410,7 +410,7 @@ class Bench:
         return genes, learn_rows
 
     def learn(self, ancestor, method: str, path: Path, resume: bool) -> dict:
-        from lgtool.learn import learn
+        from lgtool.training.learn import learn
 
         cfg = self.cfg
         # A learngene is seeded from the ancestor's blocks only when it has some (a ViT); else the papers' init.
@@ -470,7 +470,7 @@ class Bench:
     def initial_model(self, init: str, depth: int, width: int, genes: dict, layers: str | None):
         """The Desc-Net of one row before fine-tuning, the images spent making it (WAVE calibration) and what
         weight selection did. InputError says why an init cannot make this size."""
-        from lgtool.baselines import weight_selection
+        from lgtool.training.baselines import weight_selection
         from lgtool.materialize import expand, target_arch
 
         torch.manual_seed(depth * 1000 + width)  # fresh heads and scratch weights: the same in every run
@@ -491,8 +491,8 @@ class Bench:
 
     def calibrate(self, gene, target: Arch):
         """A new size's own tensors (WAVE's scalers) learned on a few training images, templates frozen."""
-        from lgtool.data import balanced_subset
-        from lgtool.learn import calibrate
+        from lgtool.training.data import balanced_subset
+        from lgtool.training.learn import calibrate
 
         cfg = self.cfg
         data = copy.copy(self.tuning)
@@ -505,7 +505,7 @@ class Bench:
 
     def candidates(self, init: str, depth: int, width: int, epochs: int, rows: dict) -> list[dict]:
         """The settings this row may train with: the grid, or the choice made at this init's first budget here."""
-        from lgtool.baselines import layer_policies
+        from lgtool.training.baselines import layer_policies
 
         first = rows.get((depth, width, init, self.cfg.curve_epochs()[0]))
         if init in ALTERNATIVES and first and "lr" in first and first["epochs"] != epochs:
@@ -625,7 +625,7 @@ def _reporter(log, what):
 
 
 def _write_json(path: Path, report: dict) -> None:
-    from lgtool.atomic import atomic_file
+    from lgtool.format.atomic import atomic_file
 
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

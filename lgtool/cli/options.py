@@ -11,7 +11,7 @@ from dataclasses import fields
 
 import typer
 
-from lgtool.config import COMMAND_DEFAULTS, TrainConfig, bounds, flag
+from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig, bounds, flag
 
 PANEL = "Training"
 

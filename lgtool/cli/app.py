@@ -14,14 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lgtool import __version__
-from lgtool.arch import SLOTS
-from lgtool.bench_cost import INITS
-from lgtool.cli_options import train_options
-from lgtool.config import TrainConfig
-from lgtool.errors import LgtoolError, UsageError
+from lgtool.format import __version__
+from lgtool.format.arch import SLOTS
+from lgtool.bench.cost import INITS
+from lgtool.cli.options import train_options
+from lgtool.training.settings import TrainConfig
+from lgtool.format.errors import LgtoolError, UsageError
 from lgtool.rules import RULES
-from lgtool.text import dumps, literal
+from lgtool.format.text import dumps, literal
 
 # Every command's --help ends with the contract its errors keep.
 WRITES = (
@@ -142,8 +142,8 @@ def learn(
         torchrun --nproc-per-node 8 -m lgtool learn --ancestor deit_base --data /data/imagenet
     """
     from lgtool.family import family_grid, parse_sizes
-    from lgtool.learn import learn as learn_gene
-    from lgtool.progress import Reporter
+    from lgtool.training.learn import learn as learn_gene
+    from lgtool.cli.progress import Reporter
 
     rule_options = {
         k: v for k, v in (("template_size", template_size), ("num_templates", num_templates)) if v is not None
@@ -243,7 +243,7 @@ def expand(
 
         lgtool expand base-gene.safetensors --depth 9 --width small --num-heads 6 -o desc-d9-small/
     """
-    from lgtool.descnet import expand_folder
+    from lgtool.hub import expand_folder
 
     if not math.isfinite(tol):
         raise UsageError(f"--tol must be a finite number, got {tol}")
@@ -269,7 +269,7 @@ def expand(
 
 
 def _calibration_reporter():
-    from lgtool.progress import Reporter
+    from lgtool.cli.progress import Reporter
 
     return Reporter("calibrate", err)
 
@@ -332,8 +332,8 @@ def finetune(
 
         lgtool finetune --init scratch --width 64 --depth 6 --ancestor fmnist-vit --lr 2e-3 -o kd-scratch/
     """
-    from lgtool.finetune import finetune as finetune_model
-    from lgtool.progress import Reporter
+    from lgtool.training.finetune import finetune as finetune_model
+    from lgtool.cli.progress import Reporter
 
     if init not in ("pretrained", "scratch"):
         raise UsageError(f"unknown --init {init!r}: choose pretrained or scratch")
@@ -581,7 +581,7 @@ def bench(
 
         lgtool bench --ancestor fmnist-cnn --epochs 0 -o cnn
     """
-    from lgtool.bench import BenchConfig, run_bench
+    from lgtool.bench.run import BenchConfig, run_bench
 
     cfg = BenchConfig(
         depths=_int_list(depths, "--depths"),
@@ -626,14 +626,14 @@ def _plural(n: int, word: str) -> str:
 
 
 def main() -> None:
-    from lgtool.quiet import warnings_held
+    from lgtool.cli.quiet import warnings_held
 
     with warnings_held():  # library warnings come after a success, and never before an error line
         _main()
 
 
 def _main() -> None:
-    from lgtool.interrupt import Terminated, raise_on_sigterm, sigterm_received
+    from lgtool.training.interrupt import Terminated, raise_on_sigterm, sigterm_received
 
     raise_on_sigterm()  # SIGTERM ends a command as Ctrl-C does (training saves first), with exit 143
     try:

@@ -12,8 +12,8 @@ import re
 
 import torch
 
-from lgtool.baselines import select
-from lgtool.errors import InputError
+from lgtool.training.baselines import select
+from lgtool.format.errors import InputError
 from lgtool.learngene import Learngene
 from lgtool.rules import rule_module
 

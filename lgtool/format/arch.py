@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lgtool.errors import InputError
+from lgtool.format.errors import InputError
 
 WIDTHS = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
 ANCESTOR_ALIASES = {
@@ -244,7 +244,7 @@ def parse_width(width: str | int, num_heads: int | None = None, head_dim: int = 
 
 def check_size_options(width=None, num_heads=None, img_size=None, patch_size=None, depth=None) -> None:
     """Architecture options as typed, checked before any data is read: a bad one is a usage error (exit 2)."""
-    from lgtool.errors import UsageError
+    from lgtool.format.errors import UsageError
 
     for option, value, most in (
         ("--depth", depth, MAX_DEPTH),
@@ -297,7 +297,7 @@ def build_vit(arch: Arch, device=None, **extra):
     """A plain timm VisionTransformer with these arguments (timm's own initialization).
 
     `extra` takes training-only arguments such as `drop_path_rate`."""
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     import torch

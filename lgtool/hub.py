@@ -13,9 +13,9 @@ import json
 import math
 from pathlib import Path
 
-from lgtool.arch import Arch, check_memory
-from lgtool.atomic import scoped
-from lgtool.errors import CheckError, InputError
+from lgtool.format.arch import Arch, check_memory
+from lgtool.format.atomic import scoped
+from lgtool.format.errors import CheckError, InputError
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 
@@ -50,7 +50,7 @@ def write_descnet(
     raises, nothing appears under `out_dir`."""
     from safetensors.torch import save_file
 
-    from lgtool.atomic import atomic_dir
+    from lgtool.format.atomic import atomic_dir
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
@@ -190,7 +190,7 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
     """What a Desc-Net came from, stored under config.json's "lgtool" key and shown in its card."""
     import hashlib
 
-    from lgtool import __version__
+    from lgtool.format import __version__
     from lgtool.materialize import describe_layers, selection_source
     from lgtool.rules import RULES
 
@@ -235,11 +235,11 @@ def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, s
     with the learngene's Aux-Net, if given)."""
     import torch
 
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
     from lgtool.materialize import build_aux
 
     timm = import_timm()
-    from lgtool.arch import build_vit
+    from lgtool.format.arch import build_vit
 
     reloaded = timm.create_model(f"local-dir:{Path(out_dir).resolve()}", pretrained=True).eval()
     model = build_vit(arch)
@@ -277,7 +277,7 @@ def expand_folder(
     WAVE-calibrated on data first and checked against plain timm (and the Aux-Net at the Aux size)."""
     from contextlib import nullcontext
 
-    from lgtool.atomic import check_output
+    from lgtool.format.atomic import check_output
     from lgtool.learngene import Learngene, load_learngene, read_header
     from lgtool.materialize import desc_state_dict, target_arch
 
@@ -287,14 +287,14 @@ def expand_folder(
     output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
     reads = [gene_path, data_dir]
     if calibrate is not None:
-        from lgtool.data import data_paths
+        from lgtool.training.data import data_paths
 
         reads += data_paths(calibrate, data_dir)
     check_output(output, inputs=reads, force=force, is_dir=True)
     gene = load_learngene(gene_path)
     info = lineage(gene, gene_path, target, layer_map)
     if calibrate is not None:
-        from lgtool.learn import calibrate as calibrate_scalers
+        from lgtool.training.learn import calibrate as calibrate_scalers
 
         with log() if log else nullcontext(None) as report:
             calibrated, info["calibration"] = calibrate_scalers(  # at the learngene's resolution

@@ -27,13 +27,13 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from lgtool.errors import UsageError
+from lgtool.format.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from lgtool.data import View
+    from lgtool.training.data import View
 
 TIMM_COLOR_JITTER = 0.4  # timm's create_transform / train.py default strength
 AA_EXAMPLES = "rand-m9-mstd0.5-inc1, augmix-m5-w4-d2, original, v0, 3a"
@@ -65,7 +65,7 @@ def check_aa(spec) -> None:
         return
     if not isinstance(spec, str):
         raise UsageError(f"--aa must be a timm auto-augment spec ({AA_EXAMPLES}), got {spec!r}")
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
@@ -99,7 +99,7 @@ def _seeded(gen: torch.Generator | None, device=None):
         return
     import torch
 
-    from lgtool.data import seeded
+    from lgtool.training.data import seeded
 
     cuda = [device] if device is not None and torch.device(device).type == "cuda" else []
     with seeded(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)), cuda):
@@ -113,7 +113,7 @@ def train_transform(cfg, view: View, train: bool = True):
     With `TrainConfig()` defaults this is exactly the transform lgtool used before the recipe flags (timm's defaults,
     including ColorJitter 0.4). `train=False`: the evaluation transform (resize to size/crop_pct, centre
     crop), unchanged by the cfg."""
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.data import create_transform
@@ -159,7 +159,7 @@ def tensor_augment(
     import torch
     from PIL import Image
 
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.data import create_transform
@@ -210,7 +210,7 @@ def random_erasing(cfg) -> Callable[[torch.Tensor, torch.Generator | None], torc
     returns the batch; with a generator the result depends on it alone (pass one per rank and batch)."""
     if not cfg.reprob:
         return None
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.data.random_erasing import RandomErasing
@@ -228,7 +228,7 @@ def mixup(cfg, num_classes: int):
     --mixup and --cutmix are both 0. Apply it with `apply_mixup`."""
     if not cfg.mixing:
         return None
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.data import Mixup
@@ -253,7 +253,7 @@ def apply_mixup(mixup_fn, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
     With a generator the mixing depends on it alone (timm draws from NumPy's global RNG otherwise)."""
     import torch
 
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.data.mixup import mixup_target
@@ -293,7 +293,7 @@ def kd_loss(
     if targets.is_floating_point():
         if targets.shape != student_logits.shape:
             raise ValueError(f"soft targets {tuple(targets.shape)} do not match logits {tuple(student_logits.shape)}")
-        from lgtool._compat import import_timm
+        from lgtool.format.compat import import_timm
 
         import_timm()
         from timm.loss import SoftTargetCrossEntropy
@@ -357,7 +357,7 @@ def ema(cfg, model: nn.Module):
     `.update(model, step=...)` after each optimizer step and evaluate `.module`."""
     if not cfg.model_ema:
         return None
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     import_timm()
     from timm.utils import ModelEmaV3

@@ -7,16 +7,16 @@ import os
 import time
 from pathlib import Path
 
-from lgtool import __version__
-from lgtool.arch import MAX_DEPTH, Arch, check_memory, check_size_options, default_patch_size, parse_width
-from lgtool.atomic import scoped
-from lgtool.data import View, data_paths, load_data
-from lgtool.errors import InputError, UsageError
+from lgtool.format import __version__
+from lgtool.format.arch import MAX_DEPTH, Arch, check_memory, check_size_options, default_patch_size, parse_width
+from lgtool.format.atomic import scoped
+from lgtool.training.data import View, data_paths, load_data
+from lgtool.format.errors import InputError, UsageError
 from lgtool.family import family_targets, size_key, with_size_tensors
 from lgtool.learngene import Learngene, check_rule_options, init_learngene
 from lgtool.materialize import build_aux
 from lgtool.rules import RULES, rule_module
-from lgtool.train import TrainConfig, evaluate, fit
+from lgtool.training.loop import TrainConfig, evaluate, fit
 
 INITS = ("official", "ancestor")
 # Training settings worth keeping in a learngene's provenance when they are on.
@@ -64,14 +64,14 @@ def learn(
     """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`.
 
     `init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
-    ancestor's own layers (`lgtool.seed`), which needs a ViT ancestor at least as wide; None (the default):
+    ancestor's own layers (`lgtool.training.seed`), which needs a ViT ancestor at least as wide; None (the default):
     "ancestor" wherever the ancestor allows it, else "official" (`default_init`). `dataset` (already loaded: its train
     split is distilled on, its test split evaluated) replaces `data` and `train_samples`.
 
     `family`: (depth, width) sizes (None: the Aux one) to distil the learngene for at once, each step
     through `family_samples` of them (`lgtool.family`); by default the Aux size alone, as the papers."""
-    from lgtool.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
-    from lgtool.atomic import WriteFailed, check_output, discard
+    from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
+    from lgtool.format.atomic import WriteFailed, check_output, discard
 
     rule_module(method)  # a typo fails before any data or ancestor is loaded
     if init is not None and init not in INITS:
@@ -134,7 +134,7 @@ def learn(
         **rule_options,
     )
     if init == "ancestor":
-        from lgtool.seed import seed_from_ancestor
+        from lgtool.training.seed import seed_from_ancestor
 
         gene = seed_from_ancestor(gene, teacher.state_dict())
     targets = family_targets(gene, family)
@@ -173,7 +173,7 @@ def learn(
         lgtool_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     )
-    from lgtool.train import Dist
+    from lgtool.training.loop import Dist
 
     if Dist.from_env().main:
         try:
@@ -202,7 +202,7 @@ def default_init(teacher, width: int) -> tuple[str, str]:
     """`learn`'s init when none is given, and why: templates seeded from the ancestor wherever it allows it (a
     ViT at least as wide as the learngene: seeding selects from its layers), since after a short learn they
     beat the papers' initialization (see CHANGELOG); else the papers' initialization."""
-    from lgtool.ancestor import is_vit
+    from lgtool.training.ancestor import is_vit
 
     if not is_vit(teacher):
         return "official", "the ancestor is not a ViT: it has no blocks to seed from"

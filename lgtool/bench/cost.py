@@ -13,7 +13,7 @@ The rate search is not counted for any route: every route searches the same grid
 
 from __future__ import annotations
 
-from lgtool.arch import Arch
+from lgtool.format.arch import Arch
 from lgtool.rules import RULES
 
 LEARNGENES = tuple(RULES)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lgtool.errors import InputError
+from lgtool.format.errors import InputError
 
 FASHION_MNIST = "fashion-mnist"
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -118,8 +118,8 @@ class TensorSplit:
         """(images, labels) on `device`, batch `start` onward of pass (`seed`, `epoch`), this rank's share.
         Training batches are augmented as `recipe` (a TrainConfig; default: its defaults) says: --augment,
         then --aa / --color-jitter per image, then --reprob after normalization, all seeded per batch."""
-        from lgtool import recipe as recipes
-        from lgtool.config import TrainConfig
+        from lgtool.training import recipe as recipes
+        from lgtool.training.settings import TrainConfig
 
         cfg = recipe or TrainConfig()
         pixels = recipes.tensor_augment(cfg, mean=view.mean) if train else None
@@ -203,7 +203,7 @@ class FolderSplit:
         return torch.tensor([self._dataset(None).reader.samples[i][1] for i in self.index.tolist()])
 
     def _dataset(self, transform):
-        from lgtool._compat import import_timm
+        from lgtool.format.compat import import_timm
 
         import_timm()
         from timm.data import create_dataset
@@ -247,8 +247,8 @@ class FolderSplit:
             loader = cached
         else:
             if transform is None:
-                from lgtool import recipe as recipes
-                from lgtool.config import TrainConfig
+                from lgtool.training import recipe as recipes
+                from lgtool.training.settings import TrainConfig
 
                 transform = recipes.train_transform(recipe or TrainConfig(), view, train=not plain)
             # busy with this key: another pass over it is still being read, so this one gets a loader of its own
@@ -514,7 +514,7 @@ def _fashion_mnist(root: Path) -> Data:
 
 
 def _image_folder(root: Path, seed: int) -> Data:
-    from lgtool._compat import import_timm
+    from lgtool.format.compat import import_timm
 
     if not root.is_dir():
         raise InputError(f"data folder {root} not found (give an ImageFolder path or `fashion-mnist`)")

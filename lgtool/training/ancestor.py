@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from lgtool._compat import import_timm, offline
-from lgtool.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
-from lgtool.data import View
-from lgtool.errors import InputError
+from lgtool.format.compat import import_timm, offline
+from lgtool.format.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
+from lgtool.training.data import View
+from lgtool.format.errors import InputError
 from lgtool.learngene import first_nonfinite
 
 
@@ -100,7 +100,7 @@ def shipped_ancestor(name: str) -> Path | None:
     """The folder of an ancestor shipped inside the package, for its short name; None for any other name."""
     if name not in SHIPPED_ANCESTORS or Path(name).exists():  # a local folder of that name wins
         return None
-    return Path(__file__).parent / "ancestors" / SHIPPED_ANCESTORS[name]
+    return Path(__file__).parent.parent / "ancestors" / SHIPPED_ANCESTORS[name]  # lgtool/ancestors/
 
 
 _OFFLINE = (

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lgtool.bench_cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, recommend, row_flops, size_name
+from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, recommend, row_flops, size_name
 
 
 def write_report(cfg, report: dict, out: Path) -> dict:
     """Add the verdict to `report` (from `run_bench`), write every file, and return it."""
     from dataclasses import asdict
 
-    from lgtool.atomic import atomic_file
+    from lgtool.format.atomic import atomic_file
 
     rows = sorted(report["rows"], key=_row_order)
     flops, learned = report["flops"], report["learngenes"]
@@ -189,7 +189,7 @@ def _figure(path: Path, draw, **subplots) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lgtool.atomic import atomic_file
+    from lgtool.format.atomic import atomic_file
 
     fig, axes = plt.subplots(dpi=120, **subplots)
     draw(fig, axes)
@@ -261,7 +261,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
     best alternative (the cheapest that matches the best learngene) is ringed."""
     from matplotlib.ticker import NullFormatter
 
-    from lgtool.bench_cost import learn_flops
+    from lgtool.bench.cost import learn_flops
 
     width, flops = _family_width(report), report["flops"]
     depths = sorted({r["depth"] for r in report["rows"] if r["width"] == width})

@@ -1,0 +1,1 @@
+"""`lgtool bench`: run the rows, count every route's cost, report and plot, recommend per size."""
