@@ -2,7 +2,7 @@
 
 The baseline trains a plain timm ViT of the Aux-Net's size (same width, depth, heads) with the same
 teacher, batch, data pipeline, loss and thread count, in a loop of a few lines. lgtool runs its own
-`train.fit` on the Aux-Net, whose block weights the rule rebuilds on every forward. Each measurement is
+`loop.fit` on the Aux-Net, whose block weights the rule rebuilds on every forward. Each measurement is
 a fresh subprocess (so peak RSS is its own); they alternate, and the median is reported.
 
     python examples/bench_learn.py [--steps 60] [--repeats 3] [--width 64] [--depth 8] [--json]
@@ -30,11 +30,11 @@ def worker(kind: str, steps: int, width: int, depth: int, batch: int) -> dict:
     import torch
 
     from lgtool.format.arch import Arch, build_vit
-    from lgtool.training.data import load_data
     from lgtool.learngene import init_learngene
     from lgtool.materialize import build_aux
-    from lgtool.training.recipe import kd_loss
+    from lgtool.training.data import load_data
     from lgtool.training.loop import TrainConfig, fit
+    from lgtool.training.recipe import kd_loss
 
     torch.manual_seed(0)
     data = load_data("fashion-mnist", train_samples=batch * (steps + 10))

@@ -16,15 +16,15 @@ import json
 import sys
 from pathlib import Path
 
-from lgtool.bench.run import BenchConfig
-from lgtool.training.settings import TrainConfig
-from lgtool.training.data import View, load_data
+from lgtool.bench.plan import BenchConfig
 from lgtool.format.errors import InputError
-from lgtool.training.learn import learn
 from lgtool.learngene import load_learngene
 from lgtool.materialize import expand, target_arch
 from lgtool.rules import RULES
+from lgtool.training.data import View, load_data
+from lgtool.training.learn import learn
 from lgtool.training.loop import evaluate
+from lgtool.training.settings import TrainConfig
 
 METHODS = ("sws", "tleg")
 RATES = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3)

@@ -17,17 +17,17 @@ import json
 import sys
 from pathlib import Path
 
-from lgtool.training.ancestor import ancestor_view, load_ancestor
-from lgtool.format.arch import Arch
-from lgtool.bench.run import BenchConfig
 from lgtool.bench.cost import STEP, forward_flops, learn_flops, size_name
-from lgtool.training.settings import TrainConfig
-from lgtool.training.data import load_data
+from lgtool.bench.plan import BenchConfig
 from lgtool.family import family_targets, makeable
-from lgtool.training.learn import learn
+from lgtool.format.arch import Arch
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand
+from lgtool.training.ancestor import ancestor_view, load_ancestor
+from lgtool.training.data import load_data
+from lgtool.training.learn import learn
 from lgtool.training.loop import evaluate
+from lgtool.training.settings import TrainConfig
 
 FAMILY = [(d, 64) for d in (2, 4, 6, 8, 10, 12)] + [(6, 32), (6, 128)]  # the full run's sizes
 METHODS = {"sws": {"stages": [2, 2, 2, 2]}, "tleg": {}, "wave": {"template_size": 32}}

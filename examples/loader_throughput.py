@@ -8,7 +8,7 @@ initialized ViT teacher (timm hub layout) to a temporary folder. Both sides read
 `FolderSplit.batches` (worker processes, persistent across epochs, prefetch, pinned memory on CUDA) and
 train the Aux-Net of the same fresh learngene (`build_aux`) against the same teacher:
 
-- learn: `lgtool.training.learn.learn(...)`, i.e. `train.fit` with its schedule, checks, logging and checkpoints;
+- learn: `lgtool.training.learn.learn(...)`, i.e. `loop.fit` with its schedule, checks, logging and checkpoints;
 - bare: a loop of a few lines: teacher forward, KD loss, backward, timm's AdamW step.
 
 Both are timed on fit's clock: the training time of each epoch, from asking for its batches to its last
@@ -77,8 +77,8 @@ def synthetic_folder(root: Path, classes: int, per_class: int, px: int, seed: in
 
 def make_teacher(out: Path, data_path: Path, args) -> Path:
     """A plain ViT from timm's init, written as a hub-layout folder: its speed, not its accuracy, matters."""
-    from lgtool.training.data import load_data
     from lgtool.hub import write_descnet
+    from lgtool.training.data import load_data
     from lgtool.training.finetune import scratch_model
 
     data = load_data(str(data_path))
@@ -153,10 +153,10 @@ def run_bare(args, data_path: Path, teacher_path: Path, device) -> dict:
     import torch.nn.functional as F
     from timm.optim import create_optimizer_v2
 
-    from lgtool.training.ancestor import ancestor_view, load_ancestor
-    from lgtool.training.data import load_data
     from lgtool.learngene import init_learngene
     from lgtool.materialize import build_aux
+    from lgtool.training.ancestor import ancestor_view, load_ancestor
+    from lgtool.training.data import load_data
 
     cfg = train_config(args, 1)
     data = load_data(str(data_path), seed=cfg.seed)

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import lgtool
-from lgtool.format.compat import import_timm
 from lgtool.convert import convert
+from lgtool.format.compat import import_timm
 from lgtool.materialize import build_aux, desc_state_dict, describe_layers, target_arch
 
 MODELS = {"sws": "aux_deit_small_patch16_224_L16_33433", "tleg": "aux_deit_small_patch16_224"}

@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from lgtool.format.compat import import_timm
 from lgtool.format.atomic import atomic_dir
-from lgtool.training.settings import TrainConfig
+from lgtool.format.compat import import_timm
 from lgtool.training.data import load_data
 from lgtool.training.loop import evaluate, fit
+from lgtool.training.settings import TrainConfig
 
 ARCHITECTURE = "resnet18"  # timm's builder; model_args below make it the small variant
 MODEL_ARGS = {"layers": [1, 1, 1, 1], "channels": [32, 64, 128, 256], "output_stride": 8, "in_chans": 1}

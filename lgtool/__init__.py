@@ -5,16 +5,16 @@ aux = lgtool.build_aux(gene)                             # the Aux-Net, trains t
 model = lgtool.expand(gene, depth=9)                     # a plain timm VisionTransformer
 """
 
-import importlib
+from lgtool.format import __version__ as __version__
+from lgtool.format.lazy import lazy
 
-from lgtool.format import __version__
-
+_learngene, _materialize = lazy("lgtool.learngene"), lazy("lgtool.materialize")
 _API = {
-    "init_learngene": "lgtool.learngene",
-    "load_learngene": "lgtool.learngene",
-    "Learngene": "lgtool.learngene",
-    "build_aux": "lgtool.materialize",
-    "expand": "lgtool.materialize",
+    "init_learngene": _learngene,
+    "load_learngene": _learngene,
+    "Learngene": _learngene,
+    "build_aux": _materialize,
+    "expand": _materialize,
 }
 __all__ = list(_API)
 
@@ -22,5 +22,5 @@ __all__ = list(_API)
 def __getattr__(name):
     # Lazy, so that `import lgtool` (and the CLI's --help) does not pay for importing torch.
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        return getattr(_API[name], name)
     raise AttributeError(f"module 'lgtool' has no attribute {name!r}")

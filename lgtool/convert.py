@@ -22,11 +22,15 @@ from pathlib import Path
 
 import torch
 from pydantic import ValidationError
+from safetensors.torch import load_file
 
 from lgtool.format import __version__
 from lgtool.format.arch import HEAD_DIM, WIDTHS, Arch, first_error, one_line
 from lgtool.format.errors import InputError, LgtoolError, UsageError
-from lgtool.learngene import GeneMeta, InputConfig, Learngene, first_nonfinite, safetensors_header, tensor_specs
+from lgtool.format.header import safetensors_header
+from lgtool.format.outputs import check_output
+from lgtool.learngene import GeneMeta, InputConfig, Learngene, first_nonfinite, tensor_specs
+from lgtool.materialize import build_aux
 from lgtool.rules import RULES, rule_module
 
 OFFICIAL_EPS = 1e-5  # every LayerNorm of the official Aux-Nets (nn.LayerNorm's default)
@@ -70,7 +74,6 @@ def convert(
 ) -> dict:
     """Read an official Aux-Net checkpoint (or a plain state dict in its key layout, .pth or .safetensors) and
     write it as a learngene. Every check runs before anything is written."""
-    from lgtool.format.atomic import check_output
 
     ckpt, output = Path(ckpt), Path(output)
     check_method(method)
@@ -175,8 +178,6 @@ def load_checkpoint(path: Path):
     argparse.Namespace allowed beyond tensors and containers. A file that needs anything else is refused
     before any of it runs."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         safetensors_header(path)  # a one-line InputError for a bad header
         return load_file(str(path))
     try:
@@ -338,7 +339,6 @@ def _heads(path: Path, args: dict, official: int | None, given: int | None) -> i
 @torch.no_grad()
 def eps_effect(gene: Learngene, batch: int = 2, seed: int = 0) -> float:
     """Max abs logit difference between the Aux-Net with the official LayerNorm eps and with timm's."""
-    from lgtool.materialize import build_aux
 
     aux = build_aux(gene).eval()
     arch = gene.arch

@@ -1,4 +1,7 @@
-"""Family-aware distillation: one learngene distilled through its rule at several sizes at once.
+"""The sizes a learngene makes: `target_arch` (one requested size, checked), and family-aware distillation.
+
+`target_arch` works out a Desc-Net's architecture once per command, torch-free; everything after takes the
+`Arch` it returns. Family-aware distillation trains one learngene through its rule at several sizes at once.
 
 A learngene's rule defines every size from the same tensors, so its templates can be trained for the whole
 family rather than for the Aux-Net alone. Each training step samples a few sizes by the sandwich rule of
@@ -11,8 +14,72 @@ alone is ordinary Aux-Net training, bit for bit.
 
 from __future__ import annotations
 
-from lgtool.format.arch import Arch
+from lgtool.format.arch import Arch, parse_width
 from lgtool.format.errors import InputError, UsageError
+from lgtool.format.lazy import torch
+from lgtool.learngene import GeneMeta, Learngene, tensor_specs
+from lgtool.rules import RULES, sized_name
+
+
+def target_arch(
+    gene,
+    depth: int | None = None,
+    width=None,
+    num_classes: int | None = None,
+    layer_map: list[int] | None = None,
+    img_size: int | None = None,
+    num_heads: int | None = None,
+) -> Arch:
+    """The Desc-Net architecture for a requested size, or a one-line InputError if the gene cannot make it.
+
+    Worked out once per command; everything below takes the resulting `Arch`. Another `img_size` keeps the
+    patch size: the position embedding is resampled to the new grid (`materialize`). A rule that makes its own
+    width only (`NARROWS_BY_SELECTION`) makes narrower ones by evenly spaced selection, keeping the head count;
+    a rule that changes width itself keeps the head dim. `num_heads` overrides either: the weights do not depend
+    on it, and one that does not divide the width is a UsageError (exit 2)."""
+    aux = gene.arch
+    depth = aux.depth if depth is None else depth
+    if depth <= 0:
+        raise InputError(f"depth must be at least 1, got {depth}")
+    if num_heads is not None and num_heads <= 0:
+        raise UsageError(f"--num-heads must be at least 1, got {num_heads}")
+    size = {
+        "num_classes": aux.num_classes if num_classes is None else num_classes,
+        "img_size": img_size or aux.img_size,
+    }
+    Arch.checked(aux, depth=depth, **size)  # bounds first: a huge depth never reaches the rule
+    embed_dim = aux.embed_dim if width is None else parse_width(width, 1)[0]  # its spelling; heads come below
+    selected = selection_source(gene, embed_dim) is not None
+    RULES[gene.method].check_target(gene.rule, aux, depth, aux.embed_dim if selected else embed_dim, layer_map)
+    if num_heads is not None:
+        heads = num_heads
+    elif embed_dim == aux.embed_dim or selected:
+        heads = aux.num_heads  # selection narrows every head; it does not merge them
+    else:
+        heads = max(1, embed_dim // aux.head_dim)  # the rule makes the width: the head dim is kept
+    if embed_dim % heads:
+        given = "--num-heads" if num_heads is not None else "the learngene's head count"
+        raise UsageError(
+            f"width {embed_dim} is not divisible by {heads} heads ({given}); "
+            f"choose --num-heads among the divisors of {embed_dim}"
+        )
+    return Arch.checked(aux, depth=depth, embed_dim=embed_dim, num_heads=heads, **size)
+
+
+def selection_source(gene, width: int) -> int | None:
+    """The width whose Desc-Net a `width`-wide one is selected from, or None if the rule makes `width` itself.
+
+    A rule that makes only its own width (`NARROWS_BY_SELECTION`) makes a narrower one by evenly spaced
+    selection from its Desc-Net at the Aux width: the rule weight selection uses (Xu et al., ICLR 2024)."""
+    aux = gene.arch
+    if RULES[gene.method].NARROWS_BY_SELECTION and width < aux.embed_dim:
+        return aux.embed_dim
+    return None
+
+
+def describe_layers(gene, target: Arch, layer_map: list[int] | None = None) -> list:
+    """Per Desc-Net layer, where it comes from (SWS stage, TLEG slope coefficient, WAVE Aux depth position)."""
+    return RULES[gene.method].describe_layers(gene.rule, gene.arch, target, layer_map)
 
 
 def parse_sizes(text: str | None, option: str) -> list[int] | None:
@@ -47,8 +114,6 @@ def family_grid(depths: list[int] | None, widths: list[int] | None) -> list[tupl
 def family_targets(gene, sizes: list[tuple] | None) -> list[Arch]:
     """Every (depth, width) of `sizes` as the Desc-Net `expand` would make it (None: the Aux depth or width),
     cheapest first, the Aux size always a member; a one-line InputError if the rule cannot make one."""
-    from lgtool.materialize import target_arch
-
     targets = []
     for depth, width in sizes or []:
         try:
@@ -79,22 +144,31 @@ def with_size_tensors(gene, targets: list[Arch]):
     """`gene` with size-specific tensors of its own (for WAVE: scalers, resampled from the Aux size's as a
     new size starts) for every target but the Aux size, listed in its metadata's `sizes`. A rule without
     size-specific tensors gets `gene` back unchanged."""
-    from lgtool.learngene import GeneMeta, Learngene, sized_name, tensor_specs
-    from lgtool.rules import RULES
-
     rules, aux = RULES[gene.method], gene.arch
     own = [a for a in targets if (a.depth, a.embed_dim) != (aux.depth, aux.embed_dim)]
     if not rules.SIZE_SPECIFIC or not own:
         return gene
     tensors = dict(gene.tensors)
     for target in own:
-        resized = rules.resize_gene(gene, target)
+        resized = resize_gene(gene, target)
         for name, role in resized.meta.tensors.items():
             if role.get("template") in rules.SIZE_SPECIFIC:
                 tensors[sized_name(target.depth, target.embed_dim, name)] = resized.tensors[name].detach().clone()
     raw = gene.meta.model_dump(by_alias=True)
     meta = GeneMeta.model_validate({**raw, "sizes": [(a.depth, a.embed_dim) for a in own]})
     meta.tensors = {name: role for name, (_, role) in tensor_specs(meta).items()}
+    return Learngene(meta, tensors)
+
+
+def resize_gene(gene, target: Arch):
+    """A learngene whose Aux size is `target` (for a rule with size-specific tensors): templates unchanged,
+    size-specific tensors resampled (or the size's own, where it was trained), so they can be learned
+    (calibrated) as an Aux-Net of that size."""
+    rules = RULES[gene.method]
+    tensors = rules.resize(gene.rule, gene.tensors, gene.arch, target)
+    tensors.update(rules.trained_scalers(gene.tensors, target))
+    meta = gene.meta.model_copy(update={"arch": target, "sizes": []}, deep=True)
+    meta.tensors = {name: role for name, (_, role) in tensor_specs(GeneMeta.model_validate(meta)).items()}
     return Learngene(meta, tensors)
 
 
@@ -105,8 +179,6 @@ def is_aux_only(gene, targets: list[Arch]) -> bool:
 def sandwich(count: int, samples: int, generator) -> list[int]:
     """Indices of the sizes one step trains: the largest and the smallest (of a cheapest-first list), and
     `samples - 2` others drawn at random without repeats."""
-    import torch
-
     if count <= samples:
         return list(range(count))
     middle = torch.randperm(count - 2, generator=generator)[: samples - 2] + 1

@@ -9,13 +9,20 @@ timm.create_model("local-dir:DIR", pretrained=True)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
-from lgtool.format.arch import Arch, check_memory
-from lgtool.format.atomic import scoped
-from lgtool.format.errors import CheckError, InputError
+from lgtool.family import describe_layers, selection_source
+from lgtool.format import __version__
+from lgtool.format.arch import Arch
+from lgtool.format.atomic import atomic_dir
+from lgtool.format.errors import InputError
+from lgtool.format.lazy import lazy
+from lgtool.rules import RULES
+
+st = lazy("safetensors.torch")
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 
@@ -48,17 +55,13 @@ def write_descnet(
     """Write a state dict (timm keys) and its config and card into `out_dir`, atomically (a temporary
     folder renamed into place). `verify(folder)` runs on the finished temporary folder first: if it
     raises, nothing appears under `out_dir`."""
-    from safetensors.torch import save_file
-
-    from lgtool.format.atomic import atomic_dir
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise InputError(f"{out_dir} already exists; choose another -o or pass --force to replace it")
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     config = hub_config(arch, input_cfg, lineage)
     with atomic_dir(out_dir, force=force) as tmp:
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        st.save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         shown = out_dir.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # a non-UTF-8 name
         (tmp / CARD).write_text(model_card(config, shown), encoding="utf-8")
@@ -188,12 +191,6 @@ model = timm.create_model("{config["architecture"]}", pretrained=True,
 
 def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
     """What a Desc-Net came from, stored under config.json's "lgtool" key and shown in its card."""
-    import hashlib
-
-    from lgtool.format import __version__
-    from lgtool.materialize import describe_layers, selection_source
-    from lgtool.rules import RULES
-
     digest = hashlib.sha256()
     with open(gene_path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -228,117 +225,3 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
         "lgtool_version": __version__,
         "provenance": gene.meta.provenance,
     }
-
-
-def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, seed: int = 0) -> dict:
-    """Reload `out_dir` with plain timm and compare its logits with a model holding `state` in memory (and
-    with the learngene's Aux-Net, if given)."""
-    import torch
-
-    from lgtool.format.compat import import_timm
-    from lgtool.materialize import build_aux
-
-    timm = import_timm()
-    from lgtool.format.arch import build_vit
-
-    reloaded = timm.create_model(f"local-dir:{Path(out_dir).resolve()}", pretrained=True).eval()
-    model = build_vit(arch)
-    model.load_state_dict(state)
-    x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        ref = model.eval()(x)
-        result = {"max_abs_diff_timm": (reloaded(x) - ref).abs().max().item()}
-        if gene is not None:
-            result["max_abs_diff_aux"] = (build_aux(gene).eval()(x) - ref).abs().max().item()
-    return result
-
-
-@scoped
-def expand_folder(
-    gene_path,
-    output=None,
-    *,
-    depth=None,
-    width=None,
-    num_classes=None,
-    layer_map=None,
-    img_size=None,
-    num_heads=None,
-    check: bool = False,
-    tol: float = 1e-5,
-    force: bool = False,
-    calibrate: str | None = None,
-    calibrate_steps: int = 200,
-    calibrate_samples: int = 2000,
-    data_dir=None,
-    log=None,
-) -> dict:
-    """`lgtool expand`: learngene file -> Desc-Net folder (default name desc-d<depth>-<width>), optionally
-    WAVE-calibrated on data first and checked against plain timm (and the Aux-Net at the Aux size)."""
-    from contextlib import nullcontext
-
-    from lgtool.format.atomic import check_output
-    from lgtool.learngene import Learngene, load_learngene, read_header
-    from lgtool.materialize import desc_state_dict, target_arch
-
-    _, meta = read_header(gene_path)  # every size and usage check from the header, before a tensor is read
-    target = target_arch(Learngene(meta, {}), depth, width, num_classes, layer_map, img_size, num_heads)
-    check_memory(target, "expand")
-    output = Path(output or f"desc-d{target.depth}-{width or target.embed_dim}")
-    reads = [gene_path, data_dir]
-    if calibrate is not None:
-        from lgtool.training.data import data_paths
-
-        reads += data_paths(calibrate, data_dir)
-    check_output(output, inputs=reads, force=force, is_dir=True)
-    gene = load_learngene(gene_path)
-    info = lineage(gene, gene_path, target, layer_map)
-    if calibrate is not None:
-        from lgtool.training.learn import calibrate as calibrate_scalers
-
-        with log() if log else nullcontext(None) as report:
-            calibrated, info["calibration"] = calibrate_scalers(  # at the learngene's resolution
-                gene,
-                target.model_copy(update={"img_size": gene.arch.img_size}),
-                calibrate,
-                data_dir=data_dir,
-                samples=calibrate_samples,
-                steps=calibrate_steps,
-                log=report,
-            )
-        state = desc_state_dict(calibrated, target)
-    else:
-        state = desc_state_dict(gene, target, layer_map)
-    checked = {}
-
-    def verify(folder):  # --check runs on the written folder before it takes the final name
-        at_aux = target == gene.arch and layer_map is None and calibrate is None
-        diffs = check_descnet(folder, state, target, gene if at_aux else None)
-        checked.update(diffs, tol=tol, passed=all(v <= tol for v in diffs.values()))
-        if not checked["passed"]:
-            worst = max(v for k, v in diffs.items() if k.startswith("max_abs"))
-            raise CheckError(f"--check failed: max abs difference {worst:.3g} > {tol:g}; nothing was written")
-
-    write_descnet(
-        state, target, output, gene.meta.input.model_dump(), info, force=force, verify=verify if check else None
-    )
-    result = {
-        "output": str(output),
-        "method": gene.method,
-        "depth": target.depth,
-        "width": target.embed_dim,
-        "num_heads": target.num_heads,
-        "num_classes": target.num_classes,
-        "params": target.num_params(),
-        "layers": info["layers"],
-        "head": info["head"],
-        "width_source": info["width_source"],
-    }
-    for key in ("selection", "size_specific"):
-        if key in info:
-            result[key] = info[key]
-    if "calibration" in info:
-        result["calibration"] = info["calibration"]
-    if check:
-        result["check"] = checked
-    return result

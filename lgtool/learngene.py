@@ -8,31 +8,28 @@ Header reading (`read_header`) is torch-free so `inspect` never loads torch or w
 
 from __future__ import annotations
 
+import functools
 import json
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from safetensors import SafetensorError
 
 from lgtool.format import __version__
-from lgtool.format.arch import MAX_IN_CHANS, Arch, first_error, numel, one_line, parse_width
+from lgtool.format.arch import MAX_IN_CHANS, Arch, build_vit, first_error, one_line, parse_width
+from lgtool.format.atomic import atomic_file
 from lgtool.format.errors import InputError, UsageError
-from lgtool.rules import RULES, rule_module
+from lgtool.format.header import FLOAT_DTYPES, DuplicateKey, safetensors_header, unique_keys
+from lgtool.format.lazy import lazy, torch
+from lgtool.rules import RULES, rule_module, sized_name
+
+st = lazy("safetensors.torch")
 
 SCHEMA = "learngene/1"
 METADATA_KEY = "learngene"
-MAX_HEADER = 100 << 20  # safetensors' own limit
-# Bytes per element of every safetensors dtype of whole bytes; a learngene holds only the floating ones.
-DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
-}  # fmt: skip
-FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 # Tensor-name patterns that learngene/1 files written by lgtool 0.1.0 stored in their rule; no code read them.
 LEGACY_RULE_KEYS = {"stage", "intercept", "slope", "template", "scaler", "layerwise"}
@@ -113,11 +110,6 @@ class GeneMeta(BaseModel):
                 raise ValueError(f"sizes: ({depth}, {width}): {e}") from None
 
 
-def sized_name(depth: int, width: int, name: str) -> str:
-    """Where the size-specific tensor `name` of one trained size is stored."""
-    return f"sized.d{depth}w{width}.{name}"
-
-
 def size_arch(aux: Arch, depth: int, width: int) -> Arch:
     """The Desc-Net of a size-specific rule at (depth, width): the head dim kept, as `target_arch` makes it."""
     heads = aux.num_heads if width == aux.embed_dim else max(1, width // aux.head_dim)
@@ -145,16 +137,12 @@ class Learngene:
         return sum(t.numel() for t in self.tensors.values())
 
     def save(self, path) -> Path:
-        from safetensors.torch import save_file
-
-        from lgtool.format.atomic import atomic_file
-
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
         # files without trained sizes read exactly as before the field existed
         dump = self.meta.model_dump_json(by_alias=True, exclude=None if self.meta.sizes else {"sizes"})
         metadata = {"format": "pt", METADATA_KEY: dump}
         with atomic_file(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
+            st.save_file(tensors, str(tmp), metadata=metadata)
         return Path(path)
 
 
@@ -190,10 +178,6 @@ def init_learngene(
     """A fresh learngene with the method's official initialization (templates) and timm's (the rest).
 
     Rule options: SWS `stages=[3,3,4,3,3]` or `num_stages`; WAVE `template_size`, `num_templates`."""
-    import torch
-
-    from lgtool.format.arch import build_vit
-
     rule_module(method)
     embed_dim, heads = parse_width(width, num_heads)
     rule, depth = _make_rule(method, aux_depth, embed_dim // heads, rule_options)
@@ -252,88 +236,6 @@ def _make_rule(method, aux_depth, head_dim, options):
         raise UsageError(f"bad {method} option: {first_error(e)}") from None
 
 
-def safetensors_header(path) -> tuple[dict, dict]:
-    """Parse and check a safetensors header, torch-free: ({name: entry}, metadata).
-
-    Checked as safetensors itself does before it maps anything: every entry a known dtype, a shape of
-    non-negative integers and data offsets holding exactly that many bytes, the entries tiling the data
-    section without gaps or overlaps, and the metadata a map of strings."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        if n <= 0 or n > min(MAX_HEADER, size - 8):
-            raise InputError(f"{path}: not a safetensors file (truncated or corrupt header)")
-        try:
-            header = json.loads(f.read(n), object_pairs_hook=_unique_keys)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise InputError(f"{path}: not a safetensors file (header is not valid JSON)") from None
-        except _DuplicateKey as e:  # safetensors refuses these too: which one counts would be a guess
-            raise InputError(f"{path}: corrupt safetensors header (the key {str(e)!r} appears twice)") from None
-    if not isinstance(header, dict):
-        raise InputError(f"{path}: not a safetensors file (header is not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise InputError(f"{path}: corrupt safetensors header (__metadata__ is not a map of strings)")
-    spans = []
-    for name, entry in header.items():
-        nbytes = _entry_bytes(entry)
-        if nbytes is None:
-            raise InputError(f"{path}: corrupt safetensors header (bad tensor entry {name!r})")
-        begin, end = entry["data_offsets"]
-        if end - begin != nbytes:
-            raise InputError(
-                f"{path}: corrupt safetensors header ({name!r}: {entry['dtype']!r} {entry['shape']} needs {nbytes} "
-                f"bytes, its offsets hold {end - begin})"
-            )
-        spans.append((begin, end, name))
-    end = 0
-    for begin, stop, name in sorted(spans):
-        if begin != end:
-            raise InputError(f"{path}: corrupt safetensors header (tensor {name!r} does not start where the last ends)")
-        end = stop
-    if end != size - 8 - n:
-        raise InputError(f"{path}: truncated or corrupt: {size - 8 - n} data bytes, header describes {end}")
-    return header, metadata
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list) -> dict:
-    """A JSON object, refused (as safetensors refuses it) when a key appears twice."""
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-def _entry_bytes(entry) -> int | None:
-    """Bytes a header entry's dtype and shape need, or None if the entry is malformed."""
-
-    def count(x):
-        return type(x) is int and x >= 0
-
-    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
-        return None
-    shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    if not isinstance(shape, list) or not all(count(s) for s in shape):
-        return None
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(count(o) for o in offsets):
-        return None
-    if offsets[0] > offsets[1]:
-        return None
-    per = DTYPE_BYTES.get(entry["dtype"])
-    # A dtype this table lacks (sub-byte floats, newer ones): trust its offsets; learngenes refuse it anyway.
-    return numel(shape) * per if per else offsets[1] - offsets[0]
-
-
 def read_header(path) -> tuple[dict, GeneMeta]:
     """Validate a learngene file from its header alone. Returns ({name: {dtype, shape}}, metadata)."""
     header, metadata = safetensors_header(path)
@@ -343,10 +245,10 @@ def read_header(path) -> tuple[dict, GeneMeta]:
             "make one with `lgtool learn`"
         )
     try:
-        raw = json.loads(metadata[METADATA_KEY], object_pairs_hook=_unique_keys)
+        raw = json.loads(metadata[METADATA_KEY], object_pairs_hook=unique_keys)
     except (json.JSONDecodeError, RecursionError):
         raise InputError(f"{path}: learngene metadata is not valid JSON") from None
-    except _DuplicateKey as e:
+    except DuplicateKey as e:
         raise InputError(f"{path}: learngene metadata has the key {str(e)!r} twice") from None
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         found = raw.get("schema") if isinstance(raw, dict) else None
@@ -405,12 +307,9 @@ def _check_tensors(path, meta: GeneMeta, infos: dict) -> None:
 def load_learngene(path) -> Learngene:
     """Load and validate a learngene file (safetensors only; nothing is unpickled): its header in full, then
     every tensor finite (a NaN or Inf would only surface later as a broken Desc-Net or a NaN loss)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     _, meta = read_header(path)
     try:
-        tensors = load_file(str(path))
+        tensors = st.load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise InputError(f"{path}: cannot read tensors: {one_line(' '.join(str(e).split()))}") from None
     bad = first_nonfinite(tensors)
@@ -425,10 +324,6 @@ def load_learngene(path) -> Learngene:
 def _one_float_dtype(tensors: dict) -> dict:
     """Tensors of mixed float dtypes (F16 templates beside F32 scalers, say) in the one dtype torch would
     compute them in: WAVE's Kronecker products, unlike sums, refuse to mix them."""
-    import functools
-
-    import torch
-
     floats = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(floats) < 2:
         return tensors
@@ -438,8 +333,6 @@ def _one_float_dtype(tensors: dict) -> dict:
 
 def first_nonfinite(tensors: dict) -> str | None:
     """The first name (in sorted order) whose tensor holds a NaN or an Inf, or None if all are finite."""
-    import torch
-
     for name in sorted(tensors):
         t = tensors[name]
         if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.is_complex()):

@@ -13,66 +13,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lgtool.format.arch import Arch, build_vit, parse_width
-from lgtool.format.errors import InputError, UsageError
+from lgtool.family import describe_layers, is_aux_only, sandwich, selection_source, size_key, target_arch
+from lgtool.format.arch import Arch, build_vit
+from lgtool.format.lazy import timm
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 
-
-def target_arch(
-    gene: Learngene,
-    depth: int | None = None,
-    width=None,
-    num_classes: int | None = None,
-    layer_map: list[int] | None = None,
-    img_size: int | None = None,
-    num_heads: int | None = None,
-) -> Arch:
-    """The Desc-Net architecture for a requested size, or a one-line InputError if the gene cannot make it.
-
-    Worked out once per command; everything below takes the resulting `Arch`. Another `img_size` keeps the
-    patch size: the position embedding is resampled to the new grid (`materialize`). A rule that makes its own
-    width only (`NARROWS_BY_SELECTION`) makes narrower ones by evenly spaced selection, keeping the head count;
-    a rule that changes width itself keeps the head dim. `num_heads` overrides either: the weights do not depend
-    on it, and one that does not divide the width is a UsageError (exit 2)."""
-    aux = gene.arch
-    depth = aux.depth if depth is None else depth
-    if depth <= 0:
-        raise InputError(f"depth must be at least 1, got {depth}")
-    if num_heads is not None and num_heads <= 0:
-        raise UsageError(f"--num-heads must be at least 1, got {num_heads}")
-    size = {
-        "num_classes": aux.num_classes if num_classes is None else num_classes,
-        "img_size": img_size or aux.img_size,
-    }
-    Arch.checked(aux, depth=depth, **size)  # bounds first: a huge depth never reaches the rule
-    embed_dim = aux.embed_dim if width is None else parse_width(width, 1)[0]  # its spelling; heads come below
-    selected = selection_source(gene, embed_dim) is not None
-    RULES[gene.method].check_target(gene.rule, aux, depth, aux.embed_dim if selected else embed_dim, layer_map)
-    if num_heads is not None:
-        heads = num_heads
-    elif embed_dim == aux.embed_dim or selected:
-        heads = aux.num_heads  # selection narrows every head; it does not merge them
-    else:
-        heads = max(1, embed_dim // aux.head_dim)  # the rule makes the width: the head dim is kept
-    if embed_dim % heads:
-        given = "--num-heads" if num_heads is not None else "the learngene's head count"
-        raise UsageError(
-            f"width {embed_dim} is not divisible by {heads} heads ({given}); "
-            f"choose --num-heads among the divisors of {embed_dim}"
-        )
-    return Arch.checked(aux, depth=depth, embed_dim=embed_dim, num_heads=heads, **size)
-
-
-def selection_source(gene: Learngene, width: int) -> int | None:
-    """The width whose Desc-Net a `width`-wide one is selected from, or None if the rule makes `width` itself.
-
-    A rule that makes only its own width (`NARROWS_BY_SELECTION`) makes a narrower one by evenly spaced
-    selection from its Desc-Net at the Aux width: the rule weight selection uses (Xu et al., ICLR 2024)."""
-    aux = gene.arch
-    if RULES[gene.method].NARROWS_BY_SELECTION and width < aux.embed_dim:
-        return aux.embed_dim
-    return None
+__all__ = ["build_aux", "desc_state_dict", "describe_layers", "expand", "materialize", "target_arch"]
 
 
 def evenly_spaced(n: int, m: int) -> torch.Tensor:
@@ -119,20 +66,10 @@ def materialize(
 
 def resample_pos_embed(pos_embed, aux: Arch, target: Arch):
     """The position embedding on `target`'s patch grid, by timm's own `resample_abs_pos_embed` (bicubic)."""
-    from lgtool.format.compat import import_timm
-
-    import_timm()
-    from timm.layers import resample_abs_pos_embed
-
     grid = [target.img_size // target.patch_size] * 2
     old = [aux.img_size // aux.patch_size] * 2
     prefix = 1 if target.class_token else 0
-    return resample_abs_pos_embed(pos_embed, new_size=grid, old_size=old, num_prefix_tokens=prefix)
-
-
-def describe_layers(gene: Learngene, target: Arch, layer_map: list[int] | None = None) -> list:
-    """Per Desc-Net layer, where it comes from (SWS stage, TLEG slope coefficient, WAVE Aux depth position)."""
-    return RULES[gene.method].describe_layers(gene.rule, gene.arch, target, layer_map)
+    return timm.layers.resample_abs_pos_embed(pos_embed, new_size=grid, old_size=old, num_prefix_tokens=prefix)
 
 
 @torch.no_grad()
@@ -207,8 +144,6 @@ class AuxNet(nn.Module):
     images each size saw are buffers, so a checkpoint resumes them exactly."""
 
     def __init__(self, gene: Learngene, drop_path_rate: float = 0.0, family=None, samples: int = 3, seed: int = 0):
-        from lgtool.family import is_aux_only
-
         super().__init__()
         self.meta = gene.meta
         self.gene = TensorTree(gene.tensors)
@@ -242,8 +177,6 @@ class AuxNet(nn.Module):
     def forward(self, x):
         if self.family is None or not self.training:
             return functional_call(self.vit, self.weights(), (x,))
-        from lgtool.family import sandwich
-
         picks = sandwich(len(self.family), self.samples, self._draw_generator())
         self.family_draws += 1
         self.family_images[picks] += len(x)
@@ -261,8 +194,6 @@ class AuxNet(nn.Module):
 
     def family_report(self) -> dict:
         """Per family size, the images it was trained on."""
-        from lgtool.family import size_key
-
         return {size_key(a): int(n) for a, n in zip(self.family or [], self.family_images.tolist(), strict=True)}
 
     def to_learngene(self) -> Learngene:

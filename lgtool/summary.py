@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from lgtool.format.arch import Arch, numel
-from lgtool.hub import CONFIG, WEIGHTS, read_config
 from lgtool.format.errors import InputError
-from lgtool.learngene import read_header, safetensors_header
+from lgtool.format.header import safetensors_header
+from lgtool.hub import CONFIG, WEIGHTS, read_config
+from lgtool.learngene import read_header
 from lgtool.rules import RULES
 
 

@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import save_file
 
 from lgtool.format.compat import import_timm
-from lgtool.training.ancestor import load_ancestor
 from lgtool.format.errors import InputError
+from lgtool.training.ancestor import load_ancestor
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from lgtool.format import atomic
-from lgtool.format.atomic import atomic_dir, atomic_file, check_output_path, write_json, write_text
+from lgtool.format.atomic import atomic_dir, atomic_file, write_json, write_text
 from lgtool.format.errors import InputError
+from lgtool.format.outputs import check_output_path
 
 # Replaces a folder in a child process that dies (os._exit) just before filesystem step number `die_at`
 # (or inside the `with` body); prints the number of steps when it lives to the end.

@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 from test_data_errors import write_fashion_mnist
 
 from lgtool.format.arch import Arch, build_vit
-from lgtool.hub import write_descnet
 from lgtool.format.errors import InputError
+from lgtool.hub import write_descnet
 from lgtool.learngene import load_learngene
 
 # A tiny plain ViT folder (timm hub layout) for 28 px gray images, as `lgtool expand` writes one.

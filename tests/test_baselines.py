@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lgtool.format.arch import Arch, build_vit
-from lgtool.training.baselines import evenly_spaced, layer_plan, layer_policies, select, weight_selection
 from lgtool.format.errors import InputError
+from lgtool.training.baselines import evenly_spaced, layer_plan, layer_policies, select, weight_selection
 
 
 def test_evenly_spaced_stride_and_linspace():

@@ -9,8 +9,8 @@ import torch
 from conftest import needs_fashion_mnist
 from safetensors.torch import load_file
 
+import lgtool.bench.rows
 import lgtool.bench.run
-import lgtool.training.data
 from lgtool.bench.run import BenchConfig, run_bench
 from lgtool.format.errors import InputError, UsageError
 from lgtool.training.finetune import finetune
@@ -63,18 +63,18 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
         calibrate_samples=128,
     )
     # A 1,000-image test split keeps the test quick; every row is evaluated on it.
-    real_load = lgtool.training.data.load_data
+    real_load = lgtool.bench.run.load_data
 
     def load_data(*a, **k):
         data = real_load(*a, **k)
         data.test = data.test.subset(torch.arange(1000))
         return data
 
-    monkeypatch.setattr(lgtool.training.data, "load_data", load_data)
+    monkeypatch.setattr(lgtool.bench.run, "load_data", load_data)
     # Every training run sees the tuning data only; the test split is only ever evaluated.
-    trained_on, real_fit = [], lgtool.bench.run.fit
+    trained_on, real_fit = [], lgtool.bench.rows.fit
     monkeypatch.setattr(
-        lgtool.bench.run, "fit", lambda m, data, *a, **k: trained_on.append(data) or real_fit(m, data, *a, **k)
+        lgtool.bench.rows, "fit", lambda m, data, *a, **k: trained_on.append(data) or real_fit(m, data, *a, **k)
     )
     lines = []
     report = run_bench(cfg, tmp_path / "b", ancestor=str(ancestor), log=lines.append)

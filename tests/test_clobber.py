@@ -21,9 +21,10 @@ from test_bad_input import TINY_VIT
 from test_data_errors import write_fashion_mnist
 
 from lgtool.format.arch import build_vit
-from lgtool.format.atomic import atomic_dir, atomic_file, check_output, write_text
-from lgtool.hub import write_descnet
+from lgtool.format.atomic import atomic_dir, atomic_file, write_text
 from lgtool.format.errors import InputError
+from lgtool.format.outputs import check_output
+from lgtool.hub import write_descnet
 
 # A learngene of the tiny ViT's width, its Aux-Net 2 blocks deep, learnt in one epoch of 4 steps.
 LEARN = ["--method", "tleg", "--aux-depth", 2, "--width", 32, "--num-heads", 2, "--epochs", 1, "--batch-size", 16]
@@ -395,17 +396,17 @@ def test_final_rename_of_a_folder_that_appeared(tmp_path):
 
 
 def test_expand_keeps_a_folder_that_appeared_and_reports_its_own(run_cli, tmp_path, monkeypatch):
-    import lgtool.hub
+    import lgtool.training.descnet
 
     gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
-    real = lgtool.hub.check_descnet
+    real = lgtool.training.descnet.check_descnet
 
     def another_run_writes_first(*args, **kwargs):  # --check runs between the last check and the rename
         (tmp_path / "desc").mkdir()
         (tmp_path / "desc" / "theirs.txt").write_text("another run's")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lgtool.hub, "check_descnet", another_run_writes_first)
+    monkeypatch.setattr(lgtool.training.descnet, "check_descnet", another_run_writes_first)
     got, stdout, stderr = run_cli("expand", gene, "--depth", 2, "--check", "-o", tmp_path / "desc")
     kept = tmp_path / f"desc.{os.getpid()}"
     line = error_line(3, got, stdout, stderr)
@@ -526,9 +527,9 @@ def test_stdout_on_a_full_device_is_one_line(tmp_path, as_json):
 
 
 def test_disk_full_at_the_end_of_finetune_names_the_checkpoint_that_finishes_it(run_cli, tmp_path, ws, monkeypatch):
-    import lgtool.format.atomic
+    import lgtool.training.finetune
 
-    real = lgtool.format.atomic.write_json
+    real = lgtool.training.finetune.write_json
 
     def full(path, obj):
         with atomic_file(path) as tmp:
@@ -536,12 +537,12 @@ def test_disk_full_at_the_end_of_finetune_names_the_checkpoint_that_finishes_it(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     out = tmp_path / "out"
-    monkeypatch.setattr(lgtool.format.atomic, "write_json", full)
+    monkeypatch.setattr(lgtool.training.finetune, "write_json", full)
     line = error_line(1, *run_cli(*finetune_args(ws, "-o", out)))
     checkpoint = out / "checkpoint.ckpt"
     assert f"could not write {out / 'metrics.json'}: No space left on device" in line
     assert f"the finished training is kept in {checkpoint}: continue with --resume {checkpoint}" in line
     assert not (out / "metrics.json").exists() and leftovers(tmp_path) == []
-    monkeypatch.setattr(lgtool.format.atomic, "write_json", real)
+    monkeypatch.setattr(lgtool.training.finetune, "write_json", real)
     got, _, stderr = run_cli(*finetune_args(ws, "-o", out, "--resume", checkpoint))
     assert got == 0 and (out / "metrics.json").is_file(), stderr

@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from lgtool.training.settings import TrainConfig
 from lgtool.training.data import TensorSplit, View, balanced_subset, load_data
+from lgtool.training.settings import TrainConfig
 
 PLAIN = TrainConfig(augment="none")
 

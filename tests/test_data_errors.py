@@ -5,8 +5,8 @@ import gzip
 import pytest
 import torch
 
-from lgtool.training.data import View, load_data
 from lgtool.format.errors import InputError
+from lgtool.training.data import View, load_data
 
 FIX = "apt-get install dataset-fashion-mnist"
 

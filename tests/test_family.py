@@ -8,8 +8,8 @@ import torch
 from conftest import needs_fashion_mnist, tiny_gene
 
 import lgtool
-from lgtool.format.errors import InputError, UsageError
 from lgtool.family import family_grid, family_targets, makeable, parse_sizes, sandwich, size_key, with_size_tensors
+from lgtool.format.errors import InputError, UsageError
 from lgtool.learngene import load_learngene, read_header
 from lgtool.materialize import build_aux, expand
 
@@ -102,8 +102,8 @@ def test_sizes_are_refused_where_the_rule_has_no_size_specific_tensors():
 
 @needs_fashion_mnist
 def test_a_family_of_the_aux_size_alone_is_todays_learning_bit_for_bit(ancestor, tmp_path):
-    from lgtool.training.settings import TrainConfig
     from lgtool.training.learn import learn
+    from lgtool.training.settings import TrainConfig
 
     cfg = TrainConfig(epochs=1, batch_size=64, lr=2e-3, warmup_epochs=0.2)
     common = dict(width=32, aux_depth=4, train_samples=1000, cfg=cfg)
@@ -116,12 +116,12 @@ def test_a_family_of_the_aux_size_alone_is_todays_learning_bit_for_bit(ancestor,
 
 @needs_fashion_mnist
 def test_a_family_aware_wave_learngene_expands_at_a_trained_size_with_no_calibration(ancestor, tmp_path, run_cli):
-    from lgtool.training.settings import TrainConfig
-    from lgtool.training.data import load_data
-    from lgtool.training.learn import learn
     from lgtool.materialize import target_arch
     from lgtool.rules.wave import resize
+    from lgtool.training.data import load_data
+    from lgtool.training.learn import learn
     from lgtool.training.loop import evaluate
+    from lgtool.training.settings import TrainConfig
 
     cfg = TrainConfig(epochs=2, batch_size=64, lr=3e-3, warmup_epochs=0.2)
     result = learn(str(ancestor), "wave", "fashion-mnist", tmp_path / "w.safetensors", width=32, aux_depth=4,

@@ -12,8 +12,8 @@ import torch
 from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.training.data import load_data
 from lgtool.format.errors import InputError
+from lgtool.training.data import load_data
 from lgtool.training.learn import learn
 from lgtool.training.loop import Diverged, Interrupted, TrainConfig, evaluate
 

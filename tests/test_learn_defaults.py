@@ -8,8 +8,8 @@ from conftest import needs_fashion_mnist
 
 import lgtool
 from lgtool.format.arch import Arch, build_vit
-from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
 from lgtool.training.learn import default_init
+from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
 
 
 def _defaults(command: str) -> dict:

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lgtool.training.settings import TrainConfig
-from lgtool.training.data import View, batch_generator
 from lgtool.format.errors import UsageError
+from lgtool.training.data import View, batch_generator
 from lgtool.training.recipe import (
     DEIT,
     apply_mixup,
@@ -30,6 +29,7 @@ from lgtool.training.recipe import (
     tensor_augment,
     train_transform,
 )
+from lgtool.training.settings import TrainConfig
 
 
 def reference_loss(student, teacher, labels, *, kd, alpha, tau, reduction, smoothing):

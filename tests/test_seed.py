@@ -6,10 +6,10 @@ import torch
 
 import lgtool
 from lgtool.format.arch import Arch, build_vit
-from lgtool.training.baselines import select
 from lgtool.format.errors import InputError, UsageError
 from lgtool.materialize import desc_state_dict, target_arch
 from lgtool.rules import tleg, wave
+from lgtool.training.baselines import select
 from lgtool.training.seed import seed_from_ancestor
 
 FAMILY = dict(img_size=28, patch_size=7, in_chans=1, num_classes=10)

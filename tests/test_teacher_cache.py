@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from lgtool.training.settings import TrainConfig
 from lgtool.training.data import Data, TensorSplit, View
-from lgtool.training.teacher_cache import TeacherCache, input_keys, inputs_repeat
 from lgtool.training.loop import fit
+from lgtool.training.settings import TrainConfig
+from lgtool.training.teacher_cache import TeacherCache, input_keys, inputs_repeat
 
 
 class Counting(nn.Module):

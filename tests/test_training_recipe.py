@@ -11,9 +11,9 @@ from test_recipe import assert_accepted
 from torch import nn
 
 from lgtool.format.compat import import_timm
-from lgtool.training.settings import TrainConfig
 from lgtool.training.data import Data, TensorSplit, View
 from lgtool.training.loop import fit
+from lgtool.training.settings import TrainConfig
 
 RECIPE = [
     "--aa", "rand-m9-mstd0.5-inc1", "--color-jitter", "0.4", "--reprob", "0.25", "--mixup", "0.8",

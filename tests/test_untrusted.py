@@ -259,15 +259,15 @@ def test_a_seed_beyond_2_to_the_32_trains(run_cli, tmp_path, ws):  # noqa: F811
 
 
 def test_library_warnings_are_dropped_on_an_error_and_kept_on_success(run_cli, tmp_path, monkeypatch):
-    import lgtool.summary
+    import lgtool.cli.inspect
 
-    real = lgtool.summary.summarize
+    real = lgtool.cli.inspect.summarize
 
     def warns(path):
         warnings.warn("a library's deprecation notice", UserWarning, stacklevel=1)
         return real(path)
 
-    monkeypatch.setattr(lgtool.summary, "summarize", warns)
+    monkeypatch.setattr(lgtool.cli.inspect, "summarize", warns)
     got, stdout, stderr = run_cli("inspect", tmp_path / "missing.safetensors")
     assert got == 3 and stdout == "" and stderr.startswith("error:") and len(stderr.strip().splitlines()) == 1, stderr
     gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")

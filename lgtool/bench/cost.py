@@ -14,7 +14,10 @@ The rate search is not counted for any route: every route searches the same grid
 from __future__ import annotations
 
 from lgtool.format.arch import Arch
+from lgtool.format.lazy import lazy, torch
 from lgtool.rules import RULES
+
+flop_counter = lazy("torch.utils.flop_counter")  # torch-free at import: the CLI reads INITS from here
 
 LEARNGENES = tuple(RULES)
 ALTERNATIVES = ("scratch", "kd-scratch", "weight-selection", "weight-selection+kd")
@@ -35,12 +38,9 @@ def size_arch(arch: Arch, depth: int, width: int) -> Arch:
 
 def forward_flops(model, view) -> int:
     """FLOPs of one forward pass on one image (torch's counter: a multiply-add is 2)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter.FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, view.in_chans, view.img_size, view.img_size))
     model.train(was_training)
     return int(counter.get_total_flops())

@@ -1,20 +1,21 @@
-"""A bench's rows as its verdict: the route costs and recommendation (`bench_cost`), results.json,
+"""A bench's rows as its verdict: the route costs and recommendation (`cost.py`), results.json,
 results.md and the two plots."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, recommend, row_flops, size_name
+from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, learn_flops, recommend, row_flops, size_name
+from lgtool.format.atomic import atomic_file
+from lgtool.format.lazy import lazy
+
+matplotlib, plt = lazy("matplotlib"), lazy("matplotlib.pyplot")  # only when a plot is drawn
 
 
 def write_report(cfg, report: dict, out: Path) -> dict:
     """Add the verdict to `report` (from `run_bench`), write every file, and return it."""
-    from dataclasses import asdict
-
-    from lgtool.format.atomic import atomic_file
-
     rows = sorted(report["rows"], key=_row_order)
     flops, learned = report["flops"], report["learngenes"]
     best = family_cost(rows, learned, flops, cfg.epochs)
@@ -184,13 +185,7 @@ def _color(init: str) -> str:
 
 
 def _figure(path: Path, draw, **subplots) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lgtool.format.atomic import atomic_file
-
     fig, axes = plt.subplots(dpi=120, **subplots)
     draw(fig, axes)
     fig.tight_layout()
@@ -259,10 +254,6 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
     """Test top-1 against training FLOPs, one curve per route, at a few depths. A learngene's curve starts at
     its whole one-off learning cost (shared in truth by every size), so it is drawn at its most expensive; the
     best alternative (the cheapest that matches the best learngene) is ringed."""
-    from matplotlib.ticker import NullFormatter
-
-    from lgtool.bench.cost import learn_flops
-
     width, flops = _family_width(report), report["flops"]
     depths = sorted({r["depth"] for r in report["rows"] if r["width"] == width})
     shown = list(dict.fromkeys([depths[0], depths[len(depths) // 2], depths[-1]]))
@@ -292,7 +283,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
                 ax.plot(xs, ys, "-o", ms=3, color=_color(r["init"]), label=r["init"])
             ax.axhline(report["ancestor"]["top1"], color="gray", lw=0.8, ls=":")
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overprint each other
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overprint on a short axis
             ax.set_title(f"depth {depth}, width {width}", fontsize=9)
             ax.set_xlabel("training FLOPs (student steps + teacher forwards)")
         axes[0].set_ylabel("test top-1")

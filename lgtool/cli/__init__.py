@@ -1,5 +1,54 @@
-"""The `lgtool` command line. `main` is the console entry point."""
+"""The `lgtool` command line: parse, call the library, print. No learning logic lives here.
 
-from lgtool.cli.app import app, main
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 input invalid or missing, 4 a --check failed.
+With --json, stdout holds exactly one JSON object; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lgtool.cli.app import app, err
+from lgtool.cli.quiet import warnings_held
+from lgtool.format.errors import LgtoolError
+from lgtool.format.interrupt import Terminated, raise_on_sigterm, sigterm_received
+from lgtool.format.text import literal
+
+# The commands, in the order `lgtool --help` lists them: importing one registers it on `app`.
+from lgtool.cli import learn, expand, finetune, inspect, convert, bench  # noqa: F401  # isort: skip
 
 __all__ = ["app", "main"]
+
+
+def main() -> None:
+    with warnings_held():  # library warnings come after a success, and never before an error line
+        _main()
+
+
+def _main() -> None:
+    raise_on_sigterm()  # SIGTERM ends a command as Ctrl-C does (training saves first), with exit 143
+    try:
+        code = app(standalone_mode=False)  # parser errors come to us, so they get one line too
+    except typer.Abort:
+        _fail("interrupted", 130)
+    except typer.TyperException as e:  # the option parser's (click's) errors: exit 2
+        command = f"lgtool {sys.argv[1]}" if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "lgtool"
+        _fail(f"{e.format_message()} (see {command} --help)", e.exit_code)
+    except LgtoolError as e:
+        _fail(str(e), e.exit_code)
+    except OSError as e:  # what the system refused, where no check could see it coming: still one line
+        _fail(f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", 1)
+    except Terminated:
+        _fail("terminated by SIGTERM", 143)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    if code == 130:  # typer returns Ctrl-C (and SIGTERM, raised as one) outside training as a bare 130
+        _fail(*(("terminated by SIGTERM", 143) if sigterm_received() else ("interrupted", 130)))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/] {literal(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    sys.exit(code)

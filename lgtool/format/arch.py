@@ -1,6 +1,6 @@
 """The model family: timm VisionTransformer arguments, width names, ancestor aliases, parameter counts.
 
-Everything here but `build_vit` is torch-free, so `inspect` and `--help` stay fast.
+Torch-free: `build_vit` reaches timm through `lgtool.format.lazy`, so `inspect` and `--help` stay fast.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lgtool.format.errors import InputError
+from lgtool.format.errors import InputError, UsageError
+from lgtool.format.lazy import timm, torch
 
 WIDTHS = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
 ANCESTOR_ALIASES = {
@@ -244,8 +245,6 @@ def parse_width(width: str | int, num_heads: int | None = None, head_dim: int = 
 
 def check_size_options(width=None, num_heads=None, img_size=None, patch_size=None, depth=None) -> None:
     """Architecture options as typed, checked before any data is read: a bad one is a usage error (exit 2)."""
-    from lgtool.format.errors import UsageError
-
     for option, value, most in (
         ("--depth", depth, MAX_DEPTH),
         ("--img-size", img_size, MAX_IMG_SIZE),
@@ -297,11 +296,5 @@ def build_vit(arch: Arch, device=None, **extra):
     """A plain timm VisionTransformer with these arguments (timm's own initialization).
 
     `extra` takes training-only arguments such as `drop_path_rate`."""
-    from lgtool.format.compat import import_timm
-
-    import_timm()
-    import torch
-    from timm.models.vision_transformer import VisionTransformer
-
     with torch.device(device or "cpu"):
-        return VisionTransformer(**arch.model_args(), **extra)
+        return timm.models.vision_transformer.VisionTransformer(**arch.model_args(), **extra)

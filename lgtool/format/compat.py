@@ -1,6 +1,7 @@
 """The one place for environment compatibility: the torchvision import shim and offline defaults.
 
-Call `import_timm()` instead of `import timm`. It is a no-op cost on a normal install.
+Inside lgtool, timm is `lgtool.format.lazy.timm`, which calls `import_timm()` on first use; scripts and
+tests call `import_timm()` instead of `import timm`. It is a no-op cost on a normal install.
 """
 
 import os
@@ -35,8 +36,10 @@ def ensure_torchvision():
 
 
 def import_timm():
+    """timm, with the torchvision shim applied first, and the submodules lgtool reads as attributes."""
     ensure_torchvision()
     import timm
+    import timm.loss  # not imported by `import timm` itself
 
     return timm
 

@@ -14,35 +14,27 @@ A new method is one module here plus one line in `RULES`.
 - `blocks(rule, tensors, aux, target, layer_map)` -> [{slot: tensor}] for every layer of `target`,
   differentiable in `tensors`; `nonblock(...)` -> the embeddings, final norm and head at `target`'s size;
 - `describe_layers(rule, aux, target, layer_map)`: per layer, where it comes from, in `LAYER_SOURCE` terms;
-- `SIZE_SPECIFIC`: template roles learned anew for each size (calibration), with `resize_gene` if any.
+- `SIZE_SPECIFIC`: template roles learned anew for each size (calibration), with `resize` and
+  `trained_scalers` if any (`lgtool.family.resize_gene` uses them).
 - `NARROWS_BY_SELECTION`: True if the rule makes its own width only, and a narrower one is evenly spaced
   selection from its Desc-Net at that width (done once for all such rules, in `materialize`).
 - `OFFICIAL` (the repository whose Aux-Net checkpoints `lgtool convert` reads, or None) and
   `from_official(keys, model, options)`: which official key becomes which template, the rule and Aux depth.
 
-Rule modules never import torch at module level, so `inspect` can ask a rule its limits cheaply.
+Rule modules never import torch at module level (`torch` there is `lgtool.format.lazy.torch`), so `inspect` can
+ask a rule its limits cheaply.
 """
 
+from lgtool.format.errors import UsageError
 from lgtool.rules import sws, tleg, wave
+from lgtool.rules.base import fresh_slot, sized_name
 
 RULES = {"sws": sws, "tleg": tleg, "wave": wave}
+__all__ = ["RULES", "fresh_slot", "rule_module", "sized_name"]
 
 
 def rule_module(method: str):
     """The rule module of `method`, or a usage error naming the choices."""
-    from lgtool.format.errors import UsageError
-
     if method not in RULES:
         raise UsageError(f"unknown method {method!r}: choose {', '.join(RULES)}")
     return RULES[method]
-
-
-def fresh_slot(slot: str, shape, generator=None):
-    """timm's ViT initialization of one block tensor: trunc-normal(0.02) weights, zero biases, LN (1, 0)."""
-    import torch
-
-    if slot.startswith("norm") and slot.endswith(".weight"):
-        return torch.ones(shape)
-    if slot.endswith(".bias"):
-        return torch.zeros(shape)
-    return torch.nn.init.trunc_normal_(torch.empty(shape), std=0.02, generator=generator)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lgtool.format.arch import MAX_DEPTH, SLOTS, first_error
 from lgtool.format.errors import InputError, UsageError
+from lgtool.format.lazy import torch
+from lgtool.rules.base import fresh_slot
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 OPTIONS = ("stages", "num_stages")  # what `learn` may set besides the Aux depth
@@ -113,8 +115,6 @@ def template_specs(rule: Rule, arch) -> dict:
 
 
 def init_templates(rule: Rule, arch, generator=None) -> dict:
-    from lgtool.rules import fresh_slot
-
     return {
         name: fresh_slot(role["slot"], shape, generator) for name, (shape, role) in template_specs(rule, arch).items()
     }
@@ -124,7 +124,6 @@ def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
     """Templates from an ancestor's layers: each stage's block is the mean of the ancestor layers the even
     split puts in that stage (the least-squares constant fit, as TLEG's seed is the least-squares line).
     An ancestor with fewer layers than stages: each stage copies the layer at its relative depth."""
-    import torch
 
     n = len(layers)
     if n < rule.num_stages:

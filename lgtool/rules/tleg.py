@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict
 
 from lgtool.format.arch import SLOTS, WIDTHS
 from lgtool.format.errors import InputError, UsageError
+from lgtool.format.lazy import torch
+from lgtool.rules.base import fresh_slot
 
 TEMPLATES = ("intercept", "slope")
 DEFAULT_AUX_DEPTH = 12
@@ -73,7 +75,6 @@ def template_specs(rule: Rule, arch) -> dict:
 def init_templates(rule: Rule, arch, generator=None) -> dict:
     """Official init: intercept and slope of every weight trunc-normal(0.02) independently, biases 0;
     LayerNorm intercept (1, 0) and slope (0, 0), so every layer starts as a plain LayerNorm."""
-    from lgtool.rules import fresh_slot
 
     out = {}
     for slot, shape in arch.slot_shapes().items():
@@ -86,7 +87,6 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
 def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
     """Templates from an ancestor's L layers: per slot and element, the least-squares line through
     W(l) at c_l = coefficient(l, L), so expanding to depth L samples the line where the ancestor's layers sit."""
-    import torch
 
     c = torch.tensor([coefficient(layer, len(layers)) for layer in range(1, len(layers) + 1)])
     dc = c - c.mean()

@@ -19,12 +19,15 @@ WAVE has no public code; these choices are ours and are recorded in the artifact
   starts from there.
 """
 
+from math import gcd
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lgtool.format.arch import MAX_EMBED_DIM
 from lgtool.format.errors import InputError
+from lgtool.format.lazy import torch
+from lgtool.rules.base import fresh_slot, sized_name
 
 MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
 # qkv rows are three stacked matrices (q, k, v): resample each on its own.
@@ -88,9 +91,6 @@ def template_specs(rule: Rule, arch) -> dict:
 def init_templates(rule: Rule, arch, generator=None) -> dict:
     """Templates trunc-normal(0.02) and scalers N(0, 1/N), so a generated weight starts near timm's
     trunc-normal(0.02) scale; biases 0 and LayerNorms (1, 0) as in timm."""
-    import torch
-
-    from lgtool.rules import fresh_slot
 
     out = {}
     for name, (shape, role) in template_specs(rule, arch).items():
@@ -106,7 +106,6 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
 def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
     """Templates from an ancestor's layers (resampled to the Aux depth): for each matrix type the nearest
     sum of N Kronecker products (Van Loan-Pitsianis), per-layer vectors as they are."""
-    import torch
 
     out = {}
     for slot in arch.slot_shapes():
@@ -123,7 +122,6 @@ def nearest_kron(stack, w: int, n: int):
 
     Rearranged into one row per tile (in `kron_weight`'s order), sum_t S_t (x) T_t is a rank-n matrix, so the
     truncated SVD gives the optimum: templates = top right singular vectors (unit norm), scalers = U * S."""
-    import torch
 
     depth, rows, cols = stack.shape
     r, c = rows // w, cols // w
@@ -190,22 +188,8 @@ def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:
 
 def trained_scalers(tensors: dict, target) -> dict:
     """`target`'s own scalers, where the learngene was trained at that size (`GeneMeta.sizes`); else none."""
-    from lgtool.learngene import sized_name
-
     names = {f"scaler.{slot}": sized_name(target.depth, target.embed_dim, f"scaler.{slot}") for slot in MATRICES}
     return {name: tensors[stored] for name, stored in names.items() if stored in tensors}
-
-
-def resize_gene(gene, target):
-    """A learngene whose Aux size is `target`: templates unchanged, size-specific tensors resampled (or the
-    size's own, where it was trained), so its scalers can be learned (calibrated) as an Aux-Net of that size."""
-    from lgtool.learngene import GeneMeta, Learngene, tensor_specs
-
-    tensors = resize(gene.rule, gene.tensors, gene.arch, target)
-    tensors.update(trained_scalers(gene.tensors, target))
-    meta = gene.meta.model_copy(update={"arch": target, "sizes": []}, deep=True)
-    meta.tensors = {name: role for name, (_, role) in tensor_specs(GeneMeta.model_validate(meta)).items()}
-    return Learngene(meta, tensors)
 
 
 def resize(rule: Rule, tensors: dict, aux, target) -> dict:
@@ -250,7 +234,6 @@ def _resize_nonblock(name: str, t, old: int, new: int, w: int):
 def resample(x, dim: int, size: int, groups: int = 1, tile: int = 1):
     """Linearly resample axis `dim` to `size`, seen as `groups` runs of tiles of `tile` entries:
     tile positions are interpolated, the entries inside a tile are kept."""
-    import torch.nn.functional as F
 
     n = x.shape[dim]
     if n == size:
@@ -259,14 +242,12 @@ def resample(x, dim: int, size: int, groups: int = 1, tile: int = 1):
     lead = x.shape[:-1]
     tiles_in, tiles_out = n // (groups * tile), size // (groups * tile)
     y = x.reshape(-1, groups, tiles_in, tile).transpose(2, 3).reshape(-1, 1, tiles_in)
-    y = F.interpolate(y, size=tiles_out, mode="linear", align_corners=True)
+    y = torch.nn.functional.interpolate(y, size=tiles_out, mode="linear", align_corners=True)
     y = y.reshape(-1, groups, tile, tiles_out).transpose(2, 3).reshape(*lead, size)
     return y.movedim(-1, dim)
 
 
 def _lcm(a: int, b: int) -> int:
-    from math import gcd
-
     return a * b // gcd(a, b)
 
 

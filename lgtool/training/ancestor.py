@@ -4,20 +4,24 @@ name of an ancestor shipped with lgtool (`fmnist-vit`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
+from safetensors.torch import load_file
 
-from lgtool.format.compat import import_timm, offline
 from lgtool.format.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
-from lgtool.training.data import View
+from lgtool.format.compat import offline
 from lgtool.format.errors import InputError
+from lgtool.format.header import safetensors_header
+from lgtool.format.lazy import timm
 from lgtool.learngene import first_nonfinite
+from lgtool.training.data import View
 
 
 def load_ancestor(name: str, weights: str | None = None, num_classes: int | None = None) -> torch.nn.Module:
     """The ancestor in eval mode. `num_classes` is the data's class count, which the ancestor must match."""
-    timm = import_timm()
     folder = resolve_ancestor(name, weights)
     if folder is not None and weights is None:
         model = load_folder(folder, f"--ancestor {name}")
@@ -57,7 +61,6 @@ def resolve_ancestor(name: str, weights: str | None = None) -> Path | None:
             f"--ancestor {name}: a weights file needs its architecture: "
             f"--ancestor <timm name> --ancestor-weights {name}"
         )
-    timm = import_timm()
     arch = ANCESTOR_ALIASES.get(name, name)
     if not timm.is_model(arch):
         raise InputError(
@@ -72,7 +75,6 @@ def resolve_ancestor(name: str, weights: str | None = None) -> Path | None:
 def ancestor_heads(name: str) -> int | None:
     """The head count a folder ancestor's config.json declares, read without building the model (None if it
     declares none, or `name` is a timm name)."""
-    import json
 
     path = shipped_ancestor(name) or Path(name)
     try:
@@ -151,7 +153,6 @@ def load_folder(folder: Path, label: str | None = None, **kwargs) -> torch.nn.Mo
     """`timm.create_model("local-dir:FOLDER", pretrained=True, **kwargs)`, or one InputError line that names
     the folder's weights file and what is wrong with it: missing, unreadable, or not the model its config.json
     describes (`label`, e.g. "--ancestor NAME", leads the line)."""
-    timm = import_timm()
     folder = Path(folder)
     try:
         return timm.create_model(f"local-dir:{folder.resolve()}", pretrained=True, **kwargs)
@@ -162,7 +163,6 @@ def load_folder(folder: Path, label: str | None = None, **kwargs) -> torch.nn.Mo
 
 def _folder_fault(timm, folder: Path, error: Exception) -> str:
     """Why timm could not load a folder, found by reading it the way timm does, one step at a time."""
-    from lgtool.learngene import safetensors_header
 
     weights = weights_file(folder)
     if weights is None:
@@ -190,7 +190,6 @@ def _brief(e: Exception) -> str:
 
 def _cached(timm, name: str) -> bool:
     """Whether timm's hub weights for `name` are in the local cache (checked before building the model)."""
-    from huggingface_hub import try_to_load_from_cache
 
     cfg = timm.models.get_pretrained_cfg(name)
     hub_id = getattr(cfg, "hf_hub_id", None)
@@ -204,8 +203,6 @@ def read_state_dict(path: Path) -> dict:
         raise InputError(f"{path}: no such weights file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

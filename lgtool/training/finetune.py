@@ -8,11 +8,24 @@ import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 
-from lgtool.format.arch import Arch, build_vit, check_memory, check_size_options, default_patch_size, one_line, parse_width
-from lgtool.format.atomic import scoped
-from lgtool.training.data import View, data_paths, load_data
-from lgtool.hub import CONFIG, check_channels, read_config, write_descnet
+import torch
+
+from lgtool.format.arch import (
+    Arch,
+    build_vit,
+    check_memory,
+    check_size_options,
+    default_patch_size,
+    one_line,
+    parse_width,
+)
+from lgtool.format.atomic import WriteFailed, scoped, write_json
 from lgtool.format.errors import InputError
+from lgtool.format.outputs import check_inside, check_output
+from lgtool.hub import CONFIG, check_channels, read_config, write_descnet
+from lgtool.learngene import first_nonfinite
+from lgtool.training.ancestor import load_ancestor, load_folder, shipped_ancestor, weights_file
+from lgtool.training.data import View, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, fit
 
 CHECKPOINT = "checkpoint.ckpt"
@@ -25,7 +38,6 @@ def load_source(src: str, num_classes: int | None):
 
     Everything about the folder is checked before training: its config.json describes a plain ViT, its weights
     file is readable and holds exactly that model's tensors, all finite. Any fault is one InputError line."""
-    from lgtool.training.ancestor import load_folder, shipped_ancestor
 
     src = str(shipped_ancestor(src) or src)
     config = read_config(src)
@@ -51,8 +63,6 @@ def load_source(src: str, num_classes: int | None):
 
 def _check_finite(model, folder: Path) -> None:
     """Refuse a source whose weights hold NaN or Inf: training would only fail at its first step, or worse."""
-    from lgtool.training.ancestor import weights_file
-    from lgtool.learngene import first_nonfinite
 
     bad = first_nonfinite(model.state_dict())
     if bad is not None:
@@ -73,7 +83,6 @@ def scratch_model(
     seed: int = 0,
 ):
     """A plain ViT of the lgtool family from timm's default init, seeing images as the data provides them."""
-    import torch
 
     embed_dim, heads = parse_width(width, num_heads)
     img = img_size or data_view.img_size
@@ -115,8 +124,6 @@ def finetune(
 ) -> dict:
     """Train `src` (or a fresh ViT with `init="scratch"`) on `data`; with `ancestor`, distil from it as a
     teacher with `cfg`'s KD settings (the loss `learn` uses)."""
-    from lgtool.training.ancestor import shipped_ancestor
-    from lgtool.format.atomic import check_inside, check_output, write_json
 
     cfg = cfg or TrainConfig(kd="none")
     output = Path(output)
@@ -152,8 +159,6 @@ def finetune(
     trained_on = {"data": data, "train_samples": len(dataset.train)}
     teacher = None
     if ancestor is not None and cfg.kd != "none":
-        from lgtool.training.ancestor import load_ancestor
-
         teacher = load_ancestor(ancestor, num_classes=dataset.num_classes)
         lineage = {**lineage, "teacher": ancestor, "kd": cfg.kd, "alpha": cfg.alpha, "tau": cfg.tau}
     dist = Dist.from_env()
@@ -199,7 +204,6 @@ def finetune(
 @contextmanager
 def _keeping(checkpoint: Path, which: str):
     """A failed write (e.g. a full disk) names the checkpoint that holds the training, if there is one."""
-    from lgtool.format.atomic import WriteFailed
 
     try:
         yield

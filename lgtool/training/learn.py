@@ -1,5 +1,5 @@
-"""Learning on data: distil a learngene from an ancestor (`learn`), and learn the WAVE scalers of a new
-size with the templates frozen (`calibrate`). Both run the one loop in `train.py`."""
+"""Learning on data: distil a learngene from an ancestor (`learn`) with the one loop in `loop.py`.
+A new size's WAVE scalers are learned by `calibrate.py`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ import os
 import time
 from pathlib import Path
 
-from lgtool.format import __version__
-from lgtool.format.arch import MAX_DEPTH, Arch, check_memory, check_size_options, default_patch_size, parse_width
-from lgtool.format.atomic import scoped
-from lgtool.training.data import View, data_paths, load_data
-from lgtool.format.errors import InputError, UsageError
 from lgtool.family import family_targets, size_key, with_size_tensors
-from lgtool.learngene import Learngene, check_rule_options, init_learngene
+from lgtool.format import __version__
+from lgtool.format.arch import MAX_DEPTH, check_memory, check_size_options, default_patch_size, parse_width
+from lgtool.format.atomic import WriteFailed, discard, scoped
+from lgtool.format.errors import InputError, UsageError
+from lgtool.format.outputs import check_output
+from lgtool.learngene import check_rule_options, init_learngene
 from lgtool.materialize import build_aux
-from lgtool.rules import RULES, rule_module
-from lgtool.training.loop import TrainConfig, evaluate, fit
+from lgtool.rules import rule_module
+from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
+from lgtool.training.data import data_paths, load_data
+from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
+from lgtool.training.seed import seed_from_ancestor
 
 INITS = ("official", "ancestor")
 # Training settings worth keeping in a learngene's provenance when they are on.
@@ -70,8 +73,6 @@ def learn(
 
     `family`: (depth, width) sizes (None: the Aux one) to distil the learngene for at once, each step
     through `family_samples` of them (`lgtool.family`); by default the Aux size alone, as the papers."""
-    from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
-    from lgtool.format.atomic import WriteFailed, check_output, discard
 
     rule_module(method)  # a typo fails before any data or ancestor is loaded
     if init is not None and init not in INITS:
@@ -134,8 +135,6 @@ def learn(
         **rule_options,
     )
     if init == "ancestor":
-        from lgtool.training.seed import seed_from_ancestor
-
         gene = seed_from_ancestor(gene, teacher.state_dict())
     targets = family_targets(gene, family)
     for arch in (gene.arch, targets[-1]):  # the Aux-Net, and the family's largest size
@@ -173,7 +172,6 @@ def learn(
         lgtool_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     )
-    from lgtool.training.loop import Dist
 
     if Dist.from_env().main:
         try:
@@ -202,69 +200,9 @@ def default_init(teacher, width: int) -> tuple[str, str]:
     """`learn`'s init when none is given, and why: templates seeded from the ancestor wherever it allows it (a
     ViT at least as wide as the learngene: seeding selects from its layers), since after a short learn they
     beat the papers' initialization (see CHANGELOG); else the papers' initialization."""
-    from lgtool.training.ancestor import is_vit
 
     if not is_vit(teacher):
         return "official", "the ancestor is not a ViT: it has no blocks to seed from"
     if teacher.embed_dim < width:
         return "official", f"the ancestor ({teacher.embed_dim} wide) is narrower than the learngene ({width})"
     return "ancestor", "seeded from the ancestor's layers (the default where the ancestor allows it)"
-
-
-def calibrate(
-    gene: Learngene,
-    target: Arch,
-    data: str = "fashion-mnist",
-    *,
-    data_dir: str | None = None,
-    dataset=None,
-    samples: int = 2000,
-    steps: int = 200,
-    batch_size: int = 64,
-    lr: float = 1e-2,
-    seed: int = 0,
-    log=None,
-    measure_before: bool = True,
-) -> tuple[Learngene, dict]:
-    """Learn the size-specific tensors of `target` (WAVE's scalers) on a few images, templates and all else
-    frozen. `target` comes from `materialize.target_arch`.
-
-    `dataset` (already loaded, its train split the calibration images) replaces `data` and `samples`."""
-    rules = RULES[gene.method]
-    if not rules.SIZE_SPECIFIC:
-        raise InputError(f"--calibrate learns a size's own tensors; a {gene.method.upper()} learngene has none")
-    dataset = dataset or load_data(data, data_dir, samples, seed=seed)
-    resized = rules.resize_gene(gene, target)
-    view = View.from_input_cfg(gene.meta.input.model_dump(), target.img_size, target.in_chans)
-    learned = {name for name, role in resized.meta.tensors.items() if role.get("template") in rules.SIZE_SPECIFIC}
-    aux = build_aux(resized)
-    before = evaluate(aux, dataset.test, view) if measure_before else None
-    batch_size = min(batch_size, len(dataset.train))
-    epochs = -(-steps // (len(dataset.train) // batch_size))
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=0.0,
-        warmup_epochs=0.0,
-        kd="none",
-        max_steps=steps,
-        eval_each_epoch=False,
-        seed=seed,
-        log_every=max(1, steps // 10),
-    )
-    summary = fit(
-        aux,
-        dataset,
-        view,
-        cfg,
-        identity={"kind": "calibrate"},
-        trainable=lambda n: n.removeprefix("gene.") in learned,
-        log=log,
-    )
-    calibrated = aux.to("cpu").to_learngene()
-    calibrated.meta.provenance.update(
-        calibration={"data": data, "samples": len(dataset.train), "steps": summary["steps"]}
-    )
-    info = {"top1_before": before, "top1_after": summary["top1"], "steps": summary["steps"]}
-    return calibrated, {**info, "images": summary["images_seen"]}

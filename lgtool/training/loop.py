@@ -19,15 +19,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from lgtool.training import recipe
 from lgtool.format.arch import one_line
-from lgtool.format.atomic import WriteFailed
-from lgtool.training.settings import TrainConfig
-from lgtool.training.data import batch_generator
+from lgtool.format.atomic import WriteFailed, atomic_file
 from lgtool.format.errors import InputError, LgtoolError
-from lgtool.training.interrupt import Interrupted, defer_signals, stopped_by
+from lgtool.format.interrupt import Interrupted, defer_signals, stopped_by
+from lgtool.training import recipe
+from lgtool.training.data import batch_generator
+from lgtool.training.settings import TrainConfig
 from lgtool.training.teacher_cache import TeacherCache, inputs_repeat
 
 __all__ = ["TrainConfig", "fit", "evaluate", "Interrupted"]
@@ -71,7 +72,6 @@ class Dist:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else None
         if world <= 1:
             return cls(0, 1, device or torch.device("cpu"))
-        import torch.distributed as dist
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device is not None else "gloo")
@@ -306,8 +306,6 @@ def peak_memory_mb(device) -> float:
 def save_checkpoint(
     path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict, average=None, cache=None
 ) -> None:
-    from lgtool.format.atomic import atomic_file
-
     state = {
         "identity": identity,
         "config": asdict(cfg),

@@ -25,15 +25,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
 
 from lgtool.format.errors import UsageError
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from lgtool.training.data import View
+from lgtool.format.lazy import timm
+from lgtool.training.view import View, seeded
 
 TIMM_COLOR_JITTER = 0.4  # timm's create_transform / train.py default strength
 AA_EXAMPLES = "rand-m9-mstd0.5-inc1, augmix-m5-w4-d2, original, v0, 3a"
@@ -65,17 +66,13 @@ def check_aa(spec) -> None:
         return
     if not isinstance(spec, str):
         raise UsageError(f"--aa must be a timm auto-augment spec ({AA_EXAMPLES}), got {spec!r}")
-    from lgtool.format.compat import import_timm
-
-    import_timm()
-    from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 
     if spec.startswith("rand"):
-        factory = rand_augment_transform
+        factory = timm.data.auto_augment.rand_augment_transform
     elif spec.startswith("augmix"):
-        factory = augment_and_mix_transform
+        factory = timm.data.auto_augment.augment_and_mix_transform
     else:
-        factory = auto_augment_transform
+        factory = timm.data.auto_augment.auto_augment_transform
     try:
         factory(spec, {"translate_const": 100, "img_mean": (128, 128, 128)})
     except Exception as e:  # noqa: BLE001 - timm reports a bad spec by assert, ValueError or KeyError
@@ -97,9 +94,6 @@ def _seeded(gen: torch.Generator | None, device=None):
     if gen is None:
         yield
         return
-    import torch
-
-    from lgtool.training.data import seeded
 
     cuda = [device] if device is not None and torch.device(device).type == "cuda" else []
     with seeded(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)), cuda):
@@ -113,13 +107,9 @@ def train_transform(cfg, view: View, train: bool = True):
     With `TrainConfig()` defaults this is exactly the transform lgtool used before the recipe flags (timm's defaults,
     including ColorJitter 0.4). `train=False`: the evaluation transform (resize to size/crop_pct, centre
     crop), unchanged by the cfg."""
-    from lgtool.format.compat import import_timm
-
-    import_timm()
-    from timm.data import create_transform
 
     if not train:
-        return create_transform(
+        return timm.data.create_transform(
             view.img_size,
             is_training=False,
             mean=view.mean,
@@ -127,7 +117,7 @@ def train_transform(cfg, view: View, train: bool = True):
             crop_pct=view.crop_pct,
             interpolation=view.interpolation,
         )
-    return create_transform(
+    return timm.data.create_transform(
         input_size=view.img_size,
         is_training=True,
         auto_augment=_aa(cfg),
@@ -148,21 +138,13 @@ def tensor_augment(
 
     Each image goes through timm's own PIL stage (the middle part of `create_transform`, so the same rules:
     RandAugment/AugMix/AutoAugment ops, jitter dropped under `--aa`) at its stored resolution, before
-    `data.prepare` normalizes and resizes. `mean`: the stored images' channel means in [0, 1] (timm fills
+    `view.prepare` normalizes and resizes. `mean`: the stored images' channel means in [0, 1] (timm fills
     rotated/shifted-in pixels with it; None: mid-grey). The callable `(x, gen)` returns a new uint8 batch on
-    the CPU; with a generator (e.g. `data.batch_generator(seed, epoch, batch)`) the result depends on it alone,
+    the CPU; with a generator (e.g. `view.batch_generator(seed, epoch, batch)`) the result depends on it alone,
     so a resumed run augments the same way. Slow-ish: a Python loop over images (fine at 28 px)."""
     aa, jitter = _aa(cfg), _jitter(cfg, None)
     if aa is None and jitter is None:
         return None
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from lgtool.format.compat import import_timm
-
-    import_timm()
-    from timm.data import create_transform
 
     stages: dict[tuple[int, int], Callable] = {}
 
@@ -172,7 +154,7 @@ def tensor_augment(
                 fill = tuple(mean)
             else:
                 fill = (sum(mean) / len(mean) if mean else 0.5,) * chans
-            _, middle, _ = create_transform(
+            _, middle, _ = timm.data.create_transform(
                 input_size=size,
                 is_training=True,
                 separate=True,
@@ -206,17 +188,15 @@ def random_erasing(cfg) -> Callable[[torch.Tensor, torch.Generator | None], torc
 
     timm's RandomErasing, as in its transform (1 to `recount` boxes of 2-33% area; `pixel` fills with
     N(0, 1) noise, which is why it runs after normalization). For in-memory data: call it after
-    `data.prepare`. ImageFolder data needs no call: `train_transform` already erases. Erases in place and
+    `view.prepare`. ImageFolder data needs no call: `train_transform` already erases. Erases in place and
     returns the batch; with a generator the result depends on it alone (pass one per rank and batch)."""
     if not cfg.reprob:
         return None
-    from lgtool.format.compat import import_timm
-
-    import_timm()
-    from timm.data.random_erasing import RandomErasing
 
     def erase(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        eraser = RandomErasing(cfg.reprob, mode=cfg.remode, max_count=cfg.recount, device=x.device)
+        eraser = timm.data.random_erasing.RandomErasing(
+            cfg.reprob, mode=cfg.remode, max_count=cfg.recount, device=x.device
+        )
         with _seeded(gen, x.device):
             return eraser(x)
 
@@ -228,12 +208,8 @@ def mixup(cfg, num_classes: int):
     --mixup and --cutmix are both 0. Apply it with `apply_mixup`."""
     if not cfg.mixing:
         return None
-    from lgtool.format.compat import import_timm
 
-    import_timm()
-    from timm.data import Mixup
-
-    return Mixup(
+    return timm.data.Mixup(
         mixup_alpha=cfg.mixup,
         cutmix_alpha=cfg.cutmix,
         prob=cfg.mixup_prob,
@@ -251,17 +227,11 @@ def apply_mixup(mixup_fn, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
     images and keeps the last one unmixed with its smoothed one-hot target (`TrainConfig` already
     rejects an odd --batch-size, so this only meets stray batches). May modify `x` in place, as timm does.
     With a generator the mixing depends on it alone (timm draws from NumPy's global RNG otherwise)."""
-    import torch
-
-    from lgtool.format.compat import import_timm
-
-    import_timm()
-    from timm.data.mixup import mixup_target
 
     with _seeded(gen):
         if len(x) % 2 == 0:
             return mixup_fn(x, y)
-        last = mixup_target(y[-1:], mixup_fn.num_classes, 1.0, mixup_fn.label_smoothing)
+        last = timm.data.mixup.mixup_target(y[-1:], mixup_fn.num_classes, 1.0, mixup_fn.label_smoothing)
         if len(x) == 1:
             return x, last
         mixed, soft = mixup_fn(x[:-1], y[:-1])
@@ -288,17 +258,12 @@ def kd_loss(
     matches the student to the teacher on those images. kd="soft": KL(p_t || p_s) at temperature `tau`,
     times tau^2, summed and divided by B*C (`reduction="per_logit"`, the official one) or by B
     ("batchmean"); kd="hard": CE to the teacher's argmax. No teacher, kd="none" or alpha=0: the label loss."""
-    import torch.nn.functional as F
 
     if targets.is_floating_point():
         if targets.shape != student_logits.shape:
             raise ValueError(f"soft targets {tuple(targets.shape)} do not match logits {tuple(student_logits.shape)}")
-        from lgtool.format.compat import import_timm
 
-        import_timm()
-        from timm.loss import SoftTargetCrossEntropy
-
-        base = SoftTargetCrossEntropy()(student_logits, targets)
+        base = timm.loss.SoftTargetCrossEntropy()(student_logits, targets)
     else:
         base = F.cross_entropy(student_logits, targets, label_smoothing=smoothing)
     if teacher_logits is None or kd == "none" or alpha == 0:
@@ -357,9 +322,5 @@ def ema(cfg, model: nn.Module):
     `.update(model, step=...)` after each optimizer step and evaluate `.module`."""
     if not cfg.model_ema:
         return None
-    from lgtool.format.compat import import_timm
 
-    import_timm()
-    from timm.utils import ModelEmaV3
-
-    return ModelEmaV3(model, decay=cfg.model_ema_decay)
+    return timm.utils.ModelEmaV3(model, decay=cfg.model_ema_decay)

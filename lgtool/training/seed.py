@@ -12,10 +12,10 @@ import re
 
 import torch
 
-from lgtool.training.baselines import select
 from lgtool.format.errors import InputError
 from lgtool.learngene import Learngene
 from lgtool.rules import rule_module
+from lgtool.training.baselines import select
 
 
 def seed_from_ancestor(gene: Learngene, ancestor_state: dict) -> Learngene:

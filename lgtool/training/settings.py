@@ -1,6 +1,6 @@
 """What a training run is told: `TrainConfig`, one field per setting, each with its flag, help and range.
 
-The CLI builds every training flag of `learn` and `finetune` from these fields (`cli_options.py`), so a
+The CLI builds every training flag of `learn` and `finetune` from these fields (`cli/options.py`), so a
 flag is declared once and its default is the field's. Validation lives here too, so a library caller
 gets the same one-line errors as the command line. Torch-free: `--help` stays fast.
 """
@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass, field, fields
 
 from lgtool.format.errors import UsageError
+from lgtool.format.lazy import lazy
+
+recipe = lazy("lgtool.training.recipe")  # torch and timm: only when a policy is checked
 
 
 def setting(default, help: str, *, lo=None, hi=None, above=None, below=None, choices=None, flags=()):
@@ -85,9 +88,7 @@ class TrainConfig:
             if "help" in f.metadata:
                 check(f, getattr(self, f.name))
         if self.aa is not None:
-            from lgtool.training.recipe import check_aa  # imports timm: only when a policy is given
-
-            check_aa(self.aa)
+            recipe.check_aa(self.aa)  # imports timm: only when a policy is given
         if self.mixing and self.batch_size % 2:
             raise UsageError(
                 f"--mixup and --cutmix mix pairs of images: --batch-size must be even, not {self.batch_size}"

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import torch
 
+from lgtool.training.data import TensorSplit
+
 _WORDS_PER_CHUNK = 1 << 23  # hash at most this many input words at once (64 MB of int64)
 
 
 def inputs_repeat(cfg, split) -> str | None:
     """None if training inputs can repeat under `cfg` on `split`; else why they never do."""
-    from lgtool.training.data import TensorSplit
 
     if cfg.mixing:
         return "Mixup/CutMix mix every batch anew"

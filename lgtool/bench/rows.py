@@ -1,0 +1,284 @@
+"""The bench's rows: what every row of one bench shares (`Bench`), how each init makes its model at a size,
+picks its rate on validation, trains, and how an alternative's budget doubles along its curve."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lgtool.bench.cost import (
+    ALTERNATIVES,
+    DISTILLED,
+    LEARNGENES,
+    forward_flops,
+    row_flops,
+    size_arch,
+    size_name,
+)
+from lgtool.bench.plan import (
+    SAME_START,
+    BenchConfig,
+)
+from lgtool.family import makeable
+from lgtool.format.arch import Arch, build_vit
+from lgtool.format.errors import InputError
+from lgtool.learngene import init_learngene, load_learngene
+from lgtool.materialize import expand, target_arch
+from lgtool.rules import RULES
+from lgtool.training.baselines import layer_policies, weight_selection
+from lgtool.training.calibrate import calibrate
+from lgtool.training.data import balanced_subset
+from lgtool.training.learn import learn
+from lgtool.training.loop import TrainConfig, evaluate, fit
+
+
+@dataclass
+class Bench:
+    """What every row of one bench shares: settings, family architecture, data, ancestor."""
+
+    cfg: BenchConfig
+    arch: Arch
+    tuning: object  # Data: train = the training images less the validation split, test = the validation split
+    test: object  # the test split: reported numbers only
+    view: object
+    teacher: torch.nn.Module
+    vit_ancestor: bool
+    log: object
+    at_init: dict = field(default_factory=dict)  # (depth, width, start, layer policy) -> top-1 before training
+
+    def learngenes(self, ancestor, out, given_paths, previous, resume):
+        """Each benched learngene, distilled once on the tuning split (or given), with what learning it cost."""
+
+        genes, learn_rows = {}, {}
+        given = {load_learngene(p).method: p for p in given_paths}
+        for method in [i for i in self.cfg.inits if i in LEARNGENES]:
+            kind = f"{method}-family" if self.cfg.learn_family else method  # never resumed as the other kind
+            path = Path(given.get(method) or out / "learngenes" / f"{kind}.safetensors")
+            if not path.is_file():
+                learn_rows[method] = self.learn(ancestor, method, path, resume)
+            genes[method] = load_learngene(path)
+            learn_rows.setdefault(method, previous.get("learngenes", {}).get(method, {"images": None}))
+            prov = genes[method].meta.provenance  # a given learngene: its cost from what `learn` recorded
+            if learn_rows[method].get("images") is None and prov.get("steps") and prov.get("batch_size"):
+                learn_rows[method]["images"] = prov["steps"] * prov["batch_size"]
+                trained = (prov.get("family") or {}).get("images") if isinstance(prov.get("family"), dict) else None
+                if isinstance(trained, dict) and all(type(n) is int and n >= 0 for n in trained.values()):
+                    learn_rows[method]["student_images"] = trained
+                ran = prov.get("teacher_images")
+                learn_rows[method]["teacher_images"] = (
+                    ran if type(ran) is int and ran > 0 else learn_rows[method]["images"]
+                )
+            learn_rows[method].update(path=str(path), params=genes[method].num_params(), init=prov.get("init"))
+            learn_rows[method].setdefault("aux_size", size_name(genes[method].arch.depth, genes[method].arch.embed_dim))
+        return genes, learn_rows
+
+    def learn(self, ancestor, method: str, path: Path, resume: bool) -> dict:
+        cfg = self.cfg
+        # A learngene is seeded from the ancestor's blocks only when it has some (a ViT); else the papers' init.
+        init = cfg.learn_init if self.vit_ancestor else "official"
+        self.log(f"learn {method}: {cfg.learn_epochs} epochs of distillation, init {init}")
+        options = {k: v for k, v in cfg.rule_options.items() if k in RULES[method].OPTIONS}
+        t0 = time.perf_counter()
+        checkpoint = path.with_suffix(".ckpt")
+        r = learn(
+            ancestor,
+            method,
+            output=path,
+            dataset=self.tuning,
+            evaluate_ancestor=False,
+            resume=checkpoint if resume and checkpoint.is_file() else None,
+            width=self.arch.embed_dim,
+            num_heads=self.arch.num_heads,
+            aux_depth=cfg.aux_depth,
+            patch_size=self.arch.patch_size,
+            init=init,
+            family=self.family(method, options) if cfg.learn_family else None,
+            cfg=TrainConfig.for_command(
+                "learn", epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, seed=cfg.seed
+            ),
+            log=reporter(self.log, f"learn {method}"),
+            **options,
+        )
+        return {
+            "aux_val_top1": r["aux_top1"],
+            "images": r["images_seen"],
+            # the forwards it ran (repeated inputs come from its cache); unknown after an old checkpoint: all
+            "teacher_images": r["images_seen"] if r["teacher_images"] is None else r["teacher_images"],
+            "student_images": r["family_images"],  # per size trained, for a family-aware learngene
+            "seconds": round(time.perf_counter() - t0, 1),
+            "init_why": None if init == cfg.learn_init else "the ancestor is not a ViT: no blocks to seed from",
+        }
+
+    def family(self, method: str, options: dict) -> list[tuple[int, int]]:
+        """The benched sizes this method's learngene can make (SWS makes no depth below its stage count)."""
+
+        a = self.arch
+        probe = init_learngene(method, width=a.embed_dim, num_heads=a.num_heads, aux_depth=self.cfg.aux_depth,
+                               img_size=a.img_size, patch_size=a.patch_size, in_chans=a.in_chans,
+                               num_classes=a.num_classes, **options)  # fmt: skip
+        return makeable(probe, self.cfg.sizes())
+
+    def flops(self) -> dict:
+        """Forward FLOPs per image of the teacher and of every size benched (the Aux size included)."""
+        sizes = {*self.cfg.sizes(), (self.cfg.aux_depth, self.arch.embed_dim)}
+        out = {"teacher": forward_flops(self.teacher, self.view)}
+        for depth, width in sorted(sizes):
+            out[size_name(depth, width)] = forward_flops(build_vit(size_arch(self.arch, depth, width)), self.view)
+        return out
+
+    def initial_model(self, init: str, depth: int, width: int, genes: dict, layers: str | None):
+        """The Desc-Net of one row before fine-tuning, the images spent making it (WAVE calibration) and what
+        weight selection did. InputError says why an init cannot make this size."""
+
+        torch.manual_seed(depth * 1000 + width)  # fresh heads and scratch weights: the same in every run
+        target = size_arch(self.arch, depth, width)
+        if init in LEARNGENES:
+            gene, spent = genes[init], 0
+            size = target_arch(gene, depth, width, target.num_classes, num_heads=target.num_heads)
+            trained = [(gene.arch.depth, gene.arch.embed_dim), *map(tuple, gene.meta.sizes)]
+            if RULES[init].SIZE_SPECIFIC and (depth, width) not in trained:  # a family-aware size needs none
+                gene, spent = self.calibrate(gene, size)
+            return expand(gene, size), spent, {}
+        model = build_vit(target)
+        if init.startswith("weight-selection"):
+            if not self.vit_ancestor:
+                raise InputError("the ancestor is not a ViT: weight selection cuts a ViT's tensors from a ViT's")
+            return model, 0, weight_selection(self.teacher.state_dict(), model, layers)
+        return model, 0, {}
+
+    def calibrate(self, gene, target: Arch):
+        """A new size's own tensors (WAVE's scalers) learned on a few training images, templates frozen."""
+
+        cfg = self.cfg
+        data = copy.copy(self.tuning)
+        data.train = data.train.subset(balanced_subset(data.train.labels, cfg.calibrate_samples, cfg.seed + 2))
+        calibrated, info = calibrate(  # the row measures the calibrated model itself: skip the "before" pass
+            gene, target, dataset=data, steps=cfg.calibrate_steps, lr=cfg.calibrate_lr, seed=cfg.seed,
+            measure_before=False,
+        )  # fmt: skip
+        return calibrated, info["images"]
+
+    def candidates(self, init: str, depth: int, width: int, epochs: int, rows: dict) -> list[dict]:
+        """The settings this row may train with: the grid, or the choice made at this init's first budget here."""
+
+        first = rows.get((depth, width, init, self.cfg.curve_epochs()[0]))
+        if init in ALTERNATIVES and first and "lr" in first and first["epochs"] != epochs:
+            return [{k: first[k] for k in ("lr", "warmup_epochs", "layer_policy") if k in first}]
+        grid = [{"lr": lr, "warmup_epochs": w} for lr, w in itertools.product(self.cfg.lr_grid, self.cfg.warmup_grid)]
+        if init.startswith("weight-selection") and self.vit_ancestor:
+            policies = layer_policies(len(self.teacher.blocks), depth)
+            grid = [{**g, "layer_policy": p} for p in policies for g in grid]
+        return grid
+
+    def row(self, init: str, depth: int, width: int, epochs: int, genes: dict, rows: dict) -> dict:
+        row = {"depth": depth, "width": width, "init": init, "epochs": epochs}
+        t0 = time.perf_counter()
+        starts, best = {}, None  # one initial model per layer policy, copied for every rate
+        for choice in self.candidates(init, depth, width, epochs, rows):
+            policy = choice.get("layer_policy")
+            if policy not in starts:
+                try:
+                    model, calibration, selection = self.initial_model(init, depth, width, genes, policy)
+                except InputError as e:
+                    return {**row, "skipped": str(e)}
+                known = self.at_init.get((depth, width, SAME_START.get(init, init), policy), {})
+                at_init = {"val_at_init": known.get("val_at_init") or evaluate(model, self.tuning.test, self.view)}
+                starts[policy] = (model, calibration, selection, at_init)
+            model, calibration, selection, at_init = starts[policy]
+            if epochs == 0:
+                best = (choice, model, {"top1": at_init["val_at_init"], "images_seen": 0})
+                break
+            trained = copy.deepcopy(model)
+            summary = self.train(trained, init, epochs, choice)
+            row.setdefault("tried", []).append({**choice, "val_top1": summary["top1"]})
+            if best is None or summary["top1"] > best[2]["top1"]:
+                best = (choice, trained, summary)
+        choice, trained, summary = best
+        model, calibration, selection, at_init = starts[choice.get("layer_policy")]
+        known = self.at_init.get((depth, width, SAME_START.get(init, init), choice.get("layer_policy")), {})
+        result = {
+            **row,
+            **({} if epochs == 0 else choice),
+            **({"layers": selection["layers"], "head": selection["head"]} if selection else {}),
+            "params": sum(p.numel() for p in model.parameters()),
+            "calibration_images": calibration,
+            **at_init,
+            "top1_at_init": (at_start := known.get("top1_at_init") or evaluate(model, self.test, self.view)),
+            "val_top1": summary["top1"],
+            "top1": at_start if epochs == 0 else evaluate(trained, self.test, self.view),
+            "train_images": summary["images_seen"],
+            "teacher_images": summary.get("teacher_images", 0),  # 0 without a teacher; repeats come from its cache
+            "wall_seconds": round(time.perf_counter() - t0, 2),
+        }
+        start = (depth, width, SAME_START.get(init, init), choice.get("layer_policy"))
+        self.at_init[start] = {k: result[k] for k in ("val_at_init", "top1_at_init")}
+        return result
+
+    def train(self, model, init: str, epochs: int, choice: dict) -> dict:
+        """Fine-tune (or train) one row's model with one candidate's settings; evaluated on the validation split."""
+        teacher = self.teacher if init in DISTILLED else None
+        cfg = TrainConfig(  # with a teacher: soft KD at TrainConfig's alpha, tau and reduction, as `learn` uses
+            epochs=epochs,
+            batch_size=self.cfg.batch_size,
+            lr=choice["lr"],
+            warmup_epochs=choice["warmup_epochs"],
+            kd="none" if teacher is None else "soft",
+            seed=self.cfg.seed,
+            log_every=10**9,
+            eval_each_epoch=False,
+        )
+        return fit(model, self.tuning, self.view, cfg, identity={}, teacher=teacher)
+
+    def curve(self, init: str, depth: int, width: int, genes: dict, rows: dict, record, flops: dict) -> None:
+        """An alternative at its first budget, doubled until it matches the best learngene here on validation,
+        stops improving, or reaches `max_epochs`. With no learngene here, the first budget only. Past its first
+        budget, an alternative other than scratch stops once its next run would cost more than an alternative
+        that already matched here: it could no longer be the best alternative (scratch runs on regardless: the
+        papers' comparison needs its whole curve)."""
+        here = [rows.get((depth, width, m, self.cfg.epochs), {}).get("val_top1") for m in LEARNGENES]
+        target = max((t for t in here if t is not None), default=None)
+        last = None
+        for epochs in self.cfg.curve_epochs():
+            key = (depth, width, init, epochs)
+            if key not in rows:
+                if (
+                    last is not None
+                    and init != "scratch"
+                    and 2 * row_flops(rows[_key_at(key, last)], flops)
+                    > min((row_flops(r, flops) for r in _matches(rows, depth, width, target)), default=math.inf)
+                ):
+                    return
+                record(self.row(init, depth, width, epochs, genes, rows))
+            row = rows[key]
+            if "skipped" in row or target is None or row["val_top1"] >= target:
+                return
+            if last is not None and row["val_top1"] - last["val_top1"] < self.cfg.min_gain:
+                return
+            last = row
+
+
+def _key_at(key: tuple, row: dict) -> tuple:
+    return (*key[:3], row["epochs"])
+
+
+def _matches(rows: dict, depth: int, width: int, target: float | None):
+    """The alternative runs at this size that already reach `target` on validation."""
+    return [
+        r
+        for (d, w, init, _), r in rows.items()
+        if (d, w) == (depth, width) and init in ALTERNATIVES and target is not None and r.get("val_top1", -1) >= target
+    ]
+
+
+def reporter(log, what):
+    def report(**e):
+        if "epoch_end" in e:
+            log(f"{what}: epoch {e['epoch_end']}/{e['epochs']} validation top-1 {e['top1']:.4f}")
+
+    return report

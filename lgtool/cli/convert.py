@@ -1,0 +1,67 @@
+"""`lgtool convert`: an Aux-Net trained with the papers' official code to a learngene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lgtool.cli.app import WRITES, app, emit, int_list, out, plural
+from lgtool.format.lazy import lazy
+from lgtool.format.text import literal
+
+converting = lazy("lgtool.convert")
+
+
+@app.command(epilog=WRITES)
+def convert(
+    ckpt: Path = typer.Argument(..., help="An official Aux-Net checkpoint.pth, or its state dict (.pth/.safetensors)."),
+    output: Path = typer.Option(
+        Path("learngene.safetensors"), "-o", "--output", help="The learngene file (its folder must exist)."
+    ),
+    method: str | None = typer.Option(None, "--method", "-m", help="sws or tleg (default: detected from the keys)."),
+    stages: str | None = typer.Option(
+        None, "--stages", help="SWS Aux stage sizes, e.g. 3,3,4,3,3 (default: from args.model, or the official)."
+    ),
+    aux_depth: int | None = typer.Option(
+        None, "--aux-depth", min=1, help="TLEG Aux depth (default: from args.model, else the official 12)."
+    ),
+    num_heads: int | None = typer.Option(
+        None, "--num-heads", min=1, help="The Aux-Net's heads, when the checkpoint's args do not say them."
+    ),
+    ema: bool = typer.Option(False, "--ema", help="Convert the checkpoint's model_ema weights instead of model."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+):
+    """Convert an Aux-Net trained with the papers' official code (eddiexia98/SWS, Robbo4729/MaskLG's TLEG release)
+    into a learngene. Loads safely: tensors, containers and argparse.Namespace only; nothing pickled runs.
+
+    Examples:
+
+        lgtool convert output/aux_s/checkpoint.pth -o sws-aux-s.safetensors
+
+        lgtool convert tleg_aux_b.pth --ema -o tleg-b.safetensors && lgtool expand tleg-b.safetensors --depth 9
+    """
+    result = converting.convert(
+        ckpt,
+        output,
+        method=method,
+        stages=int_list(stages, "--stages"),
+        aux_depth=aux_depth,
+        num_heads=num_heads,
+        ema=ema,
+        force=force,
+    )
+    emit(result, as_json, _render_convert)
+
+
+def _render_convert(r: dict) -> None:
+    rule = ", ".join(f"{k}={v}" for k, v in r["rule"].items() if k != "method")
+    epoch = f", epoch {r['epoch']}" if r.get("epoch") is not None else ""
+    out.print(
+        f"wrote [bold]{r['output']}[/] — {r['method'].upper()} learngene from an Aux-Net of {r['repository']} "
+        f"({r['weights']}{epoch}): width {r['width']} ({plural(r['num_heads'], 'head')}), Aux depth {r['aux_depth']}, "
+        f"{r['num_classes']} classes, {r['params']:,} parameters" + (f"; {rule}" if rule else "")
+    )
+    for note in r["differences"]:
+        out.print(f"differs from the source: {literal(note)}")

@@ -1,0 +1,93 @@
+"""How images reach a model: the `View` (size, channels, normalization), each pass's order and per-batch
+generators, and `seeded` for the transforms that draw from the global generators."""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class View:
+    """How a model wants its images: size, channels, normalization."""
+
+    img_size: int
+    in_chans: int
+    mean: tuple
+    std: tuple
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+
+    def input_cfg(self) -> dict:
+        """The normalization a model stores with it (a learngene's `input`, timm's pretrained_cfg)."""
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+        }
+
+    @classmethod
+    def from_input_cfg(cls, cfg: dict, img_size: int, in_chans: int) -> View:
+        """The view an input config describes; missing fields take timm's defaults."""
+        return cls(
+            img_size,
+            in_chans,
+            tuple(cfg.get("mean", (0.5,) * in_chans)),
+            tuple(cfg.get("std", (0.5,) * in_chans)),
+            cfg.get("crop_pct", 0.875),
+            cfg.get("interpolation", "bicubic"),
+        )
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64))
+
+
+def global_batches(order: torch.Tensor, size: int, drop_last: bool) -> list[torch.Tensor]:
+    """Batches of `size` indices (over all ranks); each rank then takes every world-th sample of each."""
+    stop = len(order) - len(order) % size if drop_last else len(order)
+    return [order[i : i + size] for i in range(0, stop, size)]
+
+
+def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    """Augmentation randomness of one global batch: independent of rank count and of where a run resumed."""
+    return torch.Generator().manual_seed((((seed * 1_000_003) + epoch) * 1_000_003 + batch) % 2**64)  # any seed
+
+
+def prepare(x: torch.Tensor, view: View, device) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalized float at the view's size and channel count."""
+    x = x.to(device, non_blocking=True).float().div_(255)
+    if x.shape[1] != view.in_chans:
+        x = x.mean(1, keepdim=True).expand(-1, view.in_chans, -1, -1)
+    if x.shape[-1] != view.img_size:
+        x = F.interpolate(x, size=(view.img_size, view.img_size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(view.mean, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(view.std, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+@contextmanager
+def seeded(seed: int, cuda_devices=()):
+    """Seed the generators timm's and torchvision's transforms draw from (random, numpy, torch; and the CUDA
+    generators of `cuda_devices`), then put them back: the training process's own streams must not move."""
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=list(cuda_devices), device_type="cuda"):
+        random.seed(seed)
+        np.random.seed(seed & 0xFFFFFFFF)
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that would reseed every CUDA device
+        for device in cuda_devices:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
