@@ -1,6 +1,69 @@
-"""What every rule shares: timm's fresh block tensors, and where a size's own tensors are stored."""
+"""What every rule shares: the interface a rule module keeps (`RuleModule`), timm's fresh block tensors, and
+where a size's own tensors are stored."""
 
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from lgtool.format.arch import Arch
 from lgtool.format.lazy import torch
+
+
+class RuleModule(Protocol):
+    """The shape of every module in `lgtool/rules/`: the rest of lgtool asks the rule and never names a method.
+
+    Arguments named `aux` and `target` are `Arch`s (the Aux-Net, a Desc-Net); `tensors` maps the learngene's
+    tensor names to tensors; `layer_map` is SWS's stage of every layer, or None. A rule with size-specific
+    tensors (`SIZE_SPECIFIC`) also has `resize(rule, tensors, aux, target)` and `trained_scalers(tensors, target)`.
+    """
+
+    Rule: type[BaseModel]  # the rule's settings, `method` first (stored in the artifact's metadata)
+    OPTIONS: tuple[str, ...]  # the `learn` options it takes besides the Aux depth
+    LAYER_SOURCE: str  # what `describe_layers` reports per layer
+    SIZE_SPECIFIC: tuple[str, ...]  # template roles learned anew for each size (calibration)
+    # True if the rule makes its own width only; a narrower one is evenly spaced selection from its Desc-Net
+    # at that width (done once for all such rules, in `materialize`).
+    NARROWS_BY_SELECTION: bool
+    OFFICIAL: str | None  # the repository whose Aux-Net checkpoints `lgtool convert` reads
+
+    def make_rule(self, options: dict, aux_depth: int | None, head_dim: int) -> tuple[BaseModel, int]:
+        """(rule, Aux depth) from `learn`'s options."""
+
+    def check_aux(self, rule, arch: Arch) -> None:
+        """ValueError if the rule does not fit the Aux-Net (run by the metadata model)."""
+
+    def check_target(self, rule, aux: Arch, depth: int, width: int, layer_map: list[int] | None = None) -> None:
+        """One-line InputError if the rule cannot make that size."""
+
+    def template_specs(self, rule, arch: Arch) -> dict[str, tuple[tuple[int, ...], dict]]:
+        """The template tensors and what each one is: {name: (shape, role)}."""
+
+    def init_templates(self, rule, arch: Arch, generator=None) -> dict:
+        """Fresh templates: the paper's initialization."""
+
+    def seed_templates(self, rule, arch: Arch, layers: list[dict]) -> dict:
+        """Templates fitted to an ancestor's layers ({slot: tensor} per layer)."""
+
+    def depths(self, rule, arch: Arch) -> tuple[int, int | None]:
+        """The Desc-Net depths it can make, (least, most or None): torch-free, for `inspect`."""
+
+    def widths(self, rule, arch: Arch) -> Any:
+        """The Desc-Net widths it can make, for `inspect`."""
+
+    def describe_layers(self, rule, aux: Arch, target: Arch, layer_map: list[int] | None = None) -> list:
+        """Per layer of `target`, where it comes from, in `LAYER_SOURCE` terms."""
+
+    def blocks(self, rule, tensors: dict, aux: Arch, target: Arch, layer_map: list[int] | None = None) -> list[dict]:
+        """{slot: tensor} for every layer of `target`, differentiable in `tensors`."""
+
+    def nonblock(self, rule, tensors: dict, aux: Arch, target: Arch) -> dict:
+        """The embeddings, final norm and head at `target`'s size."""
+
+    def from_official(self, keys: list[str], model: str | None, options: dict) -> dict | None:
+        """Which official checkpoint key becomes which template, the rule and the Aux depth; None if not this
+        rule's layout."""
 
 
 def sized_name(depth: int, width: int, name: str) -> str:
