@@ -104,16 +104,10 @@ class GeneMeta(BaseModel):
             raise ValueError("sizes: each size once, and not the Aux size (its tensors are the learngene's own)")
         for depth, width in self.sizes:
             try:
-                size_arch(self.arch, depth, width)
+                self.arch.resized(depth, width)
                 rules.check_target(self.rule, self.arch, depth, width)
             except InputError as e:
                 raise ValueError(f"sizes: ({depth}, {width}): {e}") from None
-
-
-def size_arch(aux: Arch, depth: int, width: int) -> Arch:
-    """The Desc-Net of a size-specific rule at (depth, width): the head dim kept, as `target_arch` makes it."""
-    heads = aux.num_heads if width == aux.embed_dim else max(1, width // aux.head_dim)
-    return Arch.checked(aux, depth=depth, embed_dim=width, num_heads=heads)
 
 
 @dataclass
@@ -154,7 +148,7 @@ def tensor_specs(meta_or_parts) -> dict:
     for name, shape in arch.nonblock_shapes().items():
         specs[name] = (shape, {"nonblock": name})
     for depth, width in getattr(meta_or_parts, "sizes", ()):
-        for name, (shape, role) in rules.template_specs(rule, size_arch(arch, depth, width)).items():
+        for name, (shape, role) in rules.template_specs(rule, arch.resized(depth, width)).items():
             if role.get("template") in rules.SIZE_SPECIFIC:
                 specs[sized_name(depth, width, name)] = (shape, {**role, "size": [depth, width]})
     return specs

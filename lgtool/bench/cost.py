@@ -13,7 +13,6 @@ The rate search is not counted for any route: every route searches the same grid
 
 from __future__ import annotations
 
-from lgtool.format.arch import Arch
 from lgtool.format.lazy import lazy, torch
 from lgtool.rules import RULES
 
@@ -28,12 +27,6 @@ STEP = 3  # a training step's FLOPs per image, in forwards: forward + backward (
 
 def size_name(depth: int, width: int) -> str:
     return f"d{depth}-w{width}"
-
-
-def size_arch(arch: Arch, depth: int, width: int) -> Arch:
-    """The family's architecture at another depth and width: the head dim stays, as WAVE keeps it."""
-    heads = arch.num_heads if width == arch.embed_dim else max(1, width // arch.head_dim)
-    return Arch.checked(arch, depth=depth, embed_dim=width, num_heads=heads)
 
 
 def forward_flops(model, view) -> int:

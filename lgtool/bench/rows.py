@@ -18,7 +18,6 @@ from lgtool.bench.cost import (
     LEARNGENES,
     forward_flops,
     row_flops,
-    size_arch,
     size_name,
 )
 from lgtool.bench.plan import (
@@ -129,7 +128,7 @@ class Bench:
         sizes = {*self.cfg.sizes(), (self.cfg.aux_depth, self.arch.embed_dim)}
         out = {"teacher": forward_flops(self.teacher, self.view)}
         for depth, width in sorted(sizes):
-            out[size_name(depth, width)] = forward_flops(build_vit(size_arch(self.arch, depth, width)), self.view)
+            out[size_name(depth, width)] = forward_flops(build_vit(self.arch.resized(depth, width)), self.view)
         return out
 
     def initial_model(self, init: str, depth: int, width: int, genes: dict, layers: str | None):
@@ -137,7 +136,7 @@ class Bench:
         weight selection did. InputError says why an init cannot make this size."""
 
         torch.manual_seed(depth * 1000 + width)  # fresh heads and scratch weights: the same in every run
-        target = size_arch(self.arch, depth, width)
+        target = self.arch.resized(depth, width)
         if init in LEARNGENES:
             gene, spent = genes[init], 0
             size = target_arch(gene, depth, width, target.num_classes, num_heads=target.num_heads)

@@ -120,6 +120,12 @@ class Arch(BaseModel):
         """`base` with some fields changed, validated (unlike `model_copy(update=...)`)."""
         return cls(**{**base.model_dump(), **update})
 
+    def resized(self, depth: int, width: int) -> Arch:
+        """This architecture at another depth and width, validated: the head dim kept (the head count where the
+        width is unchanged), as `target_arch` makes a width a rule makes itself."""
+        heads = self.num_heads if width == self.embed_dim else max(1, width // self.head_dim)
+        return Arch.checked(self, depth=depth, embed_dim=width, num_heads=heads)
+
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
