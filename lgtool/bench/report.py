@@ -3,12 +3,11 @@ results.md and the two plots."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, learn_flops, recommend, row_flops, size_name
-from lgtool.format.atomic import atomic_file
+from lgtool.format.atomic import atomic_file, write_json
 from lgtool.format.lazy import lazy
 
 matplotlib, plt = lazy("matplotlib"), lazy("matplotlib.pyplot")  # only when a plot is drawn
@@ -30,8 +29,7 @@ def write_report(cfg, report: dict, out: Path) -> dict:
         "best_learngene": max(ranked, key=lambda m: best[m]["ratio_flops"]) if ranked else None,
         "recommendation": recommend(rows, learned, flops, cfg.epochs),
     }
-    with atomic_file(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "results.json", report)
     with atomic_file(out / "results.md") as tmp:
         tmp.write_text(markdown(report))
     plot_accuracy(report, out / "accuracy_vs_depth.png")

@@ -15,7 +15,6 @@ in FLOPs and images, and which is cheapest per size, is `cost.py`'s business.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from lgtool.bench.plan import (
 from lgtool.bench.report import write_report
 from lgtool.bench.rows import Bench
 from lgtool.format.arch import HEAD_DIM, Arch, default_patch_size, parse_width
-from lgtool.format.atomic import atomic_file
+from lgtool.format.atomic import write_json
 from lgtool.format.errors import InputError, UsageError
 from lgtool.learngene import load_learngene
 from lgtool.training.ancestor import (
@@ -135,7 +134,7 @@ def run_bench(
 
     def record(row):
         rows[row_key(row)] = row
-        _write_json(results_path, report())  # after every row: an interrupted bench resumes from here
+        write_json(results_path, report())  # after every row: an interrupted bench resumes from here
         if "skipped" in row:
             log(f"d{row['depth']} w{row['width']} {row['init']}: skipped ({row['skipped']})")
         else:
@@ -153,8 +152,3 @@ def run_bench(
         for init in [i for i in CURVE_ORDER if i in cfg.inits]:
             bench.curve(init, depth, width, genes, rows, record, flops)
     return write_report(cfg, report(), out)
-
-
-def _write_json(path: Path, report: dict) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
