@@ -77,11 +77,25 @@ def headline(report: dict) -> str:
 
 
 def markdown(report: dict) -> str:
-    cfg, anc = report["config"], report["ancestor"]
+    """results.md: the top-1 table, the alternatives' curves, the routes, the recommendation, the footer."""
+    cfg = report["config"]
     inits = [i for i in INITS if i in cfg["inits"]]
-    first = max(1, cfg["epochs"])
     by_key = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"]}
     sizes = list(dict.fromkeys((r["depth"], r["width"]) for r in report["rows"]))
+    lines = [
+        *_top1_table(report, inits, by_key, sizes),
+        *_curves(inits, by_key, sizes),
+        *_routes(report),
+        *_recommendation(report),
+        *_footer(report),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _top1_table(report: dict, inits: list, by_key: dict, sizes: list) -> list[str]:
+    """The ancestor, the headline, and test top-1 per size and init (at 0 epochs in brackets)."""
+    cfg, anc = report["config"], report["ancestor"]
+    first = max(1, cfg["epochs"])
     lines = [
         f"Ancestor `{anc['name']}`: test top-1 {anc['top1']:.4f}; its training ({_n(anc.get('training_images'))} "
         f"images) is {anc['paid']}.",
@@ -104,7 +118,12 @@ def markdown(report: dict) -> str:
                 "" if r is None else "skipped" if "skipped" in r else f"**{r['top1']:.4f}** ({r['top1_at_init']:.3f})"
             )
         lines.append(f"| {depth} | {width} | " + " | ".join(cells) + " |")
-    lines += ["", "The alternatives trained until they match (epochs: validation / test top-1):", ""]
+    return lines
+
+
+def _curves(inits: list, by_key: dict, sizes: list) -> list[str]:
+    """Each alternative's runs at each size, by epochs: validation / test top-1."""
+    lines = ["", "The alternatives trained until they match (epochs: validation / test top-1):", ""]
     for depth, width in sizes:
         for i in [i for i in inits if i in ALTERNATIVES]:
             runs = sorted(
@@ -113,7 +132,12 @@ def markdown(report: dict) -> str:
             if runs:
                 points = ", ".join(f"{e}: {r['val_top1']:.4f} / {r['top1']:.4f}" for e, r in runs)
                 lines.append(f"- {size_name(depth, width)} {i}: {points}")
-    lines += [
+    return lines
+
+
+def _routes(report: dict) -> list[str]:
+    """Each learngene's route to the family against the best alternative and against scratch."""
+    lines = [
         "",
         "Routes to the family (a student step is 3 forwards, a teacher forward its own FLOPs; learning counted "
         "once). The best alternative takes, per size, the cheapest alternative run that matches the learngene on "
@@ -129,7 +153,7 @@ def markdown(report: dict) -> str:
         s = report["cost_vs_scratch"][m]
         budgets = c.get("epochs_per_size", {})
         chosen = ", ".join(
-            f"{k}{' (' + m + '@0)' if budgets.get(k) == 0 and cfg['epochs'] else ''}: {v}"
+            f"{k}{' (' + m + '@0)' if budgets.get(k) == 0 and report['config']['epochs'] else ''}: {v}"
             for k, v in c["alternative_per_size"].items()
         )
         lines.append(
@@ -137,7 +161,12 @@ def markdown(report: dict) -> str:
             f"({_n(c['route_images'])}) | {_n(c['alternative_flops'])} ({_n(c['alternative_images'])}) | {chosen} "
             f"| **{_ratio(c, 'ratio_flops')}** | {_ratio(c, 'ratio_images')} | {_ratio(s, 'ratio_flops')} |"
         )
-    lines += [
+    return lines
+
+
+def _recommendation(report: dict) -> list[str]:
+    """Per size, the cheapest route that reaches the best learngene's validation top-1."""
+    lines = [
         "",
         "Recommendation per size: the cheapest route that reaches the best learngene's validation top-1 there "
         "(a learngene's learning shared equally by the sizes it makes):",
@@ -151,7 +180,12 @@ def markdown(report: dict) -> str:
             f"| {size} | **{rec['route']}** | {_n(rec['flops'])} | {rec['val_top1']:.4f} ({target}) "
             f"| {rec['top1']:.4f} |"
         )
-    lines += ["", "Choices made on validation (rate, warmup epochs, weight selection's layers and head):", ""]
+    return lines
+
+
+def _footer(report: dict) -> list[str]:
+    """The choices made on validation, forward FLOPs per image, the learngenes and the skipped rows."""
+    lines = ["", "Choices made on validation (rate, warmup epochs, weight selection's layers and head):", ""]
     for r in report["rows"]:
         if "lr" in r:
             extra = f", layers {r['layer_policy']} {r['layers']}, head {r['head']}" if "layer_policy" in r else ""
@@ -174,7 +208,7 @@ def markdown(report: dict) -> str:
         for r in report["rows"]
         if "skipped" in r
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _color(init: str) -> str:
