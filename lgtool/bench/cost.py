@@ -82,8 +82,8 @@ def budgets_of(row: dict) -> list[dict]:
     numbers the row measured on the same splits. The calibration a WAVE size needs is paid in both."""
     if row["epochs"] == 0 or row.get("val_at_init") is None or row.get("top1_at_init") is None:
         return [row]
-    expanded = {**row, "epochs": 0, "val_top1": row["val_at_init"], "top1": row["top1_at_init"]}
-    return [row, {**expanded, "train_images": 0, "teacher_images": 0}]
+    measured = {"val_top1": row["val_at_init"], "top1": row["top1_at_init"]}
+    return [row, {**row, **measured, "epochs": 0, "train_images": 0, "teacher_images": 0}]
 
 
 def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, alternatives=ALTERNATIVES) -> dict:
