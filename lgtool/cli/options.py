@@ -1,57 +1,85 @@
-"""The training flags of `learn` and `finetune`, declared once: one typer option per `TrainConfig` setting,
-with the setting's flag, help, range and default. A command decorated with `train_options` receives the
-parsed `cfg: TrainConfig` instead of two dozen loose arguments."""
+"""Options declared once: `takes(Settings)` gives a command one typer option per `setting()` field of a settings
+dataclass (`lgtool.format.settings`), with the field's flag, help, range and default, and hands the command
+the built, validated dataclass instead of loose arguments. A value outside its range is a one-line usage
+error before any work starts."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import typing
-from dataclasses import fields
+from dataclasses import MISSING
 
 import typer
 
-from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig, bounds, flag
-
-PANEL = "Training"
-
-
-def _settings():
-    return [f for f in fields(TrainConfig) if "help" in f.metadata]
+from lgtool.format.settings import bounds, flag, parse_list, settings_of
+from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
 
 
-def _option(f, default):
-    names = f.metadata["flags"] or (flag(f),)
-    extra = bounds(f) or (f"one of {', '.join(f.metadata['choices'])}" if f.metadata["choices"] else "")
-    help_text = f.metadata["help"] + (f" [{extra}]" if extra else "")  # typer adds [default: ...]
-    return typer.Option(default, *names, help=help_text, rich_help_panel=PANEL)
+def takes(cls, *, name: str = "cfg", panel: str | None = None, defaults: dict | None = None):
+    """`command(..., <name>: cls)` -> a typer command with a flag per setting of `cls`; `defaults` overrides the
+    field defaults shown and used (a command's own, e.g. `COMMAND_DEFAULTS["learn"]`). Decorators stack."""
+    defaults = defaults or {}
+
+    def decorate(command):
+        hints = typing.get_type_hints(cls)
+        settings = settings_of(cls)
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.name != name]
+        added = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=_option(f, _default(f, defaults), panel),
+                annotation=str | None if _list_kind(hints[f.name]) else hints[f.name],
+            )
+            for f in settings
+        ]
+
+        @functools.wraps(command)
+        def run(**kwargs):
+            values = {f.name: _value(f, hints[f.name], kwargs.pop(f.name)) for f in settings}
+            return command(**{name: cls(**values)}, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=own + added)
+        run.__annotations__ = {p.name: p.annotation for p in own + added}
+        return run
+
+    return decorate
 
 
 def train_options(command=None, *, defaults_of: str | None = None):
-    """`command(..., cfg: TrainConfig)` -> a typer command with every training flag; `cfg` is built from them
-    (and validated: a value outside its range is a one-line usage error before any work starts).
-    `@train_options(defaults_of="learn")`: the defaults that command has of its own (`COMMAND_DEFAULTS`)."""
-    if command is None:
-        return functools.partial(train_options, defaults_of=defaults_of)
-    own_defaults = COMMAND_DEFAULTS.get(defaults_of, {})
-    hints = typing.get_type_hints(TrainConfig)
-    signature = inspect.signature(command)
-    own = [p for p in signature.parameters.values() if p.name != "cfg"]
-    added = [
-        inspect.Parameter(
-            f.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=_option(f, own_defaults.get(f.name, f.default)),
-            annotation=hints[f.name],
-        )
-        for f in _settings()
-    ]
+    """The training flags of `learn` and `finetune` (`TrainConfig`), in their own help panel."""
+    decorate = takes(TrainConfig, panel="Training", defaults=COMMAND_DEFAULTS.get(defaults_of, {}))
+    return decorate if command is None else decorate(command)
 
-    @functools.wraps(command)
-    def run(**kwargs):
-        cfg = TrainConfig(**{f.name: kwargs.pop(f.name) for f in _settings()})
-        return command(cfg=cfg, **kwargs)
 
-    run.__signature__ = signature.replace(parameters=own + added)
-    run.__annotations__ = {p.name: p.annotation for p in own + added}
-    return run
+def _default(f, defaults: dict):
+    if f.name in defaults:
+        return defaults[f.name]
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _option(f, default, panel):
+    names = f.metadata["flags"] or (flag(f),)
+    choices = f.metadata["choices"]
+    extra = bounds(f) or (f"one of {', '.join(map(str, choices))}" if choices else "")
+    help_text = f.metadata["help"] + (f" [{extra}]" if extra else "")  # typer adds [default: ...]
+    if isinstance(default, list):
+        default = ",".join(map(str, default))
+    return typer.Option(... if default is MISSING else default, *names, help=help_text, rich_help_panel=panel)
+
+
+def _value(f, hint, given):
+    kind = _list_kind(hint)
+    return parse_list(given, kind, flag(f)) if kind else given
+
+
+def _list_kind(hint) -> type | None:
+    """`int` for `list[int]` or `list[int] | None`; None for any other type."""
+    for h in (hint, *typing.get_args(hint)):
+        if typing.get_origin(h) is list:
+            return typing.get_args(h)[0]
+    return None

@@ -1,25 +1,17 @@
-"""What a training run is told: `TrainConfig`, one field per setting, each with its flag, help and range.
-
-The CLI builds every training flag of `learn` and `finetune` from these fields (`cli/options.py`), so a
-flag is declared once and its default is the field's. Validation lives here too, so a library caller
-gets the same one-line errors as the command line. Torch-free: `--help` stays fast.
+"""What a training run is told: `TrainConfig`, one field per setting, each with its flag, help and range
+(`lgtool.format.settings`). The CLI builds every training flag of `learn` and `finetune` from these fields, so
+a flag is declared once and its default is the field's. Torch-free: `--help` stays fast.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from lgtool.format.errors import UsageError
 from lgtool.format.lazy import lazy
+from lgtool.format.settings import check_settings, setting
 
 recipe = lazy("lgtool.training.recipe")  # torch and timm: only when a policy is checked
-
-
-def setting(default, help: str, *, lo=None, hi=None, above=None, below=None, choices=None, flags=()):
-    """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones."""
-    meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "flags": flags}
-    return field(default=default, metadata=meta)
 
 
 # Settings whose best value differs by command, each chosen on validation for its command (see CHANGELOG):
@@ -84,9 +76,7 @@ class TrainConfig:
     eval_each_epoch: bool = True  # else only after the last one
 
     def __post_init__(self):
-        for f in fields(self):
-            if "help" in f.metadata:
-                check(f, getattr(self, f.name))
+        check_settings(self)
         if self.aa is not None:
             recipe.check_aa(self.aa)  # imports timm: only when a policy is given
         if self.mixing and self.batch_size % 2:
@@ -102,48 +92,3 @@ class TrainConfig:
     @property
     def mixing(self) -> bool:
         return self.mixup > 0 or self.cutmix > 0
-
-
-def flag(f) -> str:
-    return (f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),))[0]
-
-
-def bounds(f) -> str:
-    """The range of a setting in words, for --help and errors: "between 0 and 1", "at least 1", "above 0"."""
-    m = f.metadata
-    low = (
-        f"at least {_num(m['lo'])}"
-        if m["lo"] is not None
-        else f"above {_num(m['above'])}"
-        if m["above"] is not None
-        else ""
-    )
-    high = (
-        f"at most {_num(m['hi'])}"
-        if m["hi"] is not None
-        else f"below {_num(m['below'])}"
-        if m["below"] is not None
-        else ""
-    )
-    return " and ".join(part for part in (low, high) if part)
-
-
-def check(f, value) -> None:
-    """One-line UsageError if `value` is outside the setting's meaning (NaN and Inf never are inside)."""
-    m, name = f.metadata, flag(f)
-    if m["choices"]:
-        if value not in m["choices"]:
-            raise UsageError(f"{name} must be one of {', '.join(m['choices'])}, got {value!r}")
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value}")
-    too_low = (m["lo"] is not None and value < m["lo"]) or (m["above"] is not None and value <= m["above"])
-    too_high = (m["hi"] is not None and value > m["hi"]) or (m["below"] is not None and value >= m["below"])
-    if too_low or too_high:
-        raise UsageError(f"{name} must be {bounds(f)}, got {_num(value)}")
-
-
-def _num(x) -> str:
-    return str(x) if isinstance(x, int) else f"{x:g}"  # integers in full: a seed of 2**64 is not 1.84467e+19

@@ -1,0 +1,114 @@
+"""Settings that are also flags: a dataclass field made with `setting()` carries its flag, help text and range,
+so a command's options are declared once. The CLI builds its options from these fields
+(`lgtool.cli.options.takes`), and `check_settings` gives a library caller the same one-line errors as the
+command line. Torch-free: `--help` stays fast.
+
+A list setting (`list[int]`, `list[float]`, `list[str]`) is written on the command line as comma-separated
+values (`--depths 2,6,12`); its range and choices apply to every value, and it names at least one value
+unless made with `allow_empty`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, field, fields
+
+from lgtool.format.errors import UsageError
+
+
+def setting(
+    default=MISSING,
+    help: str = "",
+    *,
+    lo=None,
+    hi=None,
+    above=None,
+    below=None,
+    choices=None,
+    flags=(),
+    allow_empty=False,
+    default_factory=MISSING,
+):
+    """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones, `choices` the
+    values it may take; `flags` its names on the command line (default: `--field-name`); `allow_empty` lets a list
+    setting name nothing. No default: the setting is required."""
+    meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "flags": flags}
+    meta["allow_empty"] = allow_empty
+    return field(default=default, default_factory=default_factory, metadata=meta)
+
+
+def settings_of(cls) -> list:
+    """The fields of `cls` that are flags (the others are library-only)."""
+    return [f for f in fields(cls) if "help" in f.metadata]
+
+
+def check_settings(obj) -> None:
+    """Every flag-backed field of `obj` in its range: call from `__post_init__`."""
+    for f in settings_of(obj):
+        check(f, getattr(obj, f.name))
+
+
+def flag(f) -> str:
+    return (f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),))[0]
+
+
+def bounds(f) -> str:
+    """The range of a setting in words, for --help and errors: "between 0 and 1", "at least 1", "above 0"."""
+    m = f.metadata
+    low = (
+        f"at least {_num(m['lo'])}"
+        if m["lo"] is not None
+        else f"above {_num(m['above'])}"
+        if m["above"] is not None
+        else ""
+    )
+    high = (
+        f"at most {_num(m['hi'])}"
+        if m["hi"] is not None
+        else f"below {_num(m['below'])}"
+        if m["below"] is not None
+        else ""
+    )
+    return " and ".join(part for part in (low, high) if part)
+
+
+def check(f, value) -> None:
+    """One-line UsageError if `value` is outside the setting's meaning (NaN and Inf never are inside)."""
+    if isinstance(value, list | tuple):
+        if not value and not f.metadata.get("allow_empty"):
+            raise UsageError(f"{flag(f)} needs at least one value")
+        for item in value:
+            _check_one(f, item)
+    elif value is not None:
+        _check_one(f, value)
+
+
+def parse_list(text: str | None, kind: type, name: str) -> list | None:
+    """`"2, 6,12"` -> `[2, 6, 12]` for `--name`; None stays None (the setting's own default applies)."""
+    if text is None:
+        return None
+    try:
+        return [kind(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        what = {int: "integers, e.g. 2,4,6", float: "numbers, e.g. 2e-4,5e-4"}.get(kind, "values")
+        raise UsageError(f"{name} takes comma-separated {what}") from None
+
+
+def _check_one(f, value) -> None:
+    m, name = f.metadata, flag(f)
+    if m["choices"]:
+        if value not in m["choices"]:
+            raise UsageError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value}")
+    too_low = (m["lo"] is not None and value < m["lo"]) or (m["above"] is not None and value <= m["above"])
+    too_high = (m["hi"] is not None and value > m["hi"]) or (m["below"] is not None and value >= m["below"])
+    if too_low or too_high:
+        raise UsageError(f"{name} must be {bounds(f)}, got {_num(value)}")
+
+
+def _num(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"  # integers in full: a seed of 2**64 is not 1.84467e+19
