@@ -1,4 +1,4 @@
-"""One training loop for `learn` (distil an Aux-Net from an ancestor), WAVE calibration and `finetune`.
+"""The training loop for `learn` (distil an Aux-Net from an ancestor), WAVE calibration and `finetune`.
 
 AdamW (no decay on 1-D tensors, position embeddings and WAVE scalers), linear warmup + cosine per step,
 gradient accumulation, optional bf16 autocast and torch.compile, evaluation each epoch, atomic
@@ -15,23 +15,21 @@ import resource
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from lgtool.format.arch import one_line
-from lgtool.format.atomic import WriteFailed, atomic_file
+from lgtool.format.atomic import WriteFailed
 from lgtool.format.errors import InputError, LgtoolError
 from lgtool.format.interrupt import Interrupted, defer_signals, stopped_by
 from lgtool.training import recipe
 from lgtool.training.data import batch_generator
+from lgtool.training.loop.checkpoint import load_checkpoint, save_checkpoint
 from lgtool.training.settings import TrainConfig
 from lgtool.training.teacher_cache import TeacherCache, inputs_repeat
-
-__all__ = ["TrainConfig", "fit", "evaluate", "Interrupted"]
 
 
 class Diverged(LgtoolError):
@@ -301,94 +299,3 @@ def peak_memory_mb(device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**10 if sys.platform != "darwin" else rss / 2**20
-
-
-def save_checkpoint(
-    path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict, average=None, cache=None
-) -> None:
-    state = {
-        "identity": identity,
-        "config": asdict(cfg),
-        "position": pos,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "rng": torch.get_rng_state(),
-    }
-    if average is not None:
-        state["ema"] = {k: v.detach().cpu() for k, v in average.module.state_dict().items()}
-    if cache is not None:
-        state["teacher_logits"] = cache.state()
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None, cache=None) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--resume {path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
-    except Exception as e:  # noqa: BLE001 - any unreadable file is an input error here
-        raise InputError(f"--resume {path}: not a readable lgtool checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or "identity" not in state:
-        raise InputError(f"--resume {path}: not an lgtool checkpoint")
-    _check_checkpoint(path, state)
-    if state["identity"] != identity:
-        diff = sorted(k for k in set(identity) | set(state["identity"]) if identity.get(k) != state["identity"].get(k))
-        raise InputError(
-            f"--resume {path}: checkpoint is for another run ({', '.join(diff)} differ: "
-            f"{ {k: state['identity'].get(k) for k in diff} })"
-        )
-    try:  # shapes, names and optimizer groups: torch knows them best, and says which one is wrong
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if average is not None:
-            average.module.load_state_dict(state.get("ema", state["model"]))
-        torch.set_rng_state(state["rng"])
-        if cache is not None and "teacher_logits" in state:
-            cache.load(state["teacher_logits"])
-    except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as e:
-        raise InputError(f"--resume {path}: checkpoint does not fit this run ({one_line(str(e))})") from None
-    return state["position"]
-
-
-def _check_checkpoint(path: Path, state: dict) -> None:
-    """The structure `fit` reads from a checkpoint, so that a crafted or damaged one is one line."""
-
-    def bad(what: str):
-        raise InputError(f"--resume {path}: not a usable lgtool checkpoint ({what})")
-
-    if not isinstance(state["identity"], dict):
-        bad("identity is not a map")
-    for key in ("model", "optimizer"):
-        if not isinstance(state.get(key), dict) or not state[key]:
-            bad(f"no {key} state")
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
-        bad("model state is not a map of tensors")
-    if "ema" in state and not (
-        isinstance(state["ema"], dict) and all(isinstance(v, torch.Tensor) for v in state["ema"].values())
-    ):
-        bad("ema state is not a map of tensors")
-    cached = state.get("teacher_logits")
-    if cached is not None and not (
-        isinstance(cached, dict)
-        and all(isinstance(cached.get(k), torch.Tensor) for k in ("keys", "logits", "forwards"))
-    ):
-        bad("teacher logits are not keys, logits and a count")
-    rng = state.get("rng")
-    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
-        bad("no CPU random generator state of the right size")
-    pos = state.get("position")
-
-    def count(x):
-        return type(x) is int and x >= 0
-
-    if not isinstance(pos, dict) or not all(count(pos.get(k)) for k in ("epoch", "batch", "step")):
-        bad("position is not epoch, batch and step counts")
-    if pos.get("teacher_images") is not None and not count(pos["teacher_images"]):
-        bad("the teacher's image count is not a count")
-    history = pos.get("history")
-    if not isinstance(history, list) or not all(
-        isinstance(h, dict) and isinstance(h.get("top1"), (int, float)) and count(h.get("epoch")) for h in history
-    ):
-        bad("history is not a list of epoch results")
