@@ -1,14 +1,14 @@
-"""A training checkpoint: what `fit` saves every epoch (and every `save_every` steps) and resumes from exactly.
+"""A training checkpoint: where training stands (`Position`) and everything an exact resume needs.
 
-One `torch.save` of a plain dict, written atomically: identity (what is trained), config, position (epoch,
-batch, step, history, teacher_images), model, optimizer, the CPU random generator, and when present the EMA
-weights and the teacher's cached logits. It is read back with `weights_only=True` and its structure is
-checked before use, so that a damaged or crafted file is one line of error.
+One `torch.save` of a plain dict, written atomically: identity (what is trained), config, position, model,
+optimizer, the CPU random generator, and when present the EMA weights and the cached teacher logits. It is
+read back with `weights_only=True` and its structure checked before use, so that a damaged or crafted file is
+one line of error, never an unpickled object.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -19,13 +19,29 @@ from lgtool.format.errors import InputError
 from lgtool.training.settings import TrainConfig
 
 
+@dataclass
+class Position:
+    """Where training stands: saved in every checkpoint as a dict of these fields, and where a resume starts."""
+
+    epoch: int = 0
+    batch: int = 0  # micro-batches done in this epoch
+    step: int = 0  # optimizer steps done
+    history: list = field(default_factory=list)  # {"epoch", "step", "top1"} at each evaluated epoch end
+    teacher_images: int | None = 0  # the teacher's forwards; None once resumed from a run that did not count them
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> Position:
+        """A checkpoint's "position"; one written before the teacher's forwards were counted lacks the count."""
+        return cls(**{"teacher_images": None, **{f.name: saved[f.name] for f in fields(cls) if f.name in saved}})
+
+
 def save_checkpoint(
-    path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: dict, average=None, cache=None
+    path: Path, model, optimizer, identity: dict, cfg: TrainConfig, pos: Position, average=None, cache=None
 ) -> None:
     state = {
         "identity": identity,
         "config": asdict(cfg),
-        "position": pos,
+        "position": asdict(pos),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "rng": torch.get_rng_state(),
@@ -38,17 +54,13 @@ def save_checkpoint(
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None, cache=None) -> dict:
+def load_checkpoint(
+    path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None, cache=None
+) -> Position:
+    """Restore a checkpoint of this run (its `identity` must match) into the model, optimizer, EMA, the CPU
+    generator and the teacher cache; returns where it stopped."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--resume {path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
-    except Exception as e:  # noqa: BLE001 - any unreadable file is an input error here
-        raise InputError(f"--resume {path}: not a readable lgtool checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or "identity" not in state:
-        raise InputError(f"--resume {path}: not an lgtool checkpoint")
-    _check_checkpoint(path, state)
+    state = _read(path)
     if state["identity"] != identity:
         diff = sorted(k for k in set(identity) | set(state["identity"]) if identity.get(k) != state["identity"].get(k))
         raise InputError(
@@ -65,46 +77,63 @@ def load_checkpoint(path: Path, model, optimizer, identity: dict, cfg: TrainConf
             cache.load(state["teacher_logits"])
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as e:
         raise InputError(f"--resume {path}: checkpoint does not fit this run ({one_line(str(e))})") from None
-    return state["position"]
+    return Position.from_saved(state["position"])
 
 
-def _check_checkpoint(path: Path, state: dict) -> None:
-    """The structure `fit` reads from a checkpoint, so that a crafted or damaged one is one line."""
+def _read(path: Path) -> dict:
+    """The checkpoint's dict, its structure checked."""
+    if not path.is_file():
+        raise InputError(f"--resume {path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    except Exception as e:  # noqa: BLE001 - any unreadable file is an input error here
+        raise InputError(f"--resume {path}: not a readable lgtool checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or "identity" not in state:
+        raise InputError(f"--resume {path}: not an lgtool checkpoint")
+    problem = _tensors_problem(state) or _position_problem(state.get("position"))
+    if problem:
+        raise InputError(f"--resume {path}: not a usable lgtool checkpoint ({problem})")
+    return state
 
-    def bad(what: str):
-        raise InputError(f"--resume {path}: not a usable lgtool checkpoint ({what})")
 
+def _tensors_problem(state: dict) -> str | None:
+    """What is wrong with the identity and tensor parts `load_checkpoint` reads, if anything."""
     if not isinstance(state["identity"], dict):
-        bad("identity is not a map")
+        return "identity is not a map"
     for key in ("model", "optimizer"):
         if not isinstance(state.get(key), dict) or not state[key]:
-            bad(f"no {key} state")
+            return f"no {key} state"
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
-        bad("model state is not a map of tensors")
+        return "model state is not a map of tensors"
     if "ema" in state and not (
         isinstance(state["ema"], dict) and all(isinstance(v, torch.Tensor) for v in state["ema"].values())
     ):
-        bad("ema state is not a map of tensors")
+        return "ema state is not a map of tensors"
     cached = state.get("teacher_logits")
     if cached is not None and not (
         isinstance(cached, dict)
         and all(isinstance(cached.get(k), torch.Tensor) for k in ("keys", "logits", "forwards"))
     ):
-        bad("teacher logits are not keys, logits and a count")
+        return "teacher logits are not keys, logits and a count"
     rng = state.get("rng")
     if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
-        bad("no CPU random generator state of the right size")
-    pos = state.get("position")
+        return "no CPU random generator state of the right size"
+    return None
+
+
+def _position_problem(pos) -> str | None:
+    """What is wrong with a saved position, if anything."""
 
     def count(x):
         return type(x) is int and x >= 0
 
     if not isinstance(pos, dict) or not all(count(pos.get(k)) for k in ("epoch", "batch", "step")):
-        bad("position is not epoch, batch and step counts")
+        return "position is not epoch, batch and step counts"
     if pos.get("teacher_images") is not None and not count(pos["teacher_images"]):
-        bad("the teacher's image count is not a count")
+        return "the teacher's image count is not a count"
     history = pos.get("history")
     if not isinstance(history, list) or not all(
         isinstance(h, dict) and isinstance(h.get("top1"), (int, float)) and count(h.get("epoch")) for h in history
     ):
-        bad("history is not a list of epoch results")
+        return "history is not a list of epoch results"
+    return None
