@@ -26,11 +26,13 @@ def calibrate(
     seed: int = 0,
     log=None,
     measure_before: bool = True,
+    evaluate_on=None,
 ) -> tuple[Learngene, dict]:
     """Learn the size-specific tensors of `target` (WAVE's scalers) on a few images, templates and all else
     frozen. `target` comes from `family.target_arch`.
 
-    `dataset` (already loaded, its train split the calibration images) replaces `data` and `samples`."""
+    `dataset` (already loaded, its train split the calibration images) replaces `data` and `samples`. Top-1 before
+    and after is measured on `evaluate_on` (default: the dataset's test split)."""
     rules = RULES[gene.method]
     if not rules.SIZE_SPECIFIC:
         raise InputError(f"--calibrate learns a size's own tensors; a {gene.method.upper()} learngene has none")
@@ -39,30 +41,16 @@ def calibrate(
     view = View.from_input_cfg(gene.meta.input.model_dump(), target.img_size, target.in_chans)
     learned = {name for name, role in resized.meta.tensors.items() if role.get("template") in rules.SIZE_SPECIFIC}
     aux = build_aux(resized)
-    before = evaluate(aux, dataset.test, view) if measure_before else None
+    evaluate_on = dataset.test if evaluate_on is None else evaluate_on
+    before = evaluate(aux, evaluate_on, view) if measure_before else None
     batch_size = min(batch_size, len(dataset.train))
     epochs = -(-steps // (len(dataset.train) // batch_size))
     cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=0.0,
-        warmup_epochs=0.0,
-        kd="none",
-        max_steps=steps,
-        eval_each_epoch=False,
-        seed=seed,
-        log_every=max(1, steps // 10),
-    )
-    summary = fit(
-        aux,
-        dataset,
-        view,
-        cfg,
-        identity={"kind": "calibrate"},
-        trainable=lambda n: n.removeprefix("gene.") in learned,
-        log=log,
-    )
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, warmup_epochs=0.0, kd="none", max_steps=steps,
+        eval_each_epoch=False, seed=seed, log_every=max(1, steps // 10),
+    )  # fmt: skip
+    summary = fit(aux, dataset, view, cfg, identity={"kind": "calibrate"}, log=log, evaluate_on=evaluate_on,
+                  trainable=lambda n: n.removeprefix("gene.") in learned)  # fmt: skip
     calibrated = aux.to("cpu").to_learngene()
     calibrated.meta.provenance.update(
         calibration={"data": data, "samples": len(dataset.train), "steps": summary["steps"]}
