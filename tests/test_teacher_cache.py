@@ -116,3 +116,27 @@ def test_resume_keeps_the_cached_logits(tmp_path):
     assert again["teacher_images"] == full["teacher_images"] == 64
     pairs = zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_a_checkpoint_that_never_counted_the_teachers_forwards_resumes_without_a_count(tmp_path):
+    """Checkpoints written before the teacher's forwards were counted hold no `teacher_images`: such a run
+    resumes exactly, and reports no count rather than a wrong one."""
+    data, view, ckpt, after_one = toy_data(), View(28, 1, (0.5,), (0.5,)), tmp_path / "run.ckpt", tmp_path / "one.ckpt"
+
+    def keep_first_epoch(epoch, *_):
+        if epoch == 2:  # the checkpoint still holds epoch 1: it is saved after this callback
+            shutil.copy(ckpt, after_one)
+
+    straight = student()
+    full = fit(straight, data, view, cfg(augment="none"), identity={}, teacher=Counting(), checkpoint=ckpt,
+               on_epoch=keep_first_epoch)  # fmt: skip
+    state = torch.load(after_one, weights_only=True)
+    del state["position"]["teacher_images"]
+    torch.save(state, after_one)
+    resumed = student()
+    again = fit(resumed, data, view, cfg(augment="none"), identity={}, teacher=Counting(), resume=after_one,
+                checkpoint=tmp_path / "b.ckpt")  # fmt: skip
+    assert again["teacher_images"] is None and again["steps"] == full["steps"]
+    assert torch.load(tmp_path / "b.ckpt", weights_only=True)["position"]["teacher_images"] is None
+    pairs = zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)

@@ -12,7 +12,7 @@ from torch import nn
 
 from lgtool.format.compat import import_timm
 from lgtool.training.data import Data, TensorSplit, View
-from lgtool.training.loop import fit
+from lgtool.training.loop import evaluate, fit
 from lgtool.training.settings import TrainConfig
 
 RECIPE = [
@@ -98,6 +98,18 @@ def test_under_mixup_the_teacher_sees_the_mixed_images_the_student_sees():
     assert len(teacher.seen) == len(raw)
     assert all(torch.equal(t, s) for t, s in zip(teacher.seen, trained, strict=True))
     assert not any(torch.equal(r, s) for r, s in zip(raw, trained, strict=True))  # mixed, not the raw batches
+
+
+def test_fit_evaluates_on_the_split_it_is_given():
+    data, student = _tiny_data(), Recorder(0)
+    held_out = data.train.subset(torch.arange(8, 24))  # not data.test, the first 8 images
+    cfg = TrainConfig(epochs=1, batch_size=8, augment="none", warmup_epochs=0)
+    summary = fit(student, data, data.view, cfg, identity={}, evaluate_on=held_out)
+    steps = len(data.train) // 8
+    judged = [x for x, _ in held_out.batches(data.view, 256, train=False)]
+    assert len(student.seen) == steps + len(judged)  # the training batches, then one pass over held_out
+    assert all(torch.equal(a, b) for a, b in zip(student.seen[steps:], judged, strict=True))
+    assert summary["top1"] == summary["history"][-1]["top1"] == evaluate(student, held_out, data.view)
 
 
 @pytest.mark.parametrize(
