@@ -85,7 +85,7 @@ def make_teacher(out: Path, data_path: Path, args) -> Path:
     model, arch, view = scratch_model(
         data.view, data.num_classes, args.width, args.teacher_depth, args.heads, args.img_size, args.patch_size
     )
-    return write_descnet(model.state_dict(), arch, out, view.input_cfg(), {"init": "scratch"})
+    return write_descnet(model.state_dict(), arch, out, view.norm, {"init": "scratch"})
 
 
 def gene_options(args) -> dict:
@@ -172,7 +172,7 @@ def run_bare(args, data_path: Path, teacher_path: Path, device) -> dict:
         in_chans=view.in_chans,
         num_classes=data.num_classes,
         seed=cfg.seed,
-        input=view.input_cfg(),
+        input=view.norm,
         **gene_options(args),
     )
     torch.manual_seed(cfg.seed)

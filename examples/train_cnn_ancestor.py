@@ -41,8 +41,8 @@ def hub_config(model, view, top1: float, train_samples: int) -> dict:
             "input_size": [view.in_chans, view.img_size, view.img_size],
             "interpolation": "bilinear",
             "crop_pct": 1.0,
-            "mean": list(view.mean),
-            "std": list(view.std),
+            "mean": list(view.norm.mean),
+            "std": list(view.norm.std),
             "num_classes": model.num_classes,
             "first_conv": "conv1",
             "classifier": "fc",
@@ -108,7 +108,7 @@ def main(out: Path, ship: bool) -> None:
     params = sum(p.numel() for p in model.parameters())
     card = CARD.format(
         arch=ARCHITECTURE, args=json.dumps(MODEL_ARGS), n=len(data.train), epochs=cfg.epochs, top1=top1,
-        params=params, mflop=flops.get_total_flops() / 1e6, mean=list(data.view.mean), std=list(data.view.std),
+        params=params, mflop=flops.get_total_flops() / 1e6, mean=data.view.norm.mean, std=data.view.norm.std,
     )  # fmt: skip
     dest = SHIP_TO if ship else out / "model"
     with atomic_dir(dest, force=True) as tmp:

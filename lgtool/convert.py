@@ -28,8 +28,9 @@ from lgtool.format import __version__
 from lgtool.format.arch import HEAD_DIM, WIDTHS, Arch, first_error, one_line
 from lgtool.format.errors import InputError, LgtoolError, UsageError
 from lgtool.format.header import safetensors_header
+from lgtool.format.normalization import Normalization
 from lgtool.format.outputs import check_output
-from lgtool.learngene import GeneMeta, InputConfig, Learngene, first_nonfinite, tensor_specs
+from lgtool.learngene import GeneMeta, Learngene, first_nonfinite, tensor_specs
 from lgtool.materialize import build_aux
 from lgtool.rules import RULES, rule_module
 
@@ -101,7 +102,7 @@ def convert(
             arch=arch,
             rule=found["rule"],
             tensors={},
-            input=InputConfig() if plain else InputConfig(mean=[0.5] * arch.in_chans, std=[0.5] * arch.in_chans),
+            input=Normalization() if plain else Normalization.plain(arch.in_chans),
         )
     except ValidationError as e:
         raise InputError(f"{ckpt}: cannot describe this Aux-Net as a learngene: {first_error(e)}") from None

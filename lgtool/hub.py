@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 from lgtool.family import describe_layers, selection_source
@@ -20,6 +19,7 @@ from lgtool.format.arch import Arch
 from lgtool.format.atomic import atomic_dir
 from lgtool.format.errors import InputError
 from lgtool.format.lazy import lazy
+from lgtool.format.normalization import Normalization
 from lgtool.rules import RULES
 
 st = lazy("safetensors.torch")
@@ -27,13 +27,10 @@ st = lazy("safetensors.torch")
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 
 
-def hub_config(arch: Arch, input_cfg: dict, lineage: dict) -> dict:
+def hub_config(arch: Arch, input_cfg: Normalization | dict, lineage: dict) -> dict:
     pretrained_cfg = {
         "input_size": [arch.in_chans, arch.img_size, arch.img_size],
-        "interpolation": input_cfg.get("interpolation", "bicubic"),
-        "crop_pct": input_cfg.get("crop_pct", 0.875),
-        "mean": list(input_cfg["mean"]),
-        "std": list(input_cfg["std"]),
+        **Normalization.model_validate(input_cfg).pretrained_cfg(),
         "num_classes": arch.num_classes,
         "first_conv": "patch_embed.proj",
         "classifier": "head",
@@ -50,7 +47,7 @@ def hub_config(arch: Arch, input_cfg: dict, lineage: dict) -> dict:
 
 
 def write_descnet(
-    state: dict, arch: Arch, out_dir, input_cfg: dict, lineage: dict, force: bool = False, verify=None
+    state: dict, arch: Arch, out_dir, input_cfg: Normalization | dict, lineage: dict, force: bool = False, verify=None
 ) -> Path:
     """Write a state dict (timm keys) and its config and card into `out_dir`, atomically (a temporary
     folder renamed into place). `verify(folder)` runs on the finished temporary folder first: if it
@@ -102,24 +99,7 @@ def _check_config(config: dict, cfg_path: Path) -> None:
             if key == "model_args":
                 raise InputError(f"{cfg_path}: no model_args object (the ViT's timm arguments), a JSON {found} instead")
             raise InputError(f"{cfg_path}: {key} must be a JSON {_JSON_NAMES[kind]}, not a {found}")
-    pretrained = config.get("pretrained_cfg", {})
-    for key in ("mean", "std"):
-        if key not in pretrained:
-            continue
-        values = pretrained[key]
-        if (
-            not isinstance(values, list)
-            or not values
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-        ):
-            raise InputError(f"{cfg_path}: pretrained_cfg.{key} must be a list of finite numbers, got {values!r:.80}")
-        if key == "std" and not all(v > 0 for v in values):
-            raise InputError(f"{cfg_path}: pretrained_cfg.std must be positive (images are divided by it)")
-    crop = pretrained.get("crop_pct", 0.875)
-    if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not (0 < crop <= 1):
-        raise InputError(f"{cfg_path}: pretrained_cfg.crop_pct must be a number in (0, 1], got {crop!r:.40}")
-    if not isinstance(pretrained.get("interpolation", "bicubic"), str):
-        raise InputError(f"{cfg_path}: pretrained_cfg.interpolation must be a string")
+    Normalization.from_pretrained_cfg(config.get("pretrained_cfg", {}), where=str(cfg_path))
 
 
 def check_channels(config: dict, in_chans: int, folder) -> None:

@@ -19,11 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from safetensors import SafetensorError
 
 from lgtool.format import __version__
-from lgtool.format.arch import MAX_IN_CHANS, Arch, build_vit, first_error, one_line, parse_width
+from lgtool.format.arch import Arch, build_vit, first_error, one_line, parse_width
 from lgtool.format.atomic import atomic_file
 from lgtool.format.errors import InputError, UsageError
 from lgtool.format.header import FLOAT_DTYPES, DuplicateKey, safetensors_header, unique_keys
 from lgtool.format.lazy import lazy, torch
+from lgtool.format.normalization import Normalization
 from lgtool.rules import RULES, rule_module, sized_name
 
 st = lazy("safetensors.torch")
@@ -35,20 +36,6 @@ METADATA_KEY = "learngene"
 LEGACY_RULE_KEYS = {"stage", "intercept", "slope", "template", "scaler", "layerwise"}
 
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class InputConfig(BaseModel):
-    """How images are normalized for this family (becomes timm's pretrained_cfg of every Desc-Net)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mean: Annotated[list[FiniteFloat], Field(max_length=MAX_IN_CHANS)] = [0.485, 0.456, 0.406]
-    std: Annotated[list[Annotated[FiniteFloat, Field(gt=0)]], Field(max_length=MAX_IN_CHANS)] = [0.229, 0.224, 0.225]
-    interpolation: Literal["nearest", "bilinear", "bicubic", "box", "hamming", "lanczos"] = "bicubic"
-    crop_pct: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.875
-
-
 class GeneMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -57,7 +44,7 @@ class GeneMeta(BaseModel):
     arch: Arch  # the Aux-Net; arch.depth is the Aux depth
     rule: Any  # the method's Rule model, validated by its rule module
     tensors: dict[str, dict[str, Any]]  # tensor name -> what it is (template/slot, stage/slot, nonblock key)
-    input: InputConfig = InputConfig()
+    input: Normalization = Normalization()  # how images are normalized for this family (its Desc-Nets' too)
     # Sizes (depth, width) trained with size-specific tensors of their own (WAVE scalers, family-aware learn):
     # stored as sized.d{depth}w{width}.{name}; `expand` at one of them uses them instead of resampling.
     sizes: Annotated[list[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]], Field(max_length=4096)] = []
@@ -166,7 +153,7 @@ def init_learngene(
     num_heads: int | None = None,
     mlp_ratio: float = 4.0,
     seed: int = 0,
-    input: dict | None = None,
+    input: Normalization | dict | None = None,
     **rule_options,
 ) -> Learngene:
     """A fresh learngene with the method's official initialization (templates) and timm's (the rest).
@@ -191,9 +178,7 @@ def init_learngene(
             arch=arch,
             rule=rule,
             tensors={},
-            input=InputConfig(
-                **(input or ({"mean": [0.5] * in_chans, "std": [0.5] * in_chans} if in_chans != 3 else {}))
-            ),
+            input=input or (Normalization() if in_chans == 3 else Normalization.plain(in_chans)),
             provenance={
                 "lgtool_version": __version__,
                 "seed": seed,

@@ -4,6 +4,7 @@ import json
 
 import torch
 
+from lgtool.format.normalization import Normalization
 from lgtool.training.data import TensorSplit, View, balanced_subset, load_data
 from lgtool.training.settings import TrainConfig
 
@@ -21,7 +22,7 @@ def test_balanced_subset_is_balanced_and_deterministic():
 
 def test_batches_shard_one_global_batch_across_ranks():
     split = TensorSplit(torch.arange(64, dtype=torch.uint8).view(16, 1, 2, 2).repeat(1, 1, 1, 1), torch.arange(16))
-    view = View(2, 1, (0.0,), (1 / 255,))
+    view = View(2, 1, Normalization(mean=[0.0], std=[1 / 255]))
     one = [y for _, y in split.batches(view, 4, train=True, seed=1, epoch=2, recipe=PLAIN)]
     two = [
         [y for _, y in split.batches(view, 2, train=True, seed=1, epoch=2, rank=r, world=2, recipe=PLAIN)]

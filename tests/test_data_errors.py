@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lgtool.format.errors import InputError
+from lgtool.format.normalization import Normalization
 from lgtool.training.data import View, load_data
 
 FIX = "apt-get install dataset-fashion-mnist"
@@ -132,7 +133,7 @@ def test_unreadable_image_names_the_file(tmp_path, how, workers):
     damage(bad, how)
     data = load_data(str(root))
     data.train.workers = workers
-    view = View(16, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    view = View(16, 3, Normalization(mean=[0.5] * 3, std=[0.25] * 3))
     with pytest.raises(InputError) as e:
         for _ in data.train.batches(view, 2, train=True):
             pass
@@ -144,7 +145,7 @@ def test_unreadable_image_names_the_file(tmp_path, how, workers):
 def test_good_images_still_batch(tmp_path):
     data = load_data(str(make_folder(tmp_path / "imgs", {"train": ["a", "b"], "val": ["a", "b"]})))
     data.test.workers = 0
-    batches = list(data.test.batches(View(16, 3, (0.5,) * 3, (0.25,) * 3), 4, train=False))
+    batches = list(data.test.batches(View(16, 3, Normalization(mean=[0.5] * 3, std=[0.25] * 3)), 4, train=False))
     assert [tuple(x.shape) for x, _ in batches] == [(4, 3, 16, 16), (2, 3, 16, 16)]
     assert torch.cat([y for _, y in batches]).tolist() == [0, 0, 0, 1, 1, 1]
 

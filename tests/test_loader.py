@@ -5,9 +5,10 @@ import os
 import pytest
 import torch
 
+from lgtool.format.normalization import Normalization
 from lgtool.training.data import FolderSplit, View, load_data, usable_workers
 
-VIEW = View(16, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+VIEW = View(16, 3, Normalization(mean=[0.5] * 3, std=[0.25] * 3))
 N_PER_CLASS = 10  # 2 classes: 20 images, 18 for training (4 batches of 4 per epoch)
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from lgtool.format.errors import UsageError
+from lgtool.format.normalization import Normalization
 from lgtool.training.data import View, batch_generator
 from lgtool.training.recipe import (
     DEIT,
@@ -47,7 +48,7 @@ def reference_loss(student, teacher, labels, *, kd, alpha, tau, reduction, smoot
     return (1 - alpha) * base + alpha * distil
 
 
-RGB = View(32, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), crop_pct=0.875, interpolation="bicubic")
+RGB = View(32, 3, Normalization(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]))
 SCRIPTS = Path(__file__).resolve().parent.parent / "examples" / "imagenet"
 
 
@@ -125,10 +126,10 @@ def test_default_recipe_is_the_transform_lgtool_used_before():
         before = create_transform(
             RGB.img_size,
             is_training=train,
-            mean=RGB.mean,
-            std=RGB.std,
-            crop_pct=RGB.crop_pct,
-            interpolation=RGB.interpolation,
+            mean=RGB.norm.mean,
+            std=RGB.norm.std,
+            crop_pct=RGB.norm.crop_pct,
+            interpolation=RGB.norm.interpolation,
         )
         assert repr(train_transform(TrainConfig(), RGB, train=train)) == repr(before)
 

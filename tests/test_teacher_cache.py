@@ -6,10 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from lgtool.format.normalization import Normalization
 from lgtool.training.data import Data, TensorSplit, View
 from lgtool.training.loop import fit
 from lgtool.training.settings import TrainConfig
 from lgtool.training.teacher_cache import TeacherCache, input_keys, inputs_repeat
+
+GRAY = View(28, 1, Normalization.plain(1))
 
 
 class Counting(nn.Module):
@@ -30,7 +33,7 @@ def toy_data(n=64) -> Data:
     g = torch.Generator().manual_seed(0)
     split = TensorSplit(torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8), torch.arange(n) % 10)
     split.classes = [str(i) for i in range(10)]
-    return Data("toy", split, split, View(28, 1, (0.5,), (0.5,)))
+    return Data("toy", split, split, GRAY)
 
 
 def student():
@@ -73,9 +76,7 @@ def test_keys_tell_inputs_apart_and_agree_on_equal_ones():
 )
 def test_fit_runs_the_teacher_once_per_distinct_input(augment, bound):
     teacher = Counting()
-    summary = fit(
-        student(), toy_data(), View(28, 1, (0.5,), (0.5,)), cfg(augment=augment), identity={}, teacher=teacher
-    )
+    summary = fit(student(), toy_data(), GRAY, cfg(augment=augment), identity={}, teacher=teacher)
     assert summary["teacher_live"] is None
     assert summary["teacher_images"] == teacher.images <= bound < summary["images_seen"]  # 4 epochs: 256 images
     if augment == "none":
@@ -84,9 +85,7 @@ def test_fit_runs_the_teacher_once_per_distinct_input(augment, bound):
 
 def test_inputs_that_never_repeat_run_the_teacher_live():
     teacher = Counting()
-    summary = fit(
-        student(), toy_data(), View(28, 1, (0.5,), (0.5,)), cfg(augment="crop-flip"), identity={}, teacher=teacher
-    )
+    summary = fit(student(), toy_data(), GRAY, cfg(augment="crop-flip"), identity={}, teacher=teacher)
     assert "random crops" in summary["teacher_live"]
     assert summary["teacher_images"] == teacher.images == summary["images_seen"]
     for settings, why in [
@@ -98,7 +97,7 @@ def test_inputs_that_never_repeat_run_the_teacher_live():
 
 
 def test_resume_keeps_the_cached_logits(tmp_path):
-    data, view, ckpt, after_one = toy_data(), View(28, 1, (0.5,), (0.5,)), tmp_path / "run.ckpt", tmp_path / "one.ckpt"
+    data, view, ckpt, after_one = toy_data(), GRAY, tmp_path / "run.ckpt", tmp_path / "one.ckpt"
 
     def keep_first_epoch(epoch, *_):
         if epoch == 2:  # the checkpoint still holds epoch 1: it is saved after this callback

@@ -11,6 +11,7 @@ from test_recipe import assert_accepted
 from torch import nn
 
 from lgtool.format.compat import import_timm
+from lgtool.format.normalization import Normalization
 from lgtool.training.data import Data, TensorSplit, View
 from lgtool.training.loop import evaluate, fit
 from lgtool.training.settings import TrainConfig
@@ -86,7 +87,7 @@ def _tiny_data(n=32):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
     split = TensorSplit(images, torch.arange(n) % 4, ["a", "b", "c", "d"])
-    return Data("tiny", split, split.subset(torch.arange(8)), View(8, 1, (0.5,), (0.5,)))
+    return Data("tiny", split, split.subset(torch.arange(8)), View(8, 1, Normalization.plain(1)))
 
 
 def test_under_mixup_the_teacher_sees_the_mixed_images_the_student_sees():

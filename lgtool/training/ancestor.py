@@ -16,6 +16,7 @@ from lgtool.format.compat import offline
 from lgtool.format.errors import InputError
 from lgtool.format.header import safetensors_header
 from lgtool.format.lazy import timm
+from lgtool.format.normalization import Normalization
 from lgtool.learngene import first_nonfinite
 from lgtool.training.data import View
 
@@ -95,7 +96,7 @@ def ancestor_view(ancestor: torch.nn.Module, data_view: View) -> View:
     cfg = getattr(ancestor, "pretrained_cfg", None) or {}
     size = cfg.get("input_size", (data_view.in_chans, data_view.img_size, data_view.img_size))
     in_chans = ancestor.patch_embed.proj.in_channels if hasattr(ancestor, "patch_embed") else size[0]
-    return View.from_input_cfg({**data_view.input_cfg(), **cfg}, size[-1], in_chans)
+    return View(size[-1], in_chans, Normalization.from_pretrained_cfg(cfg, data_view.norm, where="--ancestor"))
 
 
 def shipped_ancestor(name: str) -> Path | None:

@@ -227,4 +227,4 @@ def _write(model, arch: Arch, view: View, folder: Path, lineage: dict, trained_o
         },
     }
     module = getattr(model, "module", model)
-    write_descnet(module.state_dict(), arch, folder, view.input_cfg(), info, force=True)
+    write_descnet(module.state_dict(), arch, folder, view.norm, info, force=True)

@@ -131,7 +131,7 @@ def learn(
         in_chans=view.in_chans,
         num_classes=dataset.num_classes,
         seed=cfg.seed,
-        input=view.input_cfg(),
+        input=view.norm,
         **rule_options,
     )
     if init == "ancestor":

@@ -112,10 +112,10 @@ def train_transform(cfg, view: View, train: bool = True):
         return timm.data.create_transform(
             view.img_size,
             is_training=False,
-            mean=view.mean,
-            std=view.std,
-            crop_pct=view.crop_pct,
-            interpolation=view.interpolation,
+            mean=view.norm.mean,
+            std=view.norm.std,
+            crop_pct=view.norm.crop_pct,
+            interpolation=view.norm.interpolation,
         )
     return timm.data.create_transform(
         input_size=view.img_size,
@@ -125,9 +125,9 @@ def train_transform(cfg, view: View, train: bool = True):
         re_mode=cfg.remode,
         re_count=cfg.recount,
         color_jitter=_jitter(cfg, TIMM_COLOR_JITTER),
-        interpolation=view.interpolation,
-        mean=view.mean,
-        std=view.std,
+        interpolation=view.norm.interpolation,
+        mean=view.norm.mean,
+        std=view.norm.std,
     )
 
 

@@ -4,6 +4,7 @@ generators, and `seeded` for the transforms that draw from the global generators
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -11,38 +12,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lgtool.format.normalization import Normalization
+
 
 @dataclass
 class View:
-    """How a model wants its images: size, channels, normalization."""
+    """How a model wants its images: size and channels, and their normalization."""
 
     img_size: int
     in_chans: int
-    mean: tuple
-    std: tuple
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
-
-    def input_cfg(self) -> dict:
-        """The normalization a model stores with it (a learngene's `input`, timm's pretrained_cfg)."""
-        return {
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "crop_pct": self.crop_pct,
-            "interpolation": self.interpolation,
-        }
+    norm: Normalization
 
     @classmethod
-    def from_input_cfg(cls, cfg: dict, img_size: int, in_chans: int) -> View:
-        """The view an input config describes; missing fields take timm's defaults."""
-        return cls(
-            img_size,
-            in_chans,
-            tuple(cfg.get("mean", (0.5,) * in_chans)),
-            tuple(cfg.get("std", (0.5,) * in_chans)),
-            cfg.get("crop_pct", 0.875),
-            cfg.get("interpolation", "bicubic"),
-        )
+    def from_input_cfg(cls, cfg: Mapping, img_size: int, in_chans: int) -> View:
+        """The view a stored input config describes (a learngene's `input`, a timm pretrained_cfg); a mean or
+        std it does not state is timm's ViT default, 0.5 per channel."""
+        return cls(img_size, in_chans, Normalization.from_pretrained_cfg(cfg, Normalization.plain(in_chans)))
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
@@ -69,8 +54,8 @@ def prepare(x: torch.Tensor, view: View, device) -> torch.Tensor:
         x = x.mean(1, keepdim=True).expand(-1, view.in_chans, -1, -1)
     if x.shape[-1] != view.img_size:
         x = F.interpolate(x, size=(view.img_size, view.img_size), mode="bilinear", align_corners=False)
-    mean = torch.tensor(view.mean, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(view.std, device=x.device).view(1, -1, 1, 1)
+    mean = torch.tensor(view.norm.mean, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(view.norm.std, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std
 
 

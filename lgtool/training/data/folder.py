@@ -12,6 +12,7 @@ from PIL import Image
 
 from lgtool.format.errors import InputError
 from lgtool.format.lazy import timm
+from lgtool.format.normalization import Normalization
 from lgtool.training import recipe as recipes
 from lgtool.training.settings import TrainConfig
 from lgtool.training.view import View, epoch_order, global_batches, seeded
@@ -248,7 +249,7 @@ def image_folder(root: Path, seed: int) -> tuple[FolderSplit, FolderSplit, View]
             FolderSplit(root, perm[k:].sort().values, classes),
             FolderSplit(root, perm[:k].sort().values, classes),
         )
-    return train, test, View(224, 3, timm.data.IMAGENET_DEFAULT_MEAN, timm.data.IMAGENET_DEFAULT_STD)
+    return train, test, View(224, 3, Normalization())  # timm's ImageNet statistics, its default
 
 
 def _same_classes(train_dir: Path, val_dir: Path, train: list[str], val: list[str]) -> None:

@@ -44,7 +44,7 @@ class TensorSplit:
         Training batches are augmented as `recipe` (a TrainConfig; default: its defaults) says: --augment,
         then --aa / --color-jitter per image, then --reprob after normalization, all seeded per batch."""
         cfg = recipe or TrainConfig()
-        pixels = recipes.tensor_augment(cfg, mean=view.mean) if train else None
+        pixels = recipes.tensor_augment(cfg, mean=view.norm.mean) if train else None
         erase = recipes.random_erasing(cfg) if train else None
         order = epoch_order(len(self), seed, epoch, shuffle=train)
         for i, index in enumerate(global_batches(order, batch_size * world, drop_last=train)):
