@@ -1,5 +1,5 @@
-"""How images reach a model: the `View` (size, channels, normalization), each pass's order and per-batch
-generators, and `seeded` for the transforms that draw from the global generators."""
+"""How images reach a model: the `View` (size, channels, normalization), `prepare` to it, each batch's own
+generator, and `seeded` for the transforms that draw from the global generators."""
 
 from __future__ import annotations
 
@@ -28,18 +28,6 @@ class View:
         """The view a stored input config describes (a learngene's `input`, a timm pretrained_cfg); a mean or
         std it does not state is timm's ViT default, 0.5 per channel."""
         return cls(img_size, in_chans, Normalization.from_pretrained_cfg(cfg, Normalization.plain(in_chans)))
-
-
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
-    if not shuffle:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64))
-
-
-def global_batches(order: torch.Tensor, size: int, drop_last: bool) -> list[torch.Tensor]:
-    """Batches of `size` indices (over all ranks); each rank then takes every world-th sample of each."""
-    stop = len(order) - len(order) % size if drop_last else len(order)
-    return [order[i : i + size] for i in range(0, stop, size)]
 
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:

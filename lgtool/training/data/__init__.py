@@ -16,19 +16,20 @@ from lgtool.format.errors import InputError
 from lgtool.training.data.fashion_mnist import FASHION_MNIST, FASHION_MNIST_DIR, fashion_mnist
 from lgtool.training.data.folder import FolderSplit, image_folder, usable_workers
 from lgtool.training.data.memory import TensorSplit
+from lgtool.training.data.split import Split
 from lgtool.training.view import View, batch_generator, seeded
 
 __all__ = [
-    "Data", "FolderSplit", "TensorSplit", "View", "balanced_subset", "batch_generator", "data_paths", "load_data",
-    "seeded", "usable_workers",
+    "Data", "FolderSplit", "Split", "TensorSplit", "View", "balanced_subset", "batch_generator", "data_paths",
+    "load_data", "seeded", "usable_workers",
 ]  # fmt: skip
 
 
 @dataclass
 class Data:
     name: str
-    train: TensorSplit | FolderSplit
-    test: TensorSplit | FolderSplit  # held out: evaluation each epoch
+    train: Split  # in memory (TensorSplit) or an ImageFolder (FolderSplit)
+    test: Split  # held out: evaluation each epoch
     view: View  # the data's own size, channels and statistics
 
     @property

@@ -14,8 +14,9 @@ from lgtool.format.errors import InputError
 from lgtool.format.lazy import timm
 from lgtool.format.normalization import Normalization
 from lgtool.training import recipe as recipes
+from lgtool.training.data.split import Pass, Split
 from lgtool.training.settings import TrainConfig
-from lgtool.training.view import View, epoch_order, global_batches, seeded
+from lgtool.training.view import View, seeded
 
 
 def usable_workers(requested: int) -> int:
@@ -28,17 +29,17 @@ def usable_workers(requested: int) -> int:
 
 
 @dataclass
-class FolderSplit:
+class FolderSplit(Split):
     """An ImageFolder split read through timm's dataset and transforms.
 
     It keeps one DataLoader for training passes and one for evaluation, so that their worker processes persist
-    across epochs: a `batches` call with the same transform, worker count and pinning as the last one only
-    swaps in its pass's index list; a different one replaces that loader."""
+    across epochs: a pass with the same transform, worker count and pinning as the last one only swaps in its
+    index list; a different one replaces that loader."""
 
     root: Path
     index: torch.Tensor  # which samples of the folder belong to this split
     classes: list[str]
-    workers: int = 4  # loader processes when `batches` gets neither `workers` nor a recipe (which has its own)
+    workers: int = 4  # loader processes when a pass gets neither `workers` nor a recipe (which has its own)
     _loaders: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -58,53 +59,16 @@ class FolderSplit:
     def _dataset(self, transform):
         return timm.data.create_dataset("", root=str(self.root), transform=transform)
 
-    def batches(
-        self,
-        view: View,
-        batch_size: int,
-        *,
-        train: bool,
-        seed: int = 0,
-        epoch: int = 0,
-        start: int = 0,
-        rank: int = 0,
-        world: int = 1,
-        device="cpu",
-        recipe=None,
-        workers: int | None = None,
-        transform=None,
-    ):
-        """(images, labels) on `device`, batch `start` onward of pass (`seed`, `epoch`), this rank's share.
-
-        Training images go through `recipe.train_transform(recipe, view)` (`recipe`: a TrainConfig; None: its
+    def read(self, view: View, batch_size: int, run: Pass, device, recipe, workers=None, transform=None):
+        """Training images go through `recipe.train_transform(recipe, view)` (`recipe`: a TrainConfig; None: its
         defaults; --augment none: the evaluation transform), or through `transform` (a PIL image -> tensor
         callable) when given: pass the same object every epoch to keep the same worker processes.
         `workers`: loader processes; None: `recipe.workers`, else the split's own. Training augmentation is
-        seeded per image from (seed, epoch, image): batches do not depend on the worker count, the rank count
-        or where a run resumed."""
-        workers = usable_workers(getattr(recipe, "workers", self.workers) if workers is None else workers)
-        pin = torch.device(device).type == "cuda"
-        plain = not train or getattr(recipe, "augment", None) == "none"
-        if transform is not None:
-            key = ("given", id(transform))
-        else:  # the recipe's repr holds every setting, so equal recipes (every epoch's) share a loader
-            key = ("timm", plain, None if plain else repr(recipe), repr(view))
-        key = (*key, workers, pin)
-        cached = self._loaders.get(train)  # one loader per role: a new transform replaces (and stops) the old
-        if cached is not None and cached.key == key and not cached.busy:
-            loader = cached
-        else:
-            if transform is None:
-                transform = recipes.train_transform(recipe or TrainConfig(), view, train=not plain)
-            # busy with this key: another pass over it is still being read, so this one gets a loader of its own
-            keep = cached is None or cached.key != key or not cached.busy
-            loader = _Loader(key, _CheckedImages(self._dataset(transform)), transform, workers, pin, keep)
-            self._loaders[train if keep else ("one-off", id(loader))] = loader
-        order = self.index[epoch_order(len(self), seed, epoch, shuffle=train)]
-        aug = _pass_key(seed, epoch) if train else None
+        seeded per image from (seed, epoch, image), so batches do not depend on the worker count either."""
+        loader = self._loader(view, run.train, device, recipe, workers, transform)
+        aug = _pass_key(run.seed, run.epoch) if run.train else None
         loader.sampler.batches = [  # (image, augmentation key) pairs, sent to the workers batch by batch
-            [(i, aug) for i in b[rank::world].tolist()]
-            for b in global_batches(order, batch_size * world, drop_last=train)[start:]
+            [(i, aug) for i in run.share(self.index[b]).tolist()] for _, b in run.batches(len(self), batch_size)
         ]
         loader.busy = True
         try:
@@ -119,6 +83,29 @@ class FolderSplit:
         finally:  # also when the reader stops early (training stops at a whole number of accumulation steps)
             loader.busy = False
             self._loaders.pop(("one-off", id(loader)), None)
+
+    def _loader(self, view: View, train: bool, device, recipe, workers, transform) -> _Loader:
+        """The loader of this role (training or evaluation) if its transform, worker count and pinning are this
+        pass's and no other pass is reading it; else a new one, which replaces it or, while it is busy, is a
+        one-off of this pass's own."""
+        workers = usable_workers(getattr(recipe, "workers", self.workers) if workers is None else workers)
+        pin = torch.device(device).type == "cuda"
+        plain = not train or getattr(recipe, "augment", None) == "none"
+        if transform is not None:
+            key = ("given", id(transform))
+        else:  # the recipe's repr holds every setting, so equal recipes (every epoch's) share a loader
+            key = ("timm", plain, None if plain else repr(recipe), repr(view))
+        key = (*key, workers, pin)
+        cached = self._loaders.get(train)  # one loader per role: a new transform replaces (and stops) the old
+        if cached is not None and cached.key == key and not cached.busy:
+            return cached
+        if transform is None:
+            transform = recipes.train_transform(recipe or TrainConfig(), view, train=not plain)
+        # busy with this key: another pass over it is still being read, so this one gets a loader of its own
+        keep = cached is None or cached.key != key
+        loader = _Loader(key, _CheckedImages(self._dataset(transform)), transform, workers, pin, keep)
+        self._loaders[train if keep else ("one-off", id(loader))] = loader
+        return loader
 
 
 # Every split's loaders, by id of the split (dropped when the split is). Held here, outside any reference

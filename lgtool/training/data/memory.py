@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from lgtool.training import recipe as recipes
+from lgtool.training.data.split import Pass, Split
 from lgtool.training.settings import TrainConfig
-from lgtool.training.view import View, batch_generator, epoch_order, global_batches, prepare
+from lgtool.training.view import View, batch_generator, prepare
 
 
 @dataclass
-class TensorSplit:
+class TensorSplit(Split):
     """A split held in memory as uint8 images (N, C, H, W) and int64 labels."""
 
     images: torch.Tensor
@@ -26,40 +27,22 @@ class TensorSplit:
     def subset(self, index: torch.Tensor) -> TensorSplit:
         return TensorSplit(self.images[index], self.labels[index], self.classes)
 
-    def batches(
-        self,
-        view: View,
-        batch_size: int,
-        *,
-        train: bool,
-        seed: int = 0,
-        epoch: int = 0,
-        start: int = 0,
-        rank: int = 0,
-        world: int = 1,
-        device="cpu",
-        recipe=None,
-    ):
-        """(images, labels) on `device`, batch `start` onward of pass (`seed`, `epoch`), this rank's share.
-        Training batches are augmented as `recipe` (a TrainConfig; default: its defaults) says: --augment,
-        then --aa / --color-jitter per image, then --reprob after normalization, all seeded per batch."""
+    def read(self, view: View, batch_size: int, run: Pass, device, recipe):
+        """Training batches are augmented as `recipe` (a TrainConfig; None: its defaults) says: --augment, then
+        --aa / --color-jitter per image, all drawn per global batch, then --reprob after normalization, per rank."""
         cfg = recipe or TrainConfig()
-        pixels = recipes.tensor_augment(cfg, mean=view.norm.mean) if train else None
-        erase = recipes.random_erasing(cfg) if train else None
-        order = epoch_order(len(self), seed, epoch, shuffle=train)
-        for i, index in enumerate(global_batches(order, batch_size * world, drop_last=train)):
-            if i < start:
-                continue
+        pixels = recipes.tensor_augment(cfg, mean=view.norm.mean) if run.train else None
+        erase = recipes.random_erasing(cfg) if run.train else None
+        for i, index in run.batches(len(self), batch_size):
             x = self.images[index]
-            if train:
-                gen = batch_generator(seed, epoch, i)
+            if run.train:
+                gen = batch_generator(run.seed, run.epoch, i)
                 x = augment_small(x, gen, cfg.augment)
                 x = pixels(x, gen) if pixels else x
-            mine = slice(rank, None, world)
-            x = prepare(x[mine], view, device)
+            x = prepare(run.share(x), view, device)
             if erase is not None:  # per rank: each erases its own share
-                x = erase(x, batch_generator(seed + 1 + rank, epoch, i))
-            yield x, self.labels[index][mine].to(device, non_blocking=True)
+                x = erase(x, batch_generator(run.seed + 1 + run.rank, run.epoch, i))
+            yield x, run.share(self.labels[index]).to(device, non_blocking=True)
 
 
 def augment_small(x: torch.Tensor, gen: torch.Generator, mode: str = "flip") -> torch.Tensor:
