@@ -1,177 +1,37 @@
-"""`lgtool convert`: an Aux-Net checkpoint of the papers' official code -> a learngene/1 file.
+"""What an official Aux-Net checkpoint holds, read safely: its weights, its training args, which method's
+layout its blocks are in, and the timm architecture its tensor shapes give.
 
 The official training scripts (DeiT's main.py) save `checkpoint.pth` = {model, optimizer, lr_scheduler, epoch,
 model_ema, scaler, args}, `args` an argparse.Namespace. The Aux-Net's non-block tensors carry timm's names
 (patch_embed.proj.*, pos_embed, norm.*, head.*); its block tensors are in the method's own layout, which the
 rule module reads (`from_official`). Nothing is unpickled beyond tensors, containers and that Namespace:
 `torch.load(weights_only=True)` with only argparse.Namespace allowed.
-
-What lgtool cannot represent is recorded, not hidden: the official Aux-Nets' LayerNorm eps is 1e-5, timm's
-1e-6 (the converted Aux-Net and its Desc-Nets run with 1e-6; the logit difference is measured and stored).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import pickle
 import re
-import time
 from pathlib import Path
 
 import torch
-from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from lgtool.format import __version__
-from lgtool.format.arch import HEAD_DIM, WIDTHS, Arch, first_error, one_line
+from lgtool.format.arch import WIDTHS, Arch, one_line
 from lgtool.format.errors import InputError, LgtoolError, UsageError
 from lgtool.format.header import safetensors_header
-from lgtool.format.normalization import Normalization
-from lgtool.format.outputs import check_output
-from lgtool.learngene import GeneMeta, Learngene, first_nonfinite, tensor_specs
-from lgtool.materialize import build_aux
-from lgtool.rules import RULES, rule_module
+from lgtool.rules import RULES
 
-OFFICIAL_EPS = 1e-5  # every LayerNorm of the official Aux-Nets (nn.LayerNorm's default)
 NONBLOCK = ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed", "norm.weight", "norm.bias")
 HEAD = ("head.weight", "head.bias")
 # What the official model names say: aux_deit_small_patch16_224[_L16_33433] -> width 384, patch 16, image 224.
 MODEL_NAME = re.compile(r"(?:aux_)?deit_(tiny|small|base)_patch(\d+)_(\d+)(?:_.*)?")
-# args a learngene's provenance keeps (plain values only): the recipe the Aux-Net was trained with.
-KEPT_ARGS = (
-    "model", "input_size", "nb_classes", "data_set", "epochs", "batch_size", "lr", "seed", "drop_path",
-    "teacher_model", "distillation_type", "distillation_alpha", "distillation_tau",
-)  # fmt: skip
 
 
 def methods_with_official_code() -> list[str]:
     return [m for m, rule in RULES.items() if rule.OFFICIAL]
-
-
-def check_method(method: str | None) -> None:
-    """--method as typed: one of the rules with official code, else a usage error before any work."""
-    if method is None:
-        return
-    rule_module(method)
-    if not RULES[method].OFFICIAL:
-        raise UsageError(
-            f"--method {method}: there is no official {method.upper()} code to convert from; "
-            f"choose {', '.join(methods_with_official_code())}"
-        )
-
-
-def convert(
-    ckpt,
-    output,
-    *,
-    method: str | None = None,
-    stages: list[int] | None = None,
-    aux_depth: int | None = None,
-    num_heads: int | None = None,
-    ema: bool = False,
-    force: bool = False,
-) -> dict:
-    """Read an official Aux-Net checkpoint (or a plain state dict in its key layout, .pth or .safetensors) and
-    write it as a learngene. Every check runs before anything is written."""
-
-    ckpt, output = Path(ckpt), Path(output)
-    check_method(method)
-    if num_heads is not None and num_heads < 1:
-        raise UsageError(f"--num-heads must be at least 1, got {num_heads}")
-    if not ckpt.is_file():
-        raise InputError(f"{ckpt}: no such file")
-    check_output(output, inputs=[ckpt], force=force)
-    payload = load_checkpoint(ckpt)
-    state, container = _state_dict(ckpt, payload, ema)
-    args = _args(container)
-    model = args.get("model") if isinstance(args.get("model"), str) else None
-    options = {"stages": stages, "aux_depth": aux_depth}
-    method, found = _detect(ckpt, state, model, options, method)
-    rules = RULES[method]
-
-    names = found["names"]  # template name -> official key
-    arch = _arch(ckpt, state, names, found, args, num_heads)
-    tensors = {name: state[key] for name, key in names.items()}
-    tensors.update({k: state[k] for k in (*NONBLOCK, *HEAD) if k in state})
-    plain = arch.in_chans == 3
-    try:
-        meta = GeneMeta(
-            method=method,
-            arch=arch,
-            rule=found["rule"],
-            tensors={},
-            input=Normalization() if plain else Normalization.plain(arch.in_chans),
-        )
-    except ValidationError as e:
-        raise InputError(f"{ckpt}: cannot describe this Aux-Net as a learngene: {first_error(e)}") from None
-    specs = tensor_specs(meta)
-    official = {**names, **{k: k for k in (*NONBLOCK, *HEAD)}}
-    extra = sorted(set(tensors) - set(specs))
-    if extra:
-        raise InputError(f"{ckpt}: {official[extra[0]]} does not fit an Aux-Net with {arch.num_classes} classes")
-    for name, (shape, _) in specs.items():
-        if name not in tensors:
-            raise InputError(f"{ckpt}: not a complete {method.upper()} Aux-Net: {official.get(name, name)} is missing")
-        if tuple(tensors[name].shape) != tuple(shape):
-            raise InputError(
-                f"{ckpt}: {official[name]} has shape {list(tensors[name].shape)}; an Aux-Net of width "
-                f"{arch.embed_dim} needs {list(shape)}"
-            )
-    bad = next((n for n, t in tensors.items() if not t.is_floating_point()), None)
-    if bad is not None:
-        raise InputError(f"{ckpt}: {official[bad]} is {tensors[bad].dtype}; an Aux-Net's weights are floating point")
-    bad = first_nonfinite(tensors)
-    if bad is not None:
-        raise InputError(f"{ckpt}: {official[bad]} holds NaN or Inf values")
-    meta.tensors = {name: role for name, (_, role) in specs.items()}
-    gene = Learngene(meta, {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
-
-    eps_diff = eps_effect(gene)
-    differences = [
-        "LayerNorm eps 1e-5 in the official Aux-Net, 1e-6 in timm's ViT (lgtool's): max abs logit "
-        f"difference {eps_diff:.2e} on random inputs"
-    ]
-    if arch.head_dim != HEAD_DIM and arch.embed_dim % HEAD_DIM == 0:
-        usual = arch.embed_dim // HEAD_DIM
-        differences.append(
-            f"{arch.num_heads} heads of {arch.head_dim} as the Aux-Net ran; the official Des-Nets of width "
-            f"{arch.embed_dim} run {usual} (expand --num-heads {usual}: same weights, another function)"
-        )
-    differences.append(
-        "final norm before pooling as in the Aux-Net (the official Des-Nets move it after pooling, fc_norm, so "
-        "they do not reproduce their Aux-Net; lgtool's do)"
-    )
-    meta.provenance = {
-        "converted_from": ckpt.name,
-        "sha256": _sha256(ckpt),
-        "repository": rules.OFFICIAL,
-        "method": method,
-        "weights": ("model_ema" if ema else "model") if container is not None else "state dict",
-        **({"epoch": container["epoch"]} if container and isinstance(container.get("epoch"), int) else {}),
-        **({"args": {k: args[k] for k in KEPT_ARGS if _plain(args.get(k))}} if args else {}),
-        "norm_eps": {"source": OFFICIAL_EPS, "lgtool": 1e-6, "max_abs_logit_diff": eps_diff},
-        "differences": differences,
-        "lgtool_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    gene.save(output)
-    return {
-        "output": str(output),
-        "method": method,
-        "repository": rules.OFFICIAL,
-        "weights": meta.provenance["weights"],
-        "epoch": meta.provenance.get("epoch"),
-        "width": arch.embed_dim,
-        "num_heads": arch.num_heads,
-        "aux_depth": arch.depth,
-        "num_classes": arch.num_classes,
-        "rule": meta.rule.model_dump(),
-        "params": gene.num_params(),
-        "sha256": meta.provenance["sha256"],
-        "differences": differences,
-    }
 
 
 def load_checkpoint(path: Path):
@@ -196,7 +56,7 @@ def load_checkpoint(path: Path):
         raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def _state_dict(path: Path, payload, ema: bool) -> tuple[dict, dict | None]:
+def state_dict(path: Path, payload, ema: bool) -> tuple[dict, dict | None]:
     """(state dict, the training checkpoint around it or None for a plain state dict)."""
     if not isinstance(payload, dict):
         raise InputError(f"{path}: holds a {type(payload).__name__}, not a checkpoint or a state dict")
@@ -219,12 +79,12 @@ def _tensors(path, state: dict, what: str) -> dict:
     return {str(k): v for k, v in state.items()}
 
 
-def _args(container: dict | None) -> dict:
+def training_args(container: dict | None) -> dict:
     args = (container or {}).get("args")
     return dict(vars(args)) if isinstance(args, argparse.Namespace) else {}
 
 
-def _detect(path: Path, state: dict, model, options: dict, method: str | None) -> tuple[str, dict]:
+def detect(path: Path, state: dict, model, options: dict, method: str | None) -> tuple[str, dict]:
     """Which official layout the block keys are in: --method's, or the one rule that reads them."""
     keys = sorted(k for k in state if k.startswith("blocks.block."))
     candidates = [method] if method else methods_with_official_code()
@@ -263,7 +123,7 @@ def _found(state: dict) -> str:
     return f"found {len(state)} tensors ({sample}{', ...' if len(state) > 3 else ''})"
 
 
-def _arch(path: Path, state: dict, names: dict, found: dict, args: dict, num_heads: int | None) -> Arch:
+def aux_arch(path: Path, state: dict, names: dict, found: dict, args: dict, num_heads: int | None) -> Arch:
     """The Aux-Net's timm arguments, from the tensor shapes, checked against the checkpoint's args."""
     for key in NONBLOCK:
         if key not in state:
@@ -335,32 +195,6 @@ def _heads(path: Path, args: dict, official: int | None, given: int | None) -> i
             f"{path}: the checkpoint does not say its head count (no official model name in args); give --num-heads"
         )
     return heads
-
-
-@torch.no_grad()
-def eps_effect(gene: Learngene, batch: int = 2, seed: int = 0) -> float:
-    """Max abs logit difference between the Aux-Net with the official LayerNorm eps and with timm's."""
-
-    aux = build_aux(gene).eval()
-    arch = gene.arch
-    x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(seed))
-    ours = aux(x)
-    for m in aux.vit.modules():
-        if isinstance(m, torch.nn.LayerNorm):
-            m.eps = OFFICIAL_EPS
-    return (aux(x) - ours).abs().max().item()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _plain(v) -> bool:
-    return isinstance(v, (str, int, float, bool)) and not (isinstance(v, float) and not math.isfinite(v))
 
 
 def _keys(d: dict) -> str:
