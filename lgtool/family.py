@@ -47,23 +47,20 @@ def target_arch(
         "num_classes": aux.num_classes if num_classes is None else num_classes,
         "img_size": img_size or aux.img_size,
     }
-    Arch.checked(aux, depth=depth, **size)  # bounds first: a huge depth never reaches the rule
+    sized = Arch.checked(aux, depth=depth, **size)  # bounds first: a huge depth never reaches the rule
     embed_dim = aux.embed_dim if width is None else parse_width(width, 1)[0]  # its spelling; heads come below
     selected = selection_source(gene, embed_dim) is not None
     RULES[gene.method].check_target(gene.rule, aux, depth, aux.embed_dim if selected else embed_dim, layer_map)
-    if num_heads is not None:
-        heads = num_heads
-    elif embed_dim == aux.embed_dim or selected:
-        heads = aux.num_heads  # selection narrows every head; it does not merge them
-    else:
-        heads = max(1, embed_dim // aux.head_dim)  # the rule makes the width: the head dim is kept
+    if num_heads is None and not selected:
+        return sized.resized(depth, embed_dim)  # the rule makes the width: Arch's own head count (head dim kept)
+    heads = num_heads or aux.num_heads  # selection narrows every head; it does not merge them
     if embed_dim % heads:
         given = "--num-heads" if num_heads is not None else "the learngene's head count"
         raise UsageError(
             f"width {embed_dim} is not divisible by {heads} heads ({given}); "
             f"choose --num-heads among the divisors of {embed_dim}"
         )
-    return Arch.checked(aux, depth=depth, embed_dim=embed_dim, num_heads=heads, **size)
+    return Arch.checked(sized, embed_dim=embed_dim, num_heads=heads)
 
 
 def selection_source(gene, width: int) -> int | None:
@@ -78,8 +75,10 @@ def selection_source(gene, width: int) -> int | None:
 
 
 def describe_layers(gene, target: Arch, layer_map: list[int] | None = None) -> list:
-    """Per Desc-Net layer, where it comes from (SWS stage, TLEG slope coefficient, WAVE Aux depth position)."""
-    return RULES[gene.method].describe_layers(gene.rule, gene.arch, target, layer_map)
+    """Per Desc-Net layer, where it comes from (SWS stage, TLEG slope coefficient, WAVE Aux depth position): the
+    rule's layer plan, asked once per Desc-Net; `materialize` builds the blocks from it. `gene`: a learngene or
+    its metadata."""
+    return RULES[gene.method].layer_plan(gene.rule, gene.arch, target, layer_map)
 
 
 def parse_sizes(text: str | None, option: str) -> list[int] | None:

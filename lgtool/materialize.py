@@ -37,26 +37,26 @@ def select(t: torch.Tensor, shape) -> torch.Tensor:
     return t
 
 
-def materialize(
-    gene: Learngene, target: Arch | None = None, *, layer_map: list[int] | None = None, tensors: dict | None = None
-) -> dict:
+def materialize(gene: Learngene, target: Arch | None = None, *, layers: list | None = None, tensors=None) -> dict:
     """State dict (timm keys) of the Desc-Net `target` (default: the Aux-Net), differentiable in the gene's
-    tensors; `tensors` overrides them (e.g. Parameters). The head is included only when the class count
+    tensors; `tensors` overrides them (e.g. Parameters). `layers`: the rule's layer plan for `target`
+    (`describe_layers`; default: its plan without a layer map). The head is included only when the class count
     matches the learngene's; otherwise timm's init keeps it."""
     tensors = gene.tensors if tensors is None else tensors
     aux, rule, rules = gene.arch, gene.rule, RULES[gene.method]
     target = target or aux
+    layers = describe_layers(gene, target) if layers is None else layers
     source = selection_source(gene, target.embed_dim)
     if source is not None:  # the rule's Desc-Net at its own width, then every tensor cut to the target's shape
-        built = target.model_copy(update={"embed_dim": source, "num_heads": aux.num_heads})
-        state = materialize(gene, built, layer_map=layer_map, tensors=tensors)
+        built = Arch.checked(target, embed_dim=source, num_heads=aux.num_heads)
+        state = materialize(gene, built, layers=layers, tensors=tensors)
         shapes = {f"blocks.{i}.{k}": s for i in range(target.depth) for k, s in target.slot_shapes().items()}
         shapes.update(target.nonblock_shapes())
         return {k: select(v, shapes[k]) for k, v in state.items()}
-    layers = rules.blocks(rule, tensors, aux, target, layer_map)
-    state = {f"blocks.{i}.{slot}": t for i, layer in enumerate(layers) for slot, t in layer.items()}
+    blocks = rules.blocks(rule, tensors, aux, target, layers)
+    state = {f"blocks.{i}.{slot}": t for i, block in enumerate(blocks) for slot, t in block.items()}
     same_head = target.num_classes == aux.num_classes
-    at_aux_size = target if target.img_size == aux.img_size else target.model_copy(update={"img_size": aux.img_size})
+    at_aux_size = target if target.img_size == aux.img_size else Arch.checked(target, img_size=aux.img_size)
     nonblock = rules.nonblock(rule, tensors, aux, at_aux_size)  # the position grid is resampled below
     state.update({k: v for k, v in nonblock.items() if same_head or not k.startswith("head.")})
     if target.img_size != aux.img_size:  # another resolution: the same patches, a larger or smaller grid
@@ -73,8 +73,9 @@ def resample_pos_embed(pos_embed, aux: Arch, target: Arch):
 
 
 @torch.no_grad()
-def desc_state_dict(gene: Learngene, target: Arch | None = None, layer_map: list[int] | None = None) -> dict:
-    """The complete Desc-Net state dict: exactly timm's keys, each tensor with storage of its own.
+def desc_state_dict(gene: Learngene, target: Arch | None = None, layers: list | None = None) -> dict:
+    """The complete Desc-Net state dict: exactly timm's keys, each tensor with storage of its own. `layers`: the
+    rule's layer plan for `target` (`describe_layers`; default: its plan without a layer map).
 
     A head for another class count gets timm's init (trunc-normal 0.02, zero bias). No timm model is
     built, so writing a Desc-Net costs little more than saving its tensors."""
@@ -82,7 +83,7 @@ def desc_state_dict(gene: Learngene, target: Arch | None = None, layer_map: list
     # The Aux-Net computes in float32 (`TensorTree`); a Desc-Net from half-precision templates is computed and
     # stored the same way, so that at the Aux size it is the Aux-Net's function, not a rounding of it.
     wide = {k: v.float() if v.is_floating_point() and v.element_size() < 4 else v for k, v in gene.tensors.items()}
-    state = materialize(gene, target, layer_map=layer_map, tensors=wide)
+    state = materialize(gene, target, layers=layers, tensors=wide)
     if "head.weight" not in state and target.num_classes > 0:
         state["head.weight"] = nn.init.trunc_normal_(torch.empty(target.num_classes, target.embed_dim), std=0.02)
         state["head.bias"] = torch.zeros(target.num_classes)
@@ -115,7 +116,7 @@ def expand(gene: Learngene, target: Arch | None = None, *, layer_map: list[int] 
     elif size:
         raise TypeError("give a target Arch or size keywords, not both")
     model = build_vit(target)
-    model.load_state_dict(desc_state_dict(gene, target, layer_map))
+    model.load_state_dict(desc_state_dict(gene, target, describe_layers(gene, target, layer_map)))
     return model.eval()
 
 

@@ -17,7 +17,8 @@ def test_tleg_layer_is_intercept_plus_coefficient_times_slope():
     tensors = {
         f"{t}.{slot}": torch.randn(shape) for t in ("intercept", "slope") for slot, shape in arch.slot_shapes().items()
     }
-    layers = tleg.blocks(tleg.Rule(), tensors, arch, Arch(embed_dim=4, num_heads=1, depth=3))
+    target = Arch(embed_dim=4, num_heads=1, depth=3)
+    layers = tleg.blocks(tleg.Rule(), tensors, arch, target, tleg.layer_plan(tleg.Rule(), arch, target))
     for slot in arch.slot_shapes():
         for i, expected_c in enumerate([0.0, 1 / 3, 2 / 3]):
             expected = tensors[f"intercept.{slot}"] + expected_c * tensors[f"slope.{slot}"]
@@ -65,7 +66,7 @@ def test_sws_layers_share_their_stage_tensor():
     arch = Arch(embed_dim=4, num_heads=1, depth=5)
     rule = sws.Rule(stage_sizes=[2, 3])
     tensors = {f"stage{s}.{slot}": torch.randn(shape) for s in range(2) for slot, shape in arch.slot_shapes().items()}
-    layers = sws.blocks(rule, tensors, arch, arch)
+    layers = sws.blocks(rule, tensors, arch, arch, sws.layer_plan(rule, arch, arch))
     assert all(layers[i]["mlp.fc1.weight"] is tensors["stage0.mlp.fc1.weight"] for i in (0, 1))
     assert all(layers[i]["mlp.fc1.weight"] is tensors["stage1.mlp.fc1.weight"] for i in (2, 3, 4))
 

@@ -60,12 +60,12 @@ def widths(rule, arch):
     return [arch.embed_dim]
 
 
-def describe_layers(rule, aux, target, layer_map=None):
+def layer_plan(rule, aux, target, layer_map=None):
     return [0] * target.depth
 
 
-def blocks(rule, tensors, aux, target, layer_map=None):
-    return [{slot: tensors[f"block.{slot}"] for slot in target.slot_shapes()} for _ in range(target.depth)]
+def blocks(rule, tensors, aux, target, layers):
+    return [{slot: tensors[f"block.{slot}"] for slot in target.slot_shapes()} for _ in layers]
 
 
 def nonblock(rule, tensors, aux, target):

@@ -21,7 +21,7 @@ class RuleModule(Protocol):
 
     Rule: type[BaseModel]  # the rule's settings, `method` first (stored in the artifact's metadata)
     OPTIONS: tuple[str, ...]  # the `learn` options it takes besides the Aux depth
-    LAYER_SOURCE: str  # what `describe_layers` reports per layer
+    LAYER_SOURCE: str  # what each entry of `layer_plan` is
     SIZE_SPECIFIC: tuple[str, ...]  # template roles learned anew for each size (calibration)
     # True if the rule makes its own width only; a narrower one is evenly spaced selection from its Desc-Net
     # at that width (done once for all such rules, in `materialize`).
@@ -52,11 +52,13 @@ class RuleModule(Protocol):
     def widths(self, rule, arch: Arch) -> Any:
         """The Desc-Net widths it can make, for `inspect`."""
 
-    def describe_layers(self, rule, aux: Arch, target: Arch, layer_map: list[int] | None = None) -> list:
-        """Per layer of `target`, where it comes from, in `LAYER_SOURCE` terms."""
+    def layer_plan(self, rule, aux: Arch, target: Arch, layer_map: list[int] | None = None) -> list:
+        """Per layer of `target`, where it comes from, in `LAYER_SOURCE` terms: asked once per Desc-Net, what
+        `blocks` builds from and what its folder records."""
 
-    def blocks(self, rule, tensors: dict, aux: Arch, target: Arch, layer_map: list[int] | None = None) -> list[dict]:
-        """{slot: tensor} for every layer of `target`, differentiable in `tensors`."""
+    def blocks(self, rule, tensors: dict, aux: Arch, target: Arch, layers: list) -> list[dict]:
+        """{slot: tensor} for every layer of `target` as `layers` (its `layer_plan`) says, differentiable in
+        `tensors`."""
 
     def nonblock(self, rule, tensors: dict, aux: Arch, target: Arch) -> dict:
         """The embeddings, final norm and head at `target`'s size."""

@@ -80,7 +80,7 @@ def check_target(rule: Rule, aux, depth: int, width: int, layer_map: list[int] |
             f"an SWS learngene makes its Aux width {aux.embed_dim} and narrower widths (by evenly spaced "
             f"selection), not {width}; use a WAVE learngene to widen"
         )
-    stage_map(rule, depth, layer_map)
+    check_stage_map(rule, depth, layer_map)
 
 
 def even_stage_sizes(depth: int, num_stages: int) -> list[int]:
@@ -88,20 +88,26 @@ def even_stage_sizes(depth: int, num_stages: int) -> list[int]:
     return [base + (s < extra) for s in range(num_stages)]
 
 
-def stage_map(rule: Rule, depth: int, layer_map: list[int] | None = None) -> list[int]:
-    """The stage (0-based) whose block initializes each of the `depth` layers."""
+def check_stage_map(rule: Rule, depth: int, layer_map: list[int] | None = None) -> None:
+    """One-line InputError if no stage map of `depth` layers can be made (or `layer_map` is not one)."""
     if layer_map is not None:
         if len(layer_map) != depth:
             raise InputError(f"--layer-map has {len(layer_map)} entries but the depth is {depth}")
         bad = [s for s in layer_map if not 0 <= s < rule.num_stages]
         if bad:
             raise InputError(f"--layer-map names stage {bad[0]}; this learngene has stages 0..{rule.num_stages - 1}")
-        return list(layer_map)
-    if depth < rule.num_stages:
+    elif depth < rule.num_stages:
         raise InputError(
             f"depth {depth} is smaller than the {rule.num_stages} SWS stages; "
             f"use --depth >= {rule.num_stages} or give --layer-map"
         )
+
+
+def stage_map(rule: Rule, depth: int, layer_map: list[int] | None = None) -> list[int]:
+    """The stage (0-based) whose block initializes each of the `depth` layers."""
+    check_stage_map(rule, depth, layer_map)
+    if layer_map is not None:
+        return list(layer_map)
     sizes = rule.stage_sizes if depth == sum(rule.stage_sizes) else even_stage_sizes(depth, rule.num_stages)
     return [s for s, n in enumerate(sizes) for _ in range(n)]
 
@@ -146,14 +152,15 @@ def widths(rule: Rule, arch) -> list[int]:
     return [arch.embed_dim]
 
 
-def describe_layers(rule: Rule, aux, target, layer_map: list[int] | None = None) -> list[int]:
+def layer_plan(rule: Rule, aux, target, layer_map: list[int] | None = None) -> list[int]:
     return stage_map(rule, target.depth, layer_map)
 
 
-def blocks(rule: Rule, tensors: dict, aux, target, layer_map: list[int] | None = None) -> list[dict]:
+def blocks(rule: Rule, tensors: dict, aux, target, layers: list[int]) -> list[dict]:
+    """Every layer is its stage's block (`layers`: the stage map)."""
     # Shared references, not copies: the Aux-Net's gradients accumulate on the one stage tensor.
     slots = target.slot_shapes()
-    return [{slot: tensors[f"stage{s}.{slot}"] for slot in slots} for s in stage_map(rule, target.depth, layer_map)]
+    return [{slot: tensors[f"stage{s}.{slot}"] for slot in slots} for s in layers]
 
 
 def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:

@@ -109,19 +109,21 @@ def widths(rule: Rule, arch) -> list[int]:
     return [arch.embed_dim]
 
 
-def describe_layers(rule: Rule, aux, target, layer_map=None) -> list[float]:
+def layer_plan(rule: Rule, aux, target, layer_map=None) -> list[float]:
     return [coefficient(layer, target.depth) for layer in range(1, target.depth + 1)]
 
 
-def blocks(rule: Rule, tensors: dict, aux, target, layer_map=None) -> list[dict]:
-    depth = target.depth
-    return [
-        {
-            slot: tensors[f"intercept.{slot}"] + coefficient(layer, depth) * tensors[f"slope.{slot}"]
-            for slot in target.slot_shapes()
-        }
-        for layer in range(1, depth + 1)
-    ]
+def blocks(rule: Rule, tensors: dict, aux, target, layers: list[float]) -> list[dict]:
+    """W(l) = intercept + c_l * slope for every c_l of `layers` (the plan's coefficients)."""
+    slots = target.slot_shapes()
+    return [{slot: _line(tensors[f"intercept.{slot}"], c, tensors[f"slope.{slot}"]) for slot in slots} for c in layers]
+
+
+def _line(intercept, c: float, slope):
+    """intercept + c * slope, rounded as written (the product first), in one new tensor: the sum goes into the
+    product's memory, so no layer of a Desc-Net costs a temporary the size of its weights."""
+    out = slope * c
+    return out.add_(intercept) if out.dtype == intercept.dtype else intercept + out
 
 
 def nonblock(rule: Rule, tensors: dict, aux, target) -> dict:

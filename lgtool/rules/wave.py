@@ -152,7 +152,7 @@ def widths(rule: Rule, arch) -> list[int] | str:
     return f"multiples of {_lcm(rule.template_size, rule.head_dim)}"
 
 
-def describe_layers(rule: Rule, aux, target, layer_map=None) -> list[float]:
+def layer_plan(rule: Rule, aux, target, layer_map=None) -> list[float]:
     """Where each layer sits on the Aux-Net's depth axis (its scalers are resampled from there)."""
     if target.depth == 1:
         return [0.0]
@@ -169,8 +169,9 @@ def kron_weight(scalers, templates):
     return tiles.reshape(depth, r, c, w, w).permute(0, 1, 3, 2, 4).reshape(depth, r * w, c * w)
 
 
-def blocks(rule: Rule, tensors: dict, aux, target, layer_map=None) -> list[dict]:
-    """Every layer's weights at the target size: the scalers and per-layer vectors resampled there first."""
+def blocks(rule: Rule, tensors: dict, aux, target, layers: list[float]) -> list[dict]:
+    """Every layer's weights at the target size: the scalers and per-layer vectors resampled there first, i.e.
+    linearly interpolated at the Aux depth positions `layers` (the plan) gives."""
     own = resize(rule, {k: v for k, v in tensors.items() if k.startswith(("scaler.", "layerwise."))}, aux, target)
     own.update(trained_scalers(tensors, target))
     per_slot = {
