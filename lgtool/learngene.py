@@ -9,21 +9,23 @@ Header reading (`read_header`) is torch-free so `inspect` never loads torch or w
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import mmap
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from safetensors import SafetensorError
 
 from lgtool.format import __version__
-from lgtool.format.arch import Arch, build_vit, first_error, one_line, parse_width
+from lgtool.format.arch import MAX_IN_CHANS, Arch, first_error, one_line, parse_width
 from lgtool.format.atomic import atomic_file
 from lgtool.format.errors import InputError, UsageError
 from lgtool.format.header import FLOAT_DTYPES, DuplicateKey, safetensors_header, unique_keys
-from lgtool.format.lazy import lazy, torch
+from lgtool.format.lazy import lazy, timm, torch
 from lgtool.format.normalization import Normalization
 from lgtool.rules import RULES, rule_module, sized_name
 
@@ -189,12 +191,18 @@ def init_learngene(
         raise InputError(f"cannot make this learngene: {first_error(e)}") from None
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        vit = build_vit(arch.model_copy(update={"depth": 0}))
-        generator = torch.Generator().manual_seed(seed)
-        tensors = {k: v.detach().clone() for k, v in vit.state_dict().items()}
-        tensors.update(rule_module(method).init_templates(rule, arch, generator))
+        tensors = _timm_nonblock(arch)
+        tensors.update(rule_module(method).init_templates(rule, arch, torch.Generator().manual_seed(seed)))
     meta.tensors = {name: role for name, (_, role) in tensor_specs(meta).items()}
     return Learngene(meta, tensors)
+
+
+def _timm_nonblock(arch: Arch) -> dict:
+    """timm's initialization of the tensors outside the blocks, from a VisionTransformer with no blocks at all
+    (timm builds one of depth 0; an `Arch`, always a net that runs, has at least one layer)."""
+    with torch.device("cpu"):
+        vit = timm.models.vision_transformer.VisionTransformer(**{**arch.model_args(), "depth": 0})
+    return {k: v.detach().clone() for k, v in vit.state_dict().items()}
 
 
 def check_rule_options(method: str, aux_depth: int | None, options: dict) -> None:
@@ -215,9 +223,10 @@ def _make_rule(method, aux_depth, head_dim, options):
         raise UsageError(f"bad {method} option: {first_error(e)}") from None
 
 
-def read_header(path) -> tuple[dict, GeneMeta]:
-    """Validate a learngene file from its header alone. Returns ({name: {dtype, shape}}, metadata)."""
-    header, metadata = safetensors_header(path)
+def read_header(path, data=None) -> tuple[dict, GeneMeta]:
+    """Validate a learngene file from its header alone. Returns ({name: {dtype, shape, data_offsets}}, metadata).
+    `data`: a memory map of the file, already made (see `safetensors_header`)."""
+    header, metadata = safetensors_header(path, data)
     if METADATA_KEY not in metadata:
         raise InputError(
             f"{path}: a safetensors file but not a learngene (no '{METADATA_KEY}' metadata); "
@@ -236,7 +245,10 @@ def read_header(path) -> tuple[dict, GeneMeta]:
         meta = GeneMeta.model_validate(raw)
     except ValidationError as e:
         raise InputError(f"{path}: invalid learngene metadata: {first_error(e)}") from None
-    infos = {k: {"dtype": v["dtype"], "shape": list(v["shape"])} for k, v in header.items()}
+    infos = {
+        k: {"dtype": v["dtype"], "shape": list(v["shape"]), "data_offsets": v["data_offsets"]}
+        for k, v in header.items()
+    }
     _check_tensors(path, meta, infos)
     return infos, meta
 
@@ -286,18 +298,55 @@ def _check_tensors(path, meta: GeneMeta, infos: dict) -> None:
 def load_learngene(path) -> Learngene:
     """Load and validate a learngene file (safetensors only; nothing is unpickled): its header in full, then
     every tensor finite (a NaN or Inf would only surface later as a broken Desc-Net or a NaN loss)."""
-    _, meta = read_header(path)
-    try:
-        tensors = st.load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise InputError(f"{path}: cannot read tensors: {one_line(' '.join(str(e).split()))}") from None
+    return read_learngene(path)[0]
+
+
+def read_learngene(path, checked: tuple[dict, GeneMeta] | None = None) -> tuple[Learngene, str]:
+    """`load_learngene`, and the sha256 of the file, from one read: a memory map gives the header, the digest
+    and every tensor (each a view of the file's bytes), so all three are of the same bytes. `checked`: what
+    `read_header(path)` gave for it before (a command's plan); the file must hold the same header still."""
+    data = _map(path)
+    infos, meta = read_header(path, data)  # without a map (no such file, an empty one) this says why
+    if data is None or (checked is not None and (infos, meta) != checked):
+        raise InputError(f"{path}: changed while lgtool was reading it; run the command again")
+    tensors = _tensors(data, infos)
     bad = first_nonfinite(tensors)
     if bad is not None:
         raise InputError(
             f"{path}: tensor {one_line(bad)} holds NaN or Inf values; a learngene's tensors must be finite "
             "(learn it again, e.g. with a lower --lr)"
         )
-    return Learngene(meta, _one_float_dtype(tensors))
+    return Learngene(meta, _one_float_dtype(tensors)), hashlib.sha256(data).hexdigest()
+
+
+def _map(path) -> mmap.mmap | None:
+    """A private (copy-on-write) memory map of the file, or None where there is none to map."""
+    try:
+        with open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError):  # ValueError: an empty file
+        return None
+
+
+_TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}  # FLOAT_DTYPES
+
+
+def _tensors(data: mmap.mmap, infos: dict) -> dict:
+    """Every tensor of a mapped safetensors file (its header checked: float dtypes, offsets that tile the data),
+    each a view of its bytes. safetensors stores little-endian, the byte order of every platform torch ships for."""
+    start = 8 + struct.unpack("<Q", data[:8])[0]
+    tensors = {}
+    for name, info in infos.items():
+        dtype = getattr(torch, _TORCH_DTYPES[info["dtype"]])
+        begin, end = info["data_offsets"]
+        count = (end - begin) // dtype.itemsize  # torch makes no view of zero bytes
+        flat = (
+            torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin)
+            if count
+            else torch.empty(0, dtype=dtype)
+        )
+        tensors[name] = flat.view(info["shape"])
+    return tensors
 
 
 def _one_float_dtype(tensors: dict) -> dict:

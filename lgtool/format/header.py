@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+from contextlib import nullcontext
 from pathlib import Path
 
 from lgtool.format.arch import numel
@@ -22,17 +23,19 @@ DTYPE_BYTES = {
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
-def safetensors_header(path) -> tuple[dict, dict]:
-    """Parse and check a safetensors header, torch-free: ({name: entry}, metadata).
+def safetensors_header(path, data=None) -> tuple[dict, dict]:
+    """Parse and check a safetensors header, torch-free: ({name: entry}, metadata). `data`: a memory map of the
+    file (`mmap.mmap`), already made: the header is read from it, not from the file again.
 
     Checked as safetensors itself does before it maps anything: every entry a known dtype, a shape of
     non-negative integers and data offsets holding exactly that many bytes, the entries tiling the data
     section without gaps or overlaps, and the metadata a map of strings."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise InputError(f"{path}: no such file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    size = path.stat().st_size if data is None else len(data)
+    with open(path, "rb") if data is None else nullcontext(data) as f:
+        f.seek(0)
         head = f.read(8)
         n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
         if n <= 0 or n > min(MAX_HEADER, size - 8):
