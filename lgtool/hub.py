@@ -9,11 +9,10 @@ timm.create_model("local-dir:DIR", pretrained=True)
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from lgtool.family import describe_layers, selection_source
+from lgtool.family import selection_source
 from lgtool.format import __version__
 from lgtool.format.arch import Arch
 from lgtool.format.atomic import atomic_dir
@@ -51,10 +50,9 @@ def write_descnet(
 ) -> Path:
     """Write a state dict (timm keys) and its config and card into `out_dir`, atomically (a temporary
     folder renamed into place). `verify(folder)` runs on the finished temporary folder first: if it
-    raises, nothing appears under `out_dir`."""
+    raises, nothing appears under `out_dir`. The caller checks `out_dir` before any work (`check_output`, once);
+    the final rename then keeps whatever appeared there since (`lgtool.format.atomic`)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise InputError(f"{out_dir} already exists; choose another -o or pass --force to replace it")
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     config = hub_config(arch, input_cfg, lineage)
     with atomic_dir(out_dir, force=force) as tmp:
@@ -169,16 +167,13 @@ model = timm.create_model("{config["architecture"]}", pretrained=True,
 {lineage_md}"""
 
 
-def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
-    """What a Desc-Net came from, stored under config.json's "lgtool" key and shown in its card."""
-    digest = hashlib.sha256()
-    with open(gene_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    same_head = target.num_classes == gene.arch.num_classes
-    source = selection_source(gene, target.embed_dim)
+def lineage(meta, gene_path, sha256: str, target: Arch, layers: list) -> dict:
+    """What a Desc-Net came from, stored under config.json's "lgtool" key and shown in its card: the learngene's
+    metadata `meta`, its file and that file's `sha256`, and `layers`, the rule's layer plan for `target`."""
+    same_head = target.num_classes == meta.arch.num_classes
+    source = selection_source(meta, target.embed_dim)
     extra = {}
-    if (target.depth, target.embed_dim) in gene.meta.sizes:  # family-aware WAVE: this size trained its own
+    if (target.depth, target.embed_dim) in meta.sizes:  # family-aware WAVE: this size trained its own
         extra["size_specific"] = "trained at this size (family-aware learn): no calibration needed"
     if source is not None:
         extra["selection"] = {
@@ -186,22 +181,23 @@ def lineage(gene, gene_path, target: Arch, layer_map=None) -> dict:
             "to_width": target.embed_dim,
             "rule": "evenly spaced indices along every dimension of every tensor (weight selection, Xu et al. 2024)",
         }
+    method = meta.method
     return {
-        "method": gene.method,
+        "method": method,
         "learngene": Path(gene_path).name,
-        "learngene_sha256": digest.hexdigest(),
-        "aux_depth": gene.arch.depth,
-        "aux_width": gene.arch.embed_dim,
-        "layer_source": RULES[gene.method].LAYER_SOURCE,
-        "layers": describe_layers(gene, target, layer_map),
+        "learngene_sha256": sha256,
+        "aux_depth": meta.arch.depth,
+        "aux_width": meta.arch.embed_dim,
+        "layer_source": RULES[method].LAYER_SOURCE,
+        "layers": layers,
         "width_source": (
             f"evenly spaced selection from the {source}-wide Desc-Net (weight selection's rule, not the "
-            f"{gene.method.upper()} method's)"
+            f"{method.upper()} method's)"
             if source is not None
-            else f"the {gene.method.upper()} method"
+            else f"the {method.upper()} method"
         ),
         **extra,
         "head": "copied from the learngene" if same_head else f"fresh (timm init, {target.num_classes} classes)",
         "lgtool_version": __version__,
-        "provenance": gene.meta.provenance,
+        "provenance": meta.provenance,
     }

@@ -9,17 +9,16 @@ from safetensors.torch import load_file
 
 import lgtool
 from lgtool.hub import lineage, write_descnet
-from lgtool.materialize import target_arch
+from lgtool.learngene import read_learngene
+from lgtool.materialize import describe_layers, target_arch
 
 
 def _write(tmp_path, method, depth, **target):
-    gene = tiny_gene(method)
-    path = gene.save(tmp_path / "g.safetensors")
+    gene, sha256 = read_learngene(tiny_gene(method).save(tmp_path / "g.safetensors"))
     arch = target_arch(gene, depth, **target)
     model = lgtool.expand(gene, arch)
-    out = write_descnet(
-        model.state_dict(), arch, tmp_path / "desc", gene.meta.input.model_dump(), lineage(gene, path, arch)
-    )
+    info = lineage(gene.meta, tmp_path / "g.safetensors", sha256, arch, describe_layers(gene, arch))
+    out = write_descnet(model.state_dict(), arch, tmp_path / "desc", gene.meta.input.model_dump(), info)
     return model, out
 
 

@@ -1,0 +1,182 @@
+"""`lgtool expand` as a library call: a learngene file to a Desc-Net folder, as a plan and its run.
+
+`plan_expand` makes every check there is from the learngene's header alone (the size, the rule's layer plan,
+the memory it needs, the output path) and writes nothing; `run_expand` then reads the learngene once (tensors
+and digest), calibrates a size's own tensors on data first if asked, builds the Desc-Net, writes the folder
+and, with `check`, reloads it with plain timm and compares. Torch-free until a plan runs, so that the command's
+settings and a plan's errors cost no torch import.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from lgtool.family import describe_layers, target_arch
+from lgtool.format.arch import Arch, build_vit, check_memory
+from lgtool.format.atomic import scoped
+from lgtool.format.errors import CheckError
+from lgtool.format.lazy import lazy, timm, torch
+from lgtool.format.outputs import check_output
+from lgtool.format.settings import check_settings, setting
+from lgtool.hub import lineage, write_descnet
+from lgtool.learngene import GeneMeta, read_header, read_learngene
+
+expansion = lazy("lgtool.materialize")
+calibration = lazy("lgtool.training.calibrate")
+data = lazy("lgtool.training.data")
+
+
+@dataclass
+class ExpandConfig:
+    """What `lgtool expand` is asked to make: one field per flag (`lgtool.format.settings`)."""
+
+    depth: int | None = setting(None, "Desc-Net depth (default: the Aux depth).", lo=1, flags=("--depth", "-d"))
+    width: str | None = setting(
+        None,
+        "tiny, small, base or an integer (default: the Aux width). SWS/TLEG: narrower widths by evenly spaced "
+        "selection, heads kept; WAVE: any multiple of its template size.",
+        flags=("--width", "-w"),
+    )
+    num_heads: int | None = setting(
+        None,
+        "Attention heads of the Desc-Net (default: the learngene's; WAVE at another width keeps the head dim). "
+        "The weights are the same for any count that divides the width.",
+        lo=1,
+    )
+    num_classes: int | None = setting(None, "Classes of the new head (fresh init if it differs).", lo=1)
+    layer_map: list[int] | None = setting(None, "SWS only: the stage of every layer, e.g. 0,0,1,1,2.", allow_empty=True)
+    img_size: int | None = setting(
+        None, "Input resolution (default: the learngene's); position embedding resampled.", lo=1
+    )
+    check: bool = setting(False, "Reload with plain timm and compare logits; exit 4 above --tol.")
+    tol: float = setting(1e-5, "Tolerance of --check (max abs logit difference).", lo=0.0)
+    calibrate: str | None = setting(None, "WAVE: learn this size's scalers on DATA first.")
+    calibrate_steps: int = setting(200, "Optimizer steps of --calibrate.", lo=1)
+    calibrate_samples: int = setting(2000, "Images --calibrate trains on.", lo=1)
+    data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
+
+    def __post_init__(self):
+        check_settings(self)
+
+
+@dataclass(frozen=True)
+class ExpandPlan:
+    """An expand, checked: what the learngene's header said, the Desc-Net it makes and the folder it goes to."""
+
+    gene_path: Path
+    header: tuple[dict, GeneMeta]  # `read_header`'s: the run's one read of the file must find the same
+    target: Arch
+    layers: list  # the rule's layer plan for `target`: the blocks are built from it and the folder records it
+    output: Path
+    cfg: ExpandConfig
+    force: bool
+
+    @property
+    def meta(self) -> GeneMeta:
+        return self.header[1]
+
+
+def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False) -> ExpandPlan:
+    """Every check of an expand, from the learngene's header alone (no tensor read, nothing written); claims
+    the output (default name desc-d<depth>-<width>) for the run's final rename."""
+    cfg = cfg or ExpandConfig()
+    header = read_header(gene_path)
+    meta = header[1]
+    target = target_arch(meta, cfg.depth, cfg.width, cfg.num_classes, cfg.layer_map, cfg.img_size, cfg.num_heads)
+    layers = describe_layers(meta, target, cfg.layer_map)
+    check_memory(target, "expand")
+    output = Path(output or f"desc-d{target.depth}-{cfg.width or target.embed_dim}")
+    reads = [gene_path, cfg.data_dir, *(data.data_paths(cfg.calibrate, cfg.data_dir) if cfg.calibrate else ())]
+    check_output(output, inputs=reads, force=force, is_dir=True)
+    return ExpandPlan(Path(gene_path), header, target, layers, output, cfg, force)
+
+
+def run_expand(plan: ExpandPlan, log=None) -> dict:
+    """The plan, done: the learngene read once, the Desc-Net built (calibrated first if asked), its folder
+    written and, with `check`, verified before it takes its name. `log()`: a progress context for calibration."""
+    gene, sha256 = read_learngene(plan.gene_path, plan.header)
+    info = lineage(gene.meta, plan.gene_path, sha256, plan.target, plan.layers)
+    if plan.cfg.calibrate is not None:
+        state = _calibrated_state(plan, gene, info, log)
+    else:
+        state = expansion.desc_state_dict(gene, plan.target, plan.layers)
+    checked = {}
+    verify = _verifier(plan, gene, state, checked) if plan.cfg.check else None
+    write_descnet(state, plan.target, plan.output, gene.meta.input.model_dump(), info, force=plan.force, verify=verify)
+    return _result(plan, gene, info, checked)
+
+
+@scoped
+def expand_folder(gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False, log=None) -> dict:
+    """`lgtool expand`: learngene file -> Desc-Net folder, as a plan and its run. The output's claim guards this
+    call's own write only."""
+    return run_expand(plan_expand(gene_path, output, cfg, force=force), log)
+
+
+def _calibrated_state(plan: ExpandPlan, gene, info: dict, log) -> dict:
+    """The Desc-Net of a learngene whose size-specific tensors were first learned at the target size (at the
+    learngene's resolution, on the data `calibrate` names); records how in `info`."""
+    cfg = plan.cfg
+    with log() if log else nullcontext(None) as report:
+        calibrated, info["calibration"] = calibration.calibrate(
+            gene,
+            Arch.checked(plan.target, img_size=gene.arch.img_size),
+            cfg.calibrate,
+            data_dir=cfg.data_dir,
+            samples=cfg.calibrate_samples,
+            steps=cfg.calibrate_steps,
+            log=report,
+        )
+    return expansion.desc_state_dict(calibrated, plan.target)
+
+
+def _verifier(plan: ExpandPlan, gene, state: dict, checked: dict):
+    """--check, run on the written folder before it takes the final name; fills `checked`."""
+    tol = plan.cfg.tol
+    at_aux = plan.target == gene.arch and plan.cfg.layer_map is None and plan.cfg.calibrate is None
+
+    def verify(folder):
+        diffs = check_descnet(folder, state, plan.target, gene if at_aux else None)
+        checked.update(diffs, tol=tol, passed=all(v <= tol for v in diffs.values()))
+        if not checked["passed"]:
+            worst = max(v for k, v in diffs.items() if k.startswith("max_abs"))
+            raise CheckError(f"--check failed: max abs difference {worst:.3g} > {tol:g}; nothing was written")
+
+    return verify
+
+
+def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, seed: int = 0) -> dict:
+    """Reload `out_dir` with plain timm and compare its logits with a model holding `state` in memory (and
+    with the learngene's Aux-Net, if given)."""
+    reloaded = timm.create_model(f"local-dir:{Path(out_dir).resolve()}", pretrained=True).eval()
+    model = build_vit(arch)
+    model.load_state_dict(state)
+    x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        ref = model.eval()(x)
+        result = {"max_abs_diff_timm": (reloaded(x) - ref).abs().max().item()}
+        if gene is not None:
+            result["max_abs_diff_aux"] = (expansion.build_aux(gene).eval()(x) - ref).abs().max().item()
+    return result
+
+
+def _result(plan: ExpandPlan, gene, info: dict, checked: dict) -> dict:
+    target = plan.target
+    result = {
+        "output": str(plan.output),
+        "method": gene.method,
+        "depth": target.depth,
+        "width": target.embed_dim,
+        "num_heads": target.num_heads,
+        "num_classes": target.num_classes,
+        "params": target.num_params(),
+        "layers": info["layers"],
+        "head": info["head"],
+        "width_source": info["width_source"],
+    }
+    result.update({key: info[key] for key in ("selection", "size_specific", "calibration") if key in info})
+    if plan.cfg.check:
+        result["check"] = checked
+    return result
