@@ -73,10 +73,6 @@ class ExpandPlan:
     cfg: ExpandConfig
     force: bool
 
-    @property
-    def meta(self) -> GeneMeta:
-        return self.header[1]
-
 
 def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False) -> ExpandPlan:
     """Every check of an expand, from the learngene's header alone (no tensor read, nothing written); claims
