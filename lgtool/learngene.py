@@ -12,6 +12,8 @@ import functools
 import hashlib
 import json
 import mmap
+import os
+import stat
 import struct
 import time
 from dataclasses import dataclass
@@ -320,12 +322,18 @@ def read_learngene(path, checked: tuple[dict, GeneMeta] | None = None) -> tuple[
 
 
 def _map(path) -> mmap.mmap | None:
-    """A private (copy-on-write) memory map of the file, or None where there is none to map."""
+    """A private (copy-on-write) memory map of the file, or None where there is no regular file to map (nothing
+    there, an empty file, a FIFO or a device: opened without blocking, so that a FIFO cannot hang the read)."""
     try:
-        with open(path, "rb") as f:
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_COPY) if stat.S_ISREG(os.fstat(fd).st_mode) else None
     except (OSError, ValueError):  # ValueError: an empty file
         return None
+    finally:
+        os.close(fd)
 
 
 _TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}  # FLOAT_DTYPES
