@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lgtool.format import __version__
-from lgtool.format.arch import MAX_IN_CHANS, Arch, first_error, one_line, parse_width
+from lgtool.format.arch import Arch, first_error, one_line, parse_width
 from lgtool.format.atomic import atomic_file
 from lgtool.format.errors import InputError, UsageError
 from lgtool.format.header import FLOAT_DTYPES, DuplicateKey, safetensors_header, unique_keys
