@@ -91,3 +91,34 @@ def test_help_shows_each_range_and_no_library_only_field():
     result, _ = run("--help")
     assert "--depths" in result.output and "at least 1" in result.output
     assert "--internal" not in result.output
+
+
+@dataclass
+class Source:
+    src: str | None = setting(None, "Where from.", argument=True)
+    depth: int = setting(1, "A depth.", lo=1)
+
+    def __post_init__(self):
+        check_settings(self)
+
+
+def test_an_argument_setting_is_positional_and_the_flags_stand_where_the_dataclass_did():
+    app = typer.Typer(rich_markup_mode="markdown")
+    seen = {}
+
+    @app.command()
+    @takes(Source, name="settings")
+    def main(settings: Source = None, as_json: bool = typer.Option(False, "--json", help="JSON.")):
+        seen["settings"], seen["json"] = settings, as_json
+
+    def invoke(*args):
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+
+    assert invoke("here", "--depth", "3", "--json").exit_code == 0
+    assert seen == {"settings": Source(src="here", depth=3), "json": True}
+    assert invoke().exit_code == 0 and seen["settings"] == Source()  # an argument with a default is optional
+    result = invoke("here", "--depth", "0")
+    assert isinstance(result.exception, UsageError) and "--depth must be at least 1" in str(result.exception)
+    help_text = invoke("--help").output
+    assert "Arguments" in help_text and "Where from." in help_text
+    assert help_text.index("--depth") < help_text.index("--json")  # the command's own option after the settings

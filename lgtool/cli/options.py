@@ -17,7 +17,8 @@ from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
 
 
 def takes(cls, *, name: str = "cfg", panel: str | None = None, defaults: dict | None = None):
-    """`command(..., <name>: cls)` -> a typer command with a flag per setting of `cls`; `defaults` overrides the
+    """`command(..., <name>: cls)` -> a typer command with a flag per setting of `cls`, in the place of the
+    `<name>` parameter (so in --help, before the command's own options that follow it); `defaults` overrides the
     field defaults shown and used (a command's own, e.g. `COMMAND_DEFAULTS["learn"]`). Decorators stack."""
     defaults = defaults or {}
 
@@ -25,7 +26,9 @@ def takes(cls, *, name: str = "cfg", panel: str | None = None, defaults: dict | 
         hints = typing.get_type_hints(cls)
         settings = settings_of(cls)
         signature = inspect.signature(command)
-        own = [p for p in signature.parameters.values() if p.name != name]
+        names = list(signature.parameters)
+        at = names.index(name) if name in names else len(names)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()]
         added = [
             inspect.Parameter(
                 f.name,
@@ -35,14 +38,15 @@ def takes(cls, *, name: str = "cfg", panel: str | None = None, defaults: dict | 
             )
             for f in settings
         ]
+        params = own[:at] + added + own[at + 1 :]  # keyword-only all: typer calls by name, in this order
 
         @functools.wraps(command)
         def run(**kwargs):
             values = {f.name: _value(f, hints[f.name], kwargs.pop(f.name)) for f in settings}
             return command(**{name: cls(**values)}, **kwargs)
 
-        run.__signature__ = signature.replace(parameters=own + added)
-        run.__annotations__ = {p.name: p.annotation for p in own + added}
+        run.__signature__ = signature.replace(parameters=params)
+        run.__annotations__ = {p.name: p.annotation for p in params}
         return run
 
     return decorate
@@ -69,6 +73,8 @@ def _option(f, default, panel):
     help_text = f.metadata["help"] + (f" [{extra}]" if extra else "")  # typer adds [default: ...]
     if isinstance(default, list):
         default = ",".join(map(str, default))
+    if f.metadata.get("argument"):
+        return typer.Argument(... if default is MISSING else default, help=help_text, rich_help_panel=panel)
     return typer.Option(... if default is MISSING else default, *names, help=help_text, rich_help_panel=panel)
 
 

@@ -3,6 +3,9 @@ so a command's options are declared once. The CLI builds its options from these 
 (`lgtool.cli.options.takes`), and `check_settings` gives a library caller the same one-line errors as the
 command line. Torch-free: `--help` stays fast.
 
+A setting made with `argument=True` is a positional argument on the command line rather than a flag (`lgtool
+finetune SRC`).
+
 A list setting (`list[int]`, `list[float]`, `list[str]`) is written on the command line as comma-separated
 values (`--depths 2,6,12`); its range and choices apply to every value, and it names at least one value
 unless made with `allow_empty`.
@@ -27,13 +30,15 @@ def setting(
     choices=None,
     flags=(),
     allow_empty=False,
+    argument=False,
     default_factory=MISSING,
 ):
     """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones, `choices` the
     values it may take; `flags` its names on the command line (default: `--field-name`); `allow_empty` lets a list
-    setting name nothing. No default: the setting is required."""
+    setting name nothing; `argument` makes it a positional argument instead of a flag. No default: the setting is
+    required."""
     meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "flags": flags}
-    meta["allow_empty"] = allow_empty
+    meta.update(allow_empty=allow_empty, argument=argument)
     return field(default=default, default_factory=default_factory, metadata=meta)
 
 
@@ -49,6 +54,8 @@ def check_settings(obj) -> None:
 
 
 def flag(f) -> str:
+    if f.metadata.get("argument"):
+        return f.name.upper()  # as usage text names an argument: SRC
     return (f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),))[0]
 
 
