@@ -24,7 +24,7 @@ from lgtool.rules import RULES
 from lgtool.training.data import View, load_data
 from lgtool.training.learn import learn
 from lgtool.training.loop import evaluate
-from lgtool.training.settings import TrainConfig
+from lgtool.training.settings import LearnConfig, TrainConfig
 
 METHODS = ("sws", "tleg")
 RATES = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3)
@@ -38,8 +38,9 @@ def score(out: Path, tuning, method: str, lr: float, warmup: float, init: str, b
     if not path.is_file():
         options = {k: v for k, v in bench.rule_options.items() if k in RULES[method].OPTIONS}
         cfg = TrainConfig(epochs=bench.learn_epochs, batch_size=bench.batch_size, lr=lr, warmup_epochs=warmup)
-        learn("fmnist-vit", method, output=path, dataset=tuning, evaluate_ancestor=False, width=64, num_heads=2,
-              aux_depth=bench.aux_depth, init=init, cfg=cfg, force=True, **options)  # fmt: skip
+        settings = LearnConfig(ancestor="fmnist-vit", method=method, output=path, width=64, num_heads=2,
+                               aux_depth=bench.aux_depth, init=init, force=True, **options)  # fmt: skip
+        learn(settings, cfg, dataset=tuning, evaluate_ancestor=False)
     gene = load_learngene(path)
     view = View.from_input_cfg(gene.meta.input.model_dump(), gene.arch.img_size, gene.arch.in_chans)
     val = {d: round(evaluate(expand(gene, depth=d), tuning.test, view), 4) for d in DEPTHS if makes(gene, d)}

@@ -27,7 +27,7 @@ from lgtool.training.ancestor import ancestor_view, load_ancestor
 from lgtool.training.data import load_data
 from lgtool.training.learn import learn
 from lgtool.training.loop import evaluate
-from lgtool.training.settings import TrainConfig
+from lgtool.training.settings import LearnConfig, TrainConfig
 
 FAMILY = [(d, 64) for d in (2, 4, 6, 8, 10, 12)] + [(6, 32), (6, 128)]  # the full run's sizes
 METHODS = {"sws": {"stages": [2, 2, 2, 2]}, "tleg": {}, "wave": {"template_size": 32}}
@@ -70,9 +70,10 @@ def main(out: Path) -> None:
                     "learn", epochs=-(-steps // steps_per_epoch), max_steps=steps, batch_size=bench.batch_size
                 )
                 family = sizes
-            r = learn("fmnist-vit", method, output=path, dataset=tuning, evaluate_ancestor=False, width=64,
-                      num_heads=2, aux_depth=8, cfg=cfg, family=family, family_samples=samples or 3, force=True,
-                      **options)  # fmt: skip
+            settings = LearnConfig(ancestor="fmnist-vit", method=method, output=path, width=64, num_heads=2,
+                                   aux_depth=8, family=family, family_samples=samples or 3, force=True,
+                                   **options)  # fmt: skip
+            r = learn(settings, cfg, dataset=tuning, evaluate_ancestor=False)
             info = {"images": r["images_seen"], "teacher_images": r["teacher_images"], "aux_size": "d8-w64",
                     "student_images": r["family_images"]}  # fmt: skip
             gene = load_learngene(path)

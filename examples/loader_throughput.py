@@ -119,6 +119,7 @@ def epoch_rate(seen: list[int], clock: list[float]) -> float:
 
 def run_learn(args, data_path: Path, teacher: Path, out: Path, steps_per_epoch: int) -> dict:
     from lgtool.training.learn import learn
+    from lgtool.training.settings import LearnConfig
 
     ends = []
 
@@ -128,20 +129,18 @@ def run_learn(args, data_path: Path, teacher: Path, out: Path, steps_per_epoch: 
             ends.append((seen, seen / event["images_per_s"]))
 
     cfg = train_config(args, steps_per_epoch)
-    learn(
-        str(teacher),
-        args.method,
-        str(data_path),
-        out,
+    settings = LearnConfig(
+        ancestor=str(teacher),
+        method=args.method,
+        data=str(data_path),
+        output=out,
         width=args.width,
         num_heads=args.heads,
         patch_size=args.patch_size,
         img_size=args.img_size,
-        cfg=cfg,
-        log=log,
-        evaluate_ancestor=False,
         **gene_options(args),
     )
+    learn(settings, cfg, log=log, evaluate_ancestor=False)
     assert len(ends) == args.epochs, ends
     seen, clock = zip(*ends, strict=True)
     return {"images_per_s": epoch_rate(seen, clock), "epoch_seconds": _diffs(clock)}

@@ -68,12 +68,11 @@ needs_fashion_mnist = pytest.mark.skipif(
 def ancestor(tmp_path_factory):
     """A plain timm ViT (width 64, depth 2) trained from scratch on 6000 images: about 68% top-1."""
     from lgtool.training.finetune import finetune
-    from lgtool.training.loop import TrainConfig
+    from lgtool.training.settings import FinetuneConfig, TrainConfig
 
     out = tmp_path_factory.mktemp("ancestor") / "anc"
     cfg = TrainConfig(epochs=2, batch_size=64, lr=2e-3, warmup_epochs=0.2, kd="none", augment="none")
-    result = finetune(
-        None, "fashion-mnist", out, init="scratch", width=64, num_heads=2, depth=2, train_samples=6000, cfg=cfg
-    )
+    settings = FinetuneConfig(init="scratch", width=64, num_heads=2, depth=2, train_samples=6000, output=out)
+    result = finetune(settings, cfg)
     assert result["best_top1"] > 0.6
     return out / "best"

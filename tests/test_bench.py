@@ -15,28 +15,27 @@ from lgtool.bench.run import BenchConfig, run_bench
 from lgtool.format.errors import InputError, UsageError
 from lgtool.training.finetune import finetune
 from lgtool.training.loop import Interrupted, TrainConfig
+from lgtool.training.settings import FinetuneConfig
 
 pytestmark = needs_fashion_mnist
 
 
 def test_finetune_resume_is_exact(ancestor, tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=64, lr=5e-4, kd="none", log_every=1)
-    full = finetune(str(ancestor), "fashion-mnist", tmp_path / "full", train_samples=1280, cfg=cfg)
+    full = finetune(FinetuneConfig(src=str(ancestor), train_samples=1280, output=tmp_path / "full"), cfg)
 
     def interrupt(**event):
         if event.get("step") == 27:  # in the second epoch, after the first best/ was written
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(Interrupted):
-        finetune(str(ancestor), "fashion-mnist", tmp_path / "cut", train_samples=1280, cfg=cfg, log=interrupt)
+        finetune(FinetuneConfig(src=str(ancestor), train_samples=1280, output=tmp_path / "cut"), cfg, log=interrupt)
     assert (tmp_path / "cut" / "best" / "model.safetensors").is_file() and not (tmp_path / "cut" / "last").exists()
     resumed = finetune(
-        str(ancestor),
-        "fashion-mnist",
-        tmp_path / "cut",
-        train_samples=1280,
-        cfg=cfg,
-        resume=tmp_path / "cut" / "checkpoint.ckpt",
+        FinetuneConfig(
+            src=str(ancestor), train_samples=1280, output=tmp_path / "cut", resume=tmp_path / "cut" / "checkpoint.ckpt"
+        ),
+        cfg,
     )
     assert resumed["steps"] == full["steps"] == 40
     a, b = (load_file(str(tmp_path / run / "last" / "model.safetensors")) for run in ("full", "cut"))
@@ -184,8 +183,8 @@ def test_kd_scratch_is_taught_by_the_ancestor(ancestor, tmp_path):
     """finetune --ancestor (what the kd-scratch row runs) distils: the same seed without a teacher differs."""
     cfg = TrainConfig(epochs=1, batch_size=64, lr=2e-3, kd="soft", log_every=10**9)
     common = dict(init="scratch", width=32, depth=1, train_samples=640)
-    taught = finetune(None, "fashion-mnist", tmp_path / "kd", ancestor=str(ancestor), cfg=cfg, **common)
-    plain = finetune(None, "fashion-mnist", tmp_path / "plain", cfg=cfg, **common)
+    taught = finetune(FinetuneConfig(output=tmp_path / "kd", ancestor=str(ancestor), **common), cfg)
+    plain = finetune(FinetuneConfig(output=tmp_path / "plain", **common), cfg)
     a, b = (load_file(str(tmp_path / run / "last" / "model.safetensors")) for run in ("kd", "plain"))
     assert any(not torch.equal(a[k], b[k]) for k in a)
     config = json.loads((tmp_path / "kd" / "last" / "config.json").read_text())

@@ -103,12 +103,12 @@ def test_sizes_are_refused_where_the_rule_has_no_size_specific_tensors():
 @needs_fashion_mnist
 def test_a_family_of_the_aux_size_alone_is_todays_learning_bit_for_bit(ancestor, tmp_path):
     from lgtool.training.learn import learn
-    from lgtool.training.settings import TrainConfig
+    from lgtool.training.settings import LearnConfig, TrainConfig
 
     cfg = TrainConfig(epochs=1, batch_size=64, lr=2e-3, warmup_epochs=0.2)
-    common = dict(width=32, aux_depth=4, train_samples=1000, cfg=cfg)
-    learn(str(ancestor), "tleg", "fashion-mnist", tmp_path / "plain.safetensors", **common)
-    learn(str(ancestor), "tleg", "fashion-mnist", tmp_path / "fam.safetensors", family=[(4, None)], **common)
+    common = dict(ancestor=str(ancestor), method="tleg", width=32, aux_depth=4, train_samples=1000)
+    learn(LearnConfig(output=tmp_path / "plain.safetensors", **common), cfg)
+    learn(LearnConfig(output=tmp_path / "fam.safetensors", family=[(4, None)], **common), cfg)
     a, b = (load_learngene(tmp_path / f) for f in ("plain.safetensors", "fam.safetensors"))
     assert a.tensors.keys() == b.tensors.keys() and all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
     assert "family" not in b.meta.provenance
@@ -121,11 +121,13 @@ def test_a_family_aware_wave_learngene_expands_at_a_trained_size_with_no_calibra
     from lgtool.training.data import load_data
     from lgtool.training.learn import learn
     from lgtool.training.loop import evaluate
-    from lgtool.training.settings import TrainConfig
+    from lgtool.training.settings import LearnConfig, TrainConfig
 
     cfg = TrainConfig(epochs=2, batch_size=64, lr=3e-3, warmup_epochs=0.2)
-    result = learn(str(ancestor), "wave", "fashion-mnist", tmp_path / "w.safetensors", width=32, aux_depth=4,
-                   num_templates=4, train_samples=2000, cfg=cfg, family=family_grid([2, 4], [32, 64]))  # fmt: skip
+    settings = LearnConfig(ancestor=str(ancestor), method="wave", output=tmp_path / "w.safetensors", width=32,
+                           aux_depth=4, num_templates=4, train_samples=2000,
+                           family=family_grid([2, 4], [32, 64]))  # fmt: skip
+    result = learn(settings, cfg)
     assert set(result["family_images"]) == {"d2-w32", "d4-w32", "d2-w64", "d4-w64"}
     gene = load_learngene(tmp_path / "w.safetensors")
     assert (2, 64) in gene.meta.sizes and gene.meta.provenance["family"]["samples"] == 3

@@ -12,10 +12,12 @@ import torch
 from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.format.errors import InputError
+from lgtool.format.atomic import scoped
+from lgtool.format.errors import InputError, UsageError
 from lgtool.training.data import load_data
 from lgtool.training.learn import learn
 from lgtool.training.loop import Diverged, Interrupted, TrainConfig, evaluate
+from lgtool.training.settings import FinetuneConfig, LearnConfig
 
 pytestmark = needs_fashion_mnist
 SMALL = {"width": 32, "num_heads": 2, "aux_depth": 4, "train_samples": 3000}
@@ -31,7 +33,8 @@ def _learn(ancestor, method, out, **kw):
     options.pop("num_heads")
     if method == "sws":
         options.pop("aux_depth")
-    return learn(str(ancestor), method, "fashion-mnist", out, cfg=kw.pop("cfg", quick()), **options, **kw)
+    cfg, log = kw.pop("cfg", quick()), kw.pop("log", None)
+    return learn(LearnConfig(ancestor=str(ancestor), method=method, output=out, **options, **kw), cfg, log=log)
 
 
 @pytest.mark.parametrize("method", ["sws", "tleg", "wave"])
@@ -208,7 +211,7 @@ def test_offline_pretrained_ancestor_fails_fast_and_clearly(run_cli):
         (["--ancestor", "ANC", "--data", "ONECLASS"], 3, "only one class"),
         (["--ancestor", "ANC", "--train-samples", "50", "--batch-size", "64"], 3, "larger than the 50 training images"),
         (["--ancestor", "ANC", "--resume", "WEIGHTS"], 3, "not an lgtool checkpoint"),
-        (["--ancestor", "ANC", "--method", "lots"], 2, "unknown method 'lots'"),
+        (["--ancestor", "ANC", "--method", "lots"], 2, "--method must be one of sws, tleg, wave, got 'lots'"),
     ],
 )
 def test_bad_learn_input_is_one_line(run_cli, ancestor, tmp_path, args, code, message):
@@ -269,3 +272,50 @@ def test_wave_calibration_learns_scalers_of_a_new_width(ancestor, tmp_path, run_
     tiles = weights["blocks.1.attn.proj.weight"].reshape(g, w, g, w).permute(0, 2, 1, 3).reshape(g * g, -1)
     coef = torch.linalg.lstsq(t.T, tiles.T).solution
     torch.testing.assert_close(coef.T @ t, tiles, atol=1e-5, rtol=1e-4)
+
+
+def test_settings_check_themselves_for_a_library_caller_too(tmp_path):
+    with pytest.raises(UsageError, match="--init must be one of pretrained, scratch, got 'x'"):
+        FinetuneConfig(init="x", output=tmp_path / "out")  # not silently pretrained
+    with pytest.raises(UsageError, match="--method must be one of sws, tleg, wave"):
+        LearnConfig(ancestor="fmnist-vit", method="lots")
+    with pytest.raises(UsageError, match="--family-samples must be at least 2"):
+        LearnConfig(ancestor="fmnist-vit", family_samples=1)
+    with pytest.raises(UsageError, match="--family-depths takes sizes"):
+        LearnConfig(ancestor="fmnist-vit", family_depths="two")
+    with pytest.raises(UsageError, match="not both"):
+        LearnConfig(ancestor="fmnist-vit", family_depths="2-4", family=[(2, None)])
+    assert LearnConfig(ancestor="fmnist-vit", family_depths="2-3", family_widths="32").sizes == [(2, 32), (3, 32)]
+    with pytest.raises(UsageError, match="--depth 100000 is more than lgtool builds"):
+        FinetuneConfig(init="scratch", depth=100_000, output=tmp_path / "out")
+
+
+def test_the_plans_check_before_loading_anything_and_write_nothing(tmp_path, monkeypatch):
+    import lgtool.training.finetune as finetuning
+    import lgtool.training.learn as learning
+
+    def loads(*args, **kwargs):
+        raise AssertionError("a plan loaded a model or data")
+
+    for module, name in [(learning, "load_data"), (learning, "load_ancestor"), (finetuning, "load_data")]:
+        monkeypatch.setattr(module, name, loads)
+    plan_learn, plan_finetune = scoped(learning.plan_learn), scoped(finetuning.plan_finetune)
+    out = tmp_path / "g.safetensors"
+    plan = plan_learn(LearnConfig(ancestor="fmnist-vit", method="tleg", output=out))
+    assert plan.checkpoint == tmp_path / "g.ckpt" and not plan.keeps_checkpoint
+    assert plan.cfg == TrainConfig.for_command("learn")
+    with pytest.raises(InputError, match="not a timm model name"):
+        plan_learn(LearnConfig(ancestor="no_such_model_xyz", output=out))
+    with pytest.raises(InputError, match="no such checkpoint"):
+        plan_learn(LearnConfig(ancestor="fmnist-vit", output=out, resume=tmp_path / "none.ckpt"))
+    plan = plan_finetune(FinetuneConfig(src="fmnist-vit", output=tmp_path / "tuned"))
+    assert plan.source.arch.embed_dim == 128 and not plan.teaches and plan.cfg.kd == "none"
+    with pytest.raises(InputError, match="give a model folder to fine-tune"):
+        plan_finetune(FinetuneConfig(output=tmp_path / "tuned"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a model folder"):
+        plan_finetune(FinetuneConfig(src=str(tmp_path / "empty"), output=tmp_path / "tuned"))
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # nothing written
+    out.write_bytes(b"")
+    with pytest.raises(InputError, match="already exists"):
+        plan_learn(LearnConfig(ancestor="fmnist-vit", output=out))

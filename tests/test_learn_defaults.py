@@ -9,7 +9,7 @@ from conftest import needs_fashion_mnist
 import lgtool
 from lgtool.format.arch import Arch, build_vit
 from lgtool.training.learn import default_init
-from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
+from lgtool.training.settings import COMMAND_DEFAULTS, LearnConfig, TrainConfig
 
 
 def _defaults(command: str) -> dict:
@@ -53,8 +53,9 @@ def test_learn_with_no_init_seeds_from_the_ancestor_and_says_so(ancestor, tmp_pa
     from lgtool.training.learn import learn
 
     cfg = TrainConfig.for_command("learn", epochs=1, batch_size=64)
-    learn(str(ancestor), "tleg", "fashion-mnist", tmp_path / "g.safetensors", width=32, aux_depth=2,
-          train_samples=640, cfg=cfg)  # fmt: skip
+    settings = LearnConfig(ancestor=str(ancestor), method="tleg", output=tmp_path / "g.safetensors", width=32,
+                           aux_depth=2, train_samples=640)  # fmt: skip
+    learn(settings, cfg)
     prov = lgtool.load_learngene(tmp_path / "g.safetensors").meta.provenance
     assert prov["init"] == "ancestor" and "seeded" in prov and "default" in prov["init_why"]
     assert prov["lr"] == pytest.approx(COMMAND_DEFAULTS["learn"]["lr"])

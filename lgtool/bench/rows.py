@@ -35,6 +35,7 @@ from lgtool.training.calibrate import calibrate
 from lgtool.training.data import balanced_subset
 from lgtool.training.learn import learn
 from lgtool.training.loop import TrainConfig, evaluate, fit
+from lgtool.training.settings import LearnConfig
 
 
 @dataclass
@@ -86,23 +87,25 @@ class Bench:
         t0 = time.perf_counter()
         checkpoint = path.with_suffix(".ckpt")
         r = learn(
-            ancestor,
-            method,
-            output=path,
-            dataset=self.tuning,
-            evaluate_ancestor=False,
-            resume=checkpoint if resume and checkpoint.is_file() else None,
-            width=self.arch.embed_dim,
-            num_heads=self.arch.num_heads,
-            aux_depth=cfg.aux_depth,
-            patch_size=self.arch.patch_size,
-            init=init,
-            family=self.family(method, options) if cfg.learn_family else None,
-            cfg=TrainConfig.for_command(
+            LearnConfig(
+                ancestor=ancestor,
+                method=method,
+                output=path,
+                resume=checkpoint if resume and checkpoint.is_file() else None,
+                width=self.arch.embed_dim,
+                num_heads=self.arch.num_heads,
+                aux_depth=cfg.aux_depth,
+                patch_size=self.arch.patch_size,
+                init=init,
+                family=self.family(method, options) if cfg.learn_family else None,
+                **options,
+            ),
+            TrainConfig.for_command(
                 "learn", epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, seed=cfg.seed
             ),
+            dataset=self.tuning,
+            evaluate_ancestor=False,
             log=reporter(self.log, f"learn {method}"),
-            **options,
         )
         return {
             "aux_val_top1": r["aux_top1"],

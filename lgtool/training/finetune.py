@@ -1,43 +1,165 @@
 """Fine-tune a Desc-Net (or any timm hub-layout folder), or train a plain ViT from timm's init (`scratch`).
 
-Writes OUT/best/ and OUT/last/ as hub-layout folders that plain timm loads, with the lineage kept."""
+Writes OUT/best/ and OUT/last/ as hub-layout folders that plain timm loads, with the lineage kept. A plan, then a
+run: `plan_finetune` makes every check that needs no model and no data and writes nothing; `run_finetune` loads,
+trains and writes."""
 
 from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lgtool.format.arch import (
-    Arch,
-    build_vit,
-    check_memory,
-    check_size_options,
-    default_patch_size,
-    one_line,
-    parse_width,
-)
+from lgtool.format.arch import Arch, build_vit, check_memory, default_patch_size, one_line, parse_width
 from lgtool.format.atomic import WriteFailed, scoped, write_json
 from lgtool.format.errors import InputError
 from lgtool.format.outputs import check_inside, check_output
 from lgtool.hub import CONFIG, check_channels, read_config, write_descnet
 from lgtool.learngene import first_nonfinite
-from lgtool.training.ancestor import load_ancestor, load_folder, shipped_ancestor, weights_file
+from lgtool.training.ancestor import load_ancestor, load_folder, resolve_ancestor, shipped_ancestor, weights_file
 from lgtool.training.data import View, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, fit
+from lgtool.training.settings import FinetuneConfig
 
 CHECKPOINT = "checkpoint.ckpt"
 # What finetune writes inside its output folder: name -> whether it is a folder.
 OUTPUTS = {"best": True, "last": True, CHECKPOINT: False, "metrics.json": False}
 
 
-def load_source(src: str, num_classes: int | None):
-    """A timm model from a hub-layout folder (or a shipped ancestor's short name), with its Arch, view and lineage.
+@dataclass(frozen=True)
+class FinetunePlan:
+    """A `finetune` run, checked before any model or data is loaded."""
 
-    Everything about the folder is checked before training: its config.json describes a plain ViT, its weights
-    file is readable and holds exactly that model's tensors, all finite. Any fault is one InputError line."""
+    settings: FinetuneConfig
+    cfg: TrainConfig
+    source: Source | None  # None: a model from timm's init (--init scratch)
+    teaches: bool  # whether the ancestor distils into the model (given, and cfg.kd is not "none")
+
+
+@scoped
+def finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None, *, log=None) -> dict:
+    """Train `settings.src` (or a fresh ViT with `init="scratch"`) on `settings.data`; with `settings.ancestor`,
+    distil from it as a teacher with `cfg`'s KD settings (the loss `learn` uses). `cfg` defaults to no KD."""
+
+    return run_finetune(plan_finetune(settings, cfg), log=log)
+
+
+def plan_finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None) -> FinetunePlan:
+    """Every check `finetune` makes before loading a model or data, each a one-line error; nothing is written.
+
+    The settings checked themselves when built (`FinetuneConfig`); here: the output folder and what goes inside
+    it, the source folder's config.json, what the ancestor is, and that the checkpoint to resume from is there."""
+
+    s, cfg = settings, cfg or TrainConfig(kd="none")
+    _check_outputs(s)
+    if s.init == "scratch":
+        source = None
+    elif s.src is None:
+        raise InputError("give a model folder to fine-tune, or --init scratch with architecture options")
+    else:
+        source = read_source(s.src)
+    teaches = s.ancestor is not None and cfg.kd != "none"
+    if teaches:
+        resolve_ancestor(s.ancestor)
+    if s.resume is not None and not s.resume.is_file():
+        raise InputError(f"--resume {s.resume}: no such checkpoint")
+    return FinetunePlan(s, cfg, source, teaches)
+
+
+def _check_outputs(s: FinetuneConfig) -> None:
+    """The output folder and what finetune writes inside it, checked and claimed (`lgtool.format.outputs`)."""
+
+    inputs = [
+        s.src and (shipped_ancestor(s.src) or s.src),
+        s.ancestor and (shipped_ancestor(s.ancestor) or s.ancestor),
+        *data_paths(s.data, s.data_dir),
+    ]
+    check_output(s.output, inputs=inputs, force=s.force or s.resume is not None, is_dir=True)
+    # and what is written inside it: never an input (the checkpoint may be the one resumed from), nor a link
+    # to another of its outputs
+    inside = {name: is_dir for name, is_dir in OUTPUTS.items() if name != CHECKPOINT}
+    check_inside(s.output, inside, inputs=[*inputs, s.resume], others=[s.output / CHECKPOINT])
+    check_inside(s.output, {CHECKPOINT: False}, inputs=inputs, others=[s.output / n for n in inside])
+
+
+def run_finetune(plan: FinetunePlan, *, log=None) -> dict:
+    """Load the data and the model, train, and write OUT/best/, OUT/last/ and OUT/metrics.json, as `plan` says."""
+
+    s, cfg, output = plan.settings, plan.cfg, plan.settings.output
+    dataset = load_data(s.data, s.data_dir, s.train_samples, seed=cfg.seed)
+    model, arch, view, lineage = _model(plan, dataset)
+    teacher = None
+    if plan.teaches:
+        teacher = load_ancestor(s.ancestor, num_classes=dataset.num_classes)
+        lineage = {**lineage, "teacher": s.ancestor, "kd": cfg.kd, "alpha": cfg.alpha, "tau": cfg.tau}
+    trained_on = {"data": s.data, "train_samples": len(dataset.train)}
+
+    def write(model, name: str, score: dict, which: str):
+        with _keeping(output / CHECKPOINT, which):
+            _write(model, arch, view, output / name, lineage, trained_on, cfg, score)
+
+    def on_epoch(epoch: int, top1: float, history: list, evaluated):
+        if top1 >= max(h["top1"] for h in history):  # history includes epochs before a resume
+            write(evaluated, "best", {"top1": top1, "epoch": epoch}, "the training up to the previous epoch")
+
+    identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(s.src) if s.src else "scratch"}
+    summary = fit(model, dataset, view, cfg, identity=identity, checkpoint=output / CHECKPOINT, resume=s.resume,
+                  teacher=teacher, log=log, on_epoch=on_epoch)  # fmt: skip
+    best_row = {"top1": None, "epoch": None}
+    if Dist.from_env().main:
+        history = summary["history"]
+        best_row = max(history, key=lambda h: h["top1"]) if history else best_row
+        write(model, "last", {"top1": history[-1]["top1"], "epoch": cfg.epochs}, "the finished training")
+        with _keeping(output / CHECKPOINT, "the finished training"):
+            write_json(output / "metrics.json", {"history": history, **summary})
+    return {
+        "output": str(output),
+        "best": str(output / "best"),
+        "last": str(output / "last"),
+        "best_top1": best_row["top1"],
+        "best_epoch": best_row["epoch"],
+        "params": arch.num_params(),
+        **{k: v for k, v in summary.items() if k != "history"},
+    }
+
+
+def _model(plan: FinetunePlan, dataset):
+    """The model to train, its Arch, the view of the data it sees, and its lineage: the source folder's model
+    (a fresh head for `num_classes`), or a fresh ViT."""
+
+    s = plan.settings
+    if plan.source is None:
+        model, arch, view = scratch_model(
+            dataset.view, dataset.num_classes, s.width, s.depth, s.num_heads, s.img_size, s.patch_size, plan.cfg.seed
+        )
+        lineage = {"init": "scratch"}
+    else:
+        model, arch = load_source(plan.source, s.num_classes or dataset.num_classes)
+        view, lineage = plan.source.view, plan.source.lineage or {"init": f"folder {s.src}"}
+    if arch.num_classes != dataset.num_classes:
+        raise InputError(
+            f"the model has {arch.num_classes} classes, the data {dataset.num_classes}: "
+            f"pass --num-classes {dataset.num_classes} for a fresh head"
+        )
+    return model, arch, view, lineage
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model folder to fine-tune, as its config.json describes it (its weights not yet read)."""
+
+    folder: Path
+    arch: Arch
+    view: View
+    lineage: dict  # what lgtool recorded of how the model was made (empty for a folder lgtool did not write)
+
+
+def read_source(src: str) -> Source:
+    """What a hub-layout folder (or a shipped ancestor's short name) holds, from its config.json alone: a plain ViT
+    lgtool can fine-tune, with one mean and std per input channel. Any fault is one InputError line."""
 
     src = str(shipped_ancestor(src) or src)
     config = read_config(src)
@@ -54,11 +176,18 @@ def load_source(src: str, num_classes: int | None):
             f"{src}/{CONFIG}: model_args are not a plain ViT lgtool can fine-tune ({one_line(str(e))})"
         ) from None
     check_channels(config, arch.in_chans, src)
-    kwargs = {} if num_classes in (None, arch.num_classes) else {"num_classes": num_classes}
-    model = load_folder(Path(src), **kwargs)
-    _check_finite(model, Path(src))
     view = View.from_input_cfg(config.get("pretrained_cfg", {}), arch.img_size, arch.in_chans)
-    return model, arch.model_copy(update={"num_classes": model.num_classes}), view, config.get("lgtool", {})
+    return Source(Path(src), arch, view, config.get("lgtool", {}))
+
+
+def load_source(source: Source, num_classes: int | None):
+    """The source's timm model (with a fresh head where `num_classes` differs from its own) and its Arch. Its
+    weights file must be readable and hold exactly that model's tensors, all finite: else one InputError line."""
+
+    kwargs = {} if num_classes in (None, source.arch.num_classes) else {"num_classes": num_classes}
+    model = load_folder(source.folder, **kwargs)
+    _check_finite(model, source.folder)
+    return model, Arch.checked(source.arch, num_classes=model.num_classes)
 
 
 def _check_finite(model, folder: Path) -> None:
@@ -99,106 +228,6 @@ def scratch_model(
     view = dataclasses.replace(data_view, img_size=img)
     check_memory(arch, "finetune --init scratch")
     return build_vit(arch), arch, view
-
-
-@scoped
-def finetune(
-    src: str | None,
-    data: str,
-    output,
-    *,
-    init: str = "pretrained",
-    data_dir=None,
-    num_classes=None,
-    width="tiny",
-    depth: int = 12,
-    num_heads=None,
-    img_size=None,
-    patch_size=None,
-    train_samples=None,
-    cfg: TrainConfig | None = None,
-    ancestor: str | None = None,
-    resume=None,
-    force: bool = False,
-    log=None,
-) -> dict:
-    """Train `src` (or a fresh ViT with `init="scratch"`) on `data`; with `ancestor`, distil from it as a
-    teacher with `cfg`'s KD settings (the loss `learn` uses)."""
-
-    cfg = cfg or TrainConfig(kd="none")
-    output = Path(output)
-    inputs = [
-        src and (shipped_ancestor(src) or src),
-        ancestor and (shipped_ancestor(ancestor) or ancestor),
-        *data_paths(data, data_dir),
-    ]
-    check_output(output, inputs=inputs, force=force or resume is not None, is_dir=True)
-    # and what is written inside it: never an input (the checkpoint may be the one resumed from), nor a link
-    # to another of its outputs
-    inside = {name: is_dir for name, is_dir in OUTPUTS.items() if name != CHECKPOINT}
-    check_inside(output, inside, inputs=[*inputs, resume], others=[output / CHECKPOINT])
-    check_inside(output, {CHECKPOINT: False}, inputs=inputs, others=[output / n for n in inside])
-    if init == "scratch":
-        check_size_options(width, num_heads, img_size, patch_size, depth=depth)
-    dataset = load_data(data, data_dir, train_samples, seed=cfg.seed)
-    if init == "scratch":
-        model, arch, view = scratch_model(
-            dataset.view, dataset.num_classes, width, depth, num_heads, img_size, patch_size, cfg.seed
-        )
-        lineage = {"init": "scratch"}
-    elif src is None:
-        raise InputError("give a model folder to fine-tune, or --init scratch with architecture options")
-    else:
-        model, arch, view, lineage = load_source(src, num_classes or dataset.num_classes)
-        lineage = lineage or {"init": f"folder {src}"}
-    if arch.num_classes != dataset.num_classes:
-        raise InputError(
-            f"the model has {arch.num_classes} classes, the data {dataset.num_classes}: "
-            f"pass --num-classes {dataset.num_classes} for a fresh head"
-        )
-    trained_on = {"data": data, "train_samples": len(dataset.train)}
-    teacher = None
-    if ancestor is not None and cfg.kd != "none":
-        teacher = load_ancestor(ancestor, num_classes=dataset.num_classes)
-        lineage = {**lineage, "teacher": ancestor, "kd": cfg.kd, "alpha": cfg.alpha, "tau": cfg.tau}
-    dist = Dist.from_env()
-
-    def on_epoch(epoch: int, top1: float, history: list, evaluated):
-        if top1 >= max(h["top1"] for h in history):  # history includes epochs before a resume
-            with _keeping(output / CHECKPOINT, "the training up to the previous epoch"):
-                _write(evaluated, arch, view, output / "best", lineage, trained_on, cfg, {"top1": top1, "epoch": epoch})
-
-    identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(src) if src else "scratch"}
-    summary = fit(
-        model,
-        dataset,
-        view,
-        cfg,
-        identity=identity,
-        checkpoint=output / CHECKPOINT,
-        resume=resume,
-        teacher=teacher,
-        log=log,
-        on_epoch=on_epoch,
-    )
-    if dist.main:
-        history = summary["history"]
-        best_row = max(history, key=lambda h: h["top1"]) if history else {"top1": None, "epoch": None}
-        last = {"top1": history[-1]["top1"], "epoch": cfg.epochs}
-        with _keeping(output / CHECKPOINT, "the finished training"):
-            _write(model, arch, view, output / "last", lineage, trained_on, cfg, last)
-            write_json(output / "metrics.json", {"history": history, **summary})
-    else:
-        best_row = {"top1": None, "epoch": None}
-    return {
-        "output": str(output),
-        "best": str(output / "best"),
-        "last": str(output / "last"),
-        "best_top1": best_row["top1"],
-        "best_epoch": best_row["epoch"],
-        "params": arch.num_params(),
-        **{k: v for k, v in summary.items() if k != "history"},
-    }
 
 
 @contextmanager

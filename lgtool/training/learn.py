@@ -1,27 +1,30 @@
 """Learning on data: distil a learngene from an ancestor (`learn`) with the one loop in `loop.py`.
+
+A plan, then a run: `plan_learn` makes every check that needs no model and no data (the settings, what the
+ancestor is, the resume checkpoint, the outputs) and writes nothing; `run_learn` loads, trains and writes.
 A new size's WAVE scalers are learned by `calibrate.py`."""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from lgtool.family import family_targets, size_key, with_size_tensors
 from lgtool.format import __version__
-from lgtool.format.arch import MAX_DEPTH, check_memory, check_size_options, default_patch_size, parse_width
+from lgtool.format.arch import check_memory, default_patch_size, parse_width
 from lgtool.format.atomic import WriteFailed, discard, scoped
-from lgtool.format.errors import InputError, UsageError
+from lgtool.format.errors import InputError
 from lgtool.format.outputs import check_output
-from lgtool.learngene import check_rule_options, init_learngene
+from lgtool.learngene import init_learngene
 from lgtool.materialize import build_aux
-from lgtool.rules import rule_module
-from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, shipped_ancestor
+from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, resolve_ancestor, shipped_ancestor
 from lgtool.training.data import data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
 from lgtool.training.seed import seed_from_ancestor
+from lgtool.training.settings import LearnConfig
 
-INITS = ("official", "ancestor")
 # Training settings worth keeping in a learngene's provenance when they are on.
 RECIPE_RECORD = (
     "aa",
@@ -33,133 +36,172 @@ RECIPE_RECORD = (
     "drop_path",
     "model_ema",
     "lr_base_size",
-)  # the papers' initialization, or templates seeded from the ancestor's layers
+)
+
+
+@dataclass(frozen=True)
+class LearnPlan:
+    """A `learn` run, checked before any model or data is loaded."""
+
+    settings: LearnConfig
+    cfg: TrainConfig
+    checkpoint: Path
+    keeps_checkpoint: bool  # named with --checkpoint; the default one is only a leftover once the run is done
 
 
 @scoped
 def learn(
-    ancestor: str,
-    method: str = "sws",
-    data: str = "fashion-mnist",
-    output="learngene.safetensors",
-    *,
-    ancestor_weights: str | None = None,
-    data_dir: str | None = None,
-    width=None,
-    num_heads: int | None = None,
-    aux_depth: int | None = None,
-    stages: list[int] | None = None,
-    img_size: int | None = None,
-    patch_size: int | None = None,
-    train_samples: int | None = None,
-    dataset=None,
-    checkpoint=None,
-    resume=None,
-    log=None,
-    cfg: TrainConfig | None = None,
-    evaluate_ancestor: bool = True,
-    init: str | None = None,
-    force: bool = False,
-    family: list[tuple] | None = None,
-    family_samples: int = 3,
-    **rule_options,
+    settings: LearnConfig, cfg: TrainConfig | None = None, *, dataset=None, evaluate_ancestor: bool = True, log=None
 ) -> dict:
-    """Train a learngene's templates through its Aux-Net by distillation from `ancestor`; write it to `output`.
+    """Train a learngene's templates through its Aux-Net by distillation from `settings.ancestor`; write it to
+    `settings.output`. `cfg`: how to train (default: `learn`'s own settings, `TrainConfig.for_command`).
 
-    `init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
+    `settings.init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
     ancestor's own layers (`lgtool.training.seed`), which needs a ViT ancestor at least as wide; None (the default):
-    "ancestor" wherever the ancestor allows it, else "official" (`default_init`). `dataset` (already loaded: its train
-    split is distilled on, its test split evaluated) replaces `data` and `train_samples`.
+    "ancestor" wherever the ancestor allows it, else "official" (`default_init`). `dataset` (already loaded: its
+    train split is distilled on, its test split evaluated) replaces `settings.data` and `train_samples`.
 
-    `family`: (depth, width) sizes (None: the Aux one) to distil the learngene for at once, each step
+    `settings.sizes`: (depth, width) sizes (None: the Aux one) to distil the learngene for at once, each step
     through `family_samples` of them (`lgtool.family`); by default the Aux size alone, as the papers."""
 
-    rule_module(method)  # a typo fails before any data or ancestor is loaded
-    if init is not None and init not in INITS:
-        raise UsageError(f"unknown init {init!r}: choose {' or '.join(INITS)}")
+    plan = plan_learn(settings, cfg)
+    return run_learn(plan, dataset=dataset, evaluate_ancestor=evaluate_ancestor, log=log)
+
+
+def plan_learn(settings: LearnConfig, cfg: TrainConfig | None = None) -> LearnPlan:
+    """Every check `learn` makes before loading a model or data, each a one-line error; nothing is written.
+
+    The settings checked themselves when built (`LearnConfig`); here: the outputs, what the ancestor is (from its
+    name and folder, `resolve_ancestor`), and that the checkpoint to resume from is there."""
+
+    checkpoint = _check_outputs(settings)
+    resolve_ancestor(settings.ancestor, settings.ancestor_weights)
+    if settings.resume is not None and not settings.resume.is_file():
+        raise InputError(f"--resume {settings.resume}: no such checkpoint")
     cfg = cfg or TrainConfig.for_command("learn")
-    if stages:
-        rule_options["stages"] = stages
-    check_size_options(width, num_heads, img_size, patch_size)
-    if family_samples < 2:
-        raise UsageError(
-            f"--family-samples must be at least 2 (the largest and the smallest size), got {family_samples}"
-        )
-    if aux_depth is not None and aux_depth > MAX_DEPTH:
-        raise UsageError(f"--aux-depth {aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
-    check_rule_options(method, aux_depth, rule_options)
-    # Outputs too: a bad -o must fail now, not after training. No output is an input or another output.
-    output = Path(output)
-    inputs = [shipped_ancestor(ancestor) or ancestor, ancestor_weights, *data_paths(data, data_dir)]
-    check_output(output, inputs=[*inputs, resume], force=force)
-    checkpoint_given = checkpoint is not None
-    checkpoint = Path(checkpoint) if checkpoint_given else output.with_suffix(".ckpt")
-    if not checkpoint_given and os.path.realpath(checkpoint) == os.path.realpath(output):
+    return LearnPlan(settings, cfg, checkpoint, keeps_checkpoint=settings.checkpoint is not None)
+
+
+def _check_outputs(s: LearnConfig) -> Path:
+    """The learngene file and its checkpoint, checked and claimed (`lgtool.format.outputs`), so that a bad -o fails
+    now, not after training; no output is an input or another output. Returns the checkpoint's path."""
+
+    inputs = [shipped_ancestor(s.ancestor) or s.ancestor, s.ancestor_weights, *data_paths(s.data, s.data_dir)]
+    check_output(s.output, inputs=[*inputs, s.resume], force=s.force)
+    checkpoint = s.checkpoint or s.output.with_suffix(".ckpt")
+    if s.checkpoint is None and os.path.realpath(checkpoint) == os.path.realpath(s.output):
         raise InputError(
-            f"-o {output} is also its default checkpoint (the output with .ckpt); name the learngene "
-            f"{output.with_suffix('.safetensors').name}, or pass --checkpoint"
+            f"-o {s.output} is also its default checkpoint (the output with .ckpt); name the learngene "
+            f"{s.output.with_suffix('.safetensors').name}, or pass --checkpoint"
         )
-    if resume is None and os.path.lexists(checkpoint) and not force:
+    if s.resume is None and os.path.lexists(checkpoint) and not s.force:
         raise InputError(
             f"{checkpoint} holds an earlier run: continue it with --resume {checkpoint}, or pass --force to start over"
         )
     # the checkpoint may be the one resumed from (it is read before the first save), never another input
-    check_output(checkpoint, inputs=inputs, others=[output], force=force, keep=[resume])
-    dataset = dataset or load_data(data, data_dir, train_samples, seed=cfg.seed)
-    teacher = load_ancestor(ancestor, ancestor_weights, num_classes=dataset.num_classes)
-    width = width or getattr(teacher, "embed_dim", "tiny")
-    init_why = None
+    check_output(checkpoint, inputs=inputs, others=[s.output], force=s.force, keep=[s.resume])
+    return checkpoint
+
+
+def run_learn(plan: LearnPlan, *, dataset=None, evaluate_ancestor: bool = True, log=None) -> dict:
+    """Load the data and the ancestor, distil the learngene and write it, as `plan` says (see `learn`)."""
+
+    s, cfg = plan.settings, plan.cfg
+    dataset = dataset or load_data(s.data, s.data_dir, s.train_samples, seed=cfg.seed)
+    teacher = load_ancestor(s.ancestor, s.ancestor_weights, num_classes=dataset.num_classes)
+    gene, view, init = _initial_learngene(s, cfg, teacher, dataset)
+    aux, identity = _aux_net(gene, s, cfg)
+    started = time.time()
+    summary = fit(aux, dataset, view, cfg, identity=identity, checkpoint=plan.checkpoint, resume=s.resume,
+                  teacher=teacher, log=log)  # fmt: skip
+    learned = aux.to("cpu").to_learngene()
+    family = {**identity["family"], "images": aux.family_report()} if aux.family else None
+    learned.meta.provenance.update(_provenance(plan, len(dataset.train), summary, init, family, started))
+    if Dist.from_env().main:
+        _save(learned, plan)
+    ancestor_top1 = evaluate(teacher, dataset.test, view) if evaluate_ancestor else None
+    return {
+        "output": str(s.output),
+        "method": s.method,
+        "init": init[0],
+        "params": learned.num_params(),
+        "aux_depth": gene.arch.depth,
+        "width": gene.arch.embed_dim,
+        "aux_top1": summary["top1"],
+        "ancestor_top1": ancestor_top1,
+        "checkpoint": str(plan.checkpoint) if plan.checkpoint.exists() else None,
+        "family_images": family and family["images"],
+        **{k: v for k, v in summary.items() if k != "top1"},
+    }
+
+
+def _initial_learngene(s: LearnConfig, cfg: TrainConfig, teacher, dataset):
+    """The learngene before training, for images as the ancestor sees them; with that view, and its init and why
+    it was chosen (None where it was given)."""
+
+    width = s.width or getattr(teacher, "embed_dim", "tiny")
+    init, why = s.init, None
     if init is None:
-        init, init_why = default_init(teacher, parse_width(width, num_heads)[0])
+        init, why = default_init(teacher, parse_width(width, s.num_heads)[0])
     if init == "ancestor" and not is_vit(teacher):
         raise InputError(
-            f"--init ancestor seeds the templates from a ViT ancestor's blocks; {ancestor} has none: "
+            f"--init ancestor seeds the templates from a ViT ancestor's blocks; {s.ancestor} has none: "
             "use --init official (the papers' initialization, everything learned by distillation)"
         )
     view = ancestor_view(teacher, dataset.view)
-    if img_size:
-        view.img_size = img_size
+    if s.img_size:
+        view.img_size = s.img_size
     gene = init_learngene(
-        method,
+        s.method,
         width=width,
-        num_heads=num_heads,
-        aux_depth=aux_depth,
+        num_heads=s.num_heads,
+        aux_depth=s.aux_depth,
         img_size=view.img_size,
         # a ViT ancestor's own patch size by default, so that its patch embedding can seed the learngene's
-        patch_size=patch_size
+        patch_size=s.patch_size
         or (teacher.patch_embed.patch_size[0] if is_vit(teacher) else default_patch_size(view.img_size)),
         in_chans=view.in_chans,
         num_classes=dataset.num_classes,
         seed=cfg.seed,
         input=view.norm,
-        **rule_options,
+        **s.rule_options,
     )
     if init == "ancestor":
         gene = seed_from_ancestor(gene, teacher.state_dict())
-    targets = family_targets(gene, family)
+    return gene, view, (init, why)
+
+
+def _aux_net(gene, s: LearnConfig, cfg: TrainConfig):
+    """The Aux-Net that trains `gene`, for the family's sizes too (each step through `family_samples` of them), and
+    the identity a checkpoint of its training must match to be resumed."""
+
+    targets = family_targets(gene, s.sizes)
     for arch in (gene.arch, targets[-1]):  # the Aux-Net, and the family's largest size
         check_memory(arch, "learn (the Aux-Net)" if arch == gene.arch else "learn (the family's largest size)")
     gene = with_size_tensors(gene, targets)
-    aux = build_aux(gene, drop_path_rate=cfg.drop_path, family=targets, samples=family_samples, seed=cfg.seed)
-    identity = {"kind": "learn", "method": method, "arch": gene.arch.model_dump(), "rule": gene.rule.model_dump()}
+    aux = build_aux(gene, drop_path_rate=cfg.drop_path, family=targets, samples=s.family_samples, seed=cfg.seed)
+    identity = {"kind": "learn", "method": s.method, "arch": gene.arch.model_dump(), "rule": gene.rule.model_dump()}
     if aux.family:  # a resume must continue the same family (a family of the Aux size alone is plain learning)
-        identity["family"] = {"sizes": [size_key(a) for a in aux.family], "samples": family_samples}
-    started = time.time()
-    summary = fit(
-        aux, dataset, view, cfg, identity=identity, checkpoint=checkpoint, resume=resume, teacher=teacher, log=log
-    )
-    learned = aux.to("cpu").to_learngene()
-    learned.meta.provenance.update(
-        ancestor=ancestor,
-        ancestor_weights=ancestor_weights,
-        data=data,
-        train_samples=len(dataset.train),
+        identity["family"] = {"sizes": [size_key(a) for a in aux.family], "samples": s.family_samples}
+    return aux, identity
+
+
+def _provenance(plan: LearnPlan, train_samples: int, summary: dict, init: tuple, family, started: float) -> dict:
+    """What the learngene records of how it was learned."""
+
+    s, cfg = plan.settings, plan.cfg
+    init, why = init
+    return dict(
+        ancestor=s.ancestor,
+        ancestor_weights=s.ancestor_weights,
+        data=s.data,
+        train_samples=train_samples,
         epochs=cfg.epochs,
         steps=summary["steps"],
         teacher_images=summary["teacher_images"],  # forwards it ran; repeated inputs came from its cache
         seed=cfg.seed,
         init=init,
-        **({"init_why": init_why} if init_why else {}),
+        **({"init_why": why} if why else {}),
         batch_size=cfg.batch_size,
         lr=summary["lr"],
         recipe={k: getattr(cfg, k) for k in RECIPE_RECORD if getattr(cfg, k) not in (None, 0, 0.0, False)},
@@ -168,32 +210,21 @@ def learn(
         tau=cfg.tau,
         kd_reduction=cfg.kd_reduction,
         aux_top1=summary["top1"],
-        **({"family": {**identity["family"], "images": aux.family_report()}} if aux.family else {}),
+        **({"family": family} if family else {}),
         lgtool_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     )
 
-    if Dist.from_env().main:
-        try:
-            learned.save(output)
-        except WriteFailed as e:  # e.g. a full disk: the last checkpoint holds the finished training
-            raise e.keeping(f"the training is kept in {checkpoint}: write it with --resume {checkpoint}") from None
-        if not checkpoint_given:  # the run is done: its default checkpoint would only be a leftover
-            discard(checkpoint)
-    ancestor_top1 = evaluate(teacher, dataset.test, view) if evaluate_ancestor else None
-    return {
-        "output": str(output),
-        "method": method,
-        "init": init,
-        "params": learned.num_params(),
-        "aux_depth": gene.arch.depth,
-        "width": gene.arch.embed_dim,
-        "aux_top1": summary["top1"],
-        "ancestor_top1": ancestor_top1,
-        "checkpoint": str(checkpoint) if checkpoint.exists() else None,
-        "family_images": aux.family_report() if aux.family else None,
-        **{k: v for k, v in summary.items() if k != "top1"},
-    }
+
+def _save(learned, plan: LearnPlan) -> None:
+    try:
+        learned.save(plan.settings.output)
+    except WriteFailed as e:  # e.g. a full disk: the last checkpoint holds the finished training
+        raise e.keeping(
+            f"the training is kept in {plan.checkpoint}: write it with --resume {plan.checkpoint}"
+        ) from None
+    if not plan.keeps_checkpoint:  # the run is done: its default checkpoint would only be a leftover
+        discard(plan.checkpoint)
 
 
 def default_init(teacher, width: int) -> tuple[str, str]:

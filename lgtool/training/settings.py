@@ -1,15 +1,21 @@
-"""What a training run is told: `TrainConfig`, one field per setting, each with its flag, help and range
-(`lgtool.format.settings`). The CLI builds every training flag of `learn` and `finetune` from these fields, so
-a flag is declared once and its default is the field's. Torch-free: `--help` stays fast.
+"""What a training command is told: how to train (`TrainConfig`, shared by `learn` and `finetune`), and what each
+command trains (`LearnConfig`, `FinetuneConfig`). One field per setting, each with its flag, help and range
+(`lgtool.format.settings`). The CLI builds every flag of `learn` and `finetune` from these fields, so a flag is
+declared once and its default is the field's. Torch-free: `--help` stays fast.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from lgtool.family import family_grid, parse_sizes
+from lgtool.format.arch import MAX_DEPTH, check_size_options
 from lgtool.format.errors import UsageError
 from lgtool.format.lazy import lazy
 from lgtool.format.settings import check_settings, setting
+from lgtool.learngene import check_rule_options
+from lgtool.rules import RULES
 
 recipe = lazy("lgtool.training.recipe")  # torch and timm: only when a policy is checked
 
@@ -92,3 +98,120 @@ class TrainConfig:
     @property
     def mixing(self) -> bool:
         return self.mixup > 0 or self.cutmix > 0
+
+
+# `learn --init`: the papers' initialization, or templates seeded from the ancestor's layers.
+LEARN_INITS = ("official", "ancestor")
+
+
+@dataclass(kw_only=True)
+class LearnConfig:
+    """What `learn` distils, from which ancestor, into which file: every option of `lgtool learn` but the training
+    ones (`TrainConfig`). Valid once built: a bad value, or options that do not fit each other, is a UsageError."""
+
+    ancestor: str = setting(
+        help="fmnist-vit (shipped), a timm name or alias (deit_tiny|small|base), or a model folder."
+    )
+    ancestor_weights: str | None = setting(None, "Weights file for --ancestor.")
+    method: str = setting("sws", "The learngene's rule.", choices=tuple(RULES), flags=("--method", "-m"))
+    data: str = setting("fashion-mnist", "fashion-mnist or an ImageFolder path.")
+    data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
+    # The learngene's architecture and its rule's options.
+    width: str | None = setting(None, "Learngene width (default: the ancestor's).", flags=("--width", "-w"))
+    num_heads: int | None = setting(None, "Heads at that width (default width/64).", lo=1)
+    aux_depth: int | None = setting(None, "Aux-Net depth (TLEG/WAVE 12, SWS 16).", lo=1)
+    stages: list[int] | None = setting(None, "SWS Aux stage sizes, e.g. 3,3,4,3,3.")
+    template_size: int | None = setting(None, "WAVE template side (default head dim).", lo=1)
+    num_templates: int | None = setting(None, "WAVE templates per matrix type.", lo=1)
+    img_size: int | None = setting(None, "Input size (default: the ancestor's).", lo=1)
+    patch_size: int | None = setting(
+        None, "Patch size (default: a ViT ancestor's; else 16, or img/4 below 112 px).", lo=1
+    )
+    init: str | None = setting(
+        None,
+        "ancestor: templates seeded from the ancestor's own layers (SWS stage means, TLEG least-squares line, WAVE "
+        "nearest-Kronecker templates); official: the papers' initialization. Default: ancestor where the ancestor "
+        "is a ViT at least as wide as the learngene, else official.",
+    )
+    # The sizes distilled for at once (`lgtool.family`).
+    family_depths: str | None = setting(
+        None, "Distil for this family of depths at once, e.g. 2-12 or 2,4,8 (default: the Aux depth alone)."
+    )
+    family_widths: str | None = setting(None, "And these widths, e.g. 32,64,128 (WAVE: each gets scalers of its own).")
+    family_samples: int = setting(3, "Sizes trained per step: the largest, the smallest and random others.", lo=2)
+    train_samples: int | None = setting(None, "A class-balanced training subset.", lo=1)
+    # Files.
+    checkpoint: Path | None = setting(None, "Checkpoint path (default: OUTPUT with .ckpt).")
+    resume: Path | None = setting(None, "Continue from this checkpoint.")
+    output: Path = setting(
+        Path("learngene.safetensors"), "The learngene file (its folder must exist).", flags=("-o", "--output")
+    )
+    force: bool = setting(False, "Replace an existing output, and start over instead of refusing an old checkpoint.")
+    # Library only: (depth, width) sizes that need not be a grid (None: the Aux depth or width), as the bench
+    # gives them; the flags give a grid of --family-depths x --family-widths.
+    family: list[tuple] | None = None
+
+    def __post_init__(self):
+        check_settings(self)
+        self.output = Path(self.output)  # a library caller may name files with strings
+        self.checkpoint, self.resume = (None if p is None else Path(p) for p in (self.checkpoint, self.resume))
+        if self.init is not None and self.init not in LEARN_INITS:
+            raise UsageError(f"unknown init {self.init!r}: choose {' or '.join(LEARN_INITS)}")
+        check_size_options(self.width, self.num_heads, self.img_size, self.patch_size)
+        if self.aux_depth is not None and self.aux_depth > MAX_DEPTH:
+            raise UsageError(f"--aux-depth {self.aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
+        check_rule_options(self.method, self.aux_depth, self.rule_options)
+        grid = self._grid()  # a size that is no size is a usage error now
+        if grid is not None and self.family is not None:
+            raise UsageError("give the family as sizes or as --family-depths and --family-widths, not both")
+
+    @property
+    def rule_options(self) -> dict:
+        """The options given to the learngene's rule (each method takes its own: `lgtool.rules`)."""
+        given = {"stages": self.stages, "template_size": self.template_size, "num_templates": self.num_templates}
+        return {k: v for k, v in given.items() if v is not None}
+
+    @property
+    def sizes(self) -> list[tuple] | None:
+        """The family's (depth, width) sizes; None: the Aux size alone, as the papers."""
+        return self.family if self.family is not None else self._grid()
+
+    def _grid(self) -> list[tuple] | None:
+        depths = parse_sizes(self.family_depths, "--family-depths")
+        return family_grid(depths, parse_sizes(self.family_widths, "--family-widths"))
+
+
+FINETUNE_INITS = ("pretrained", "scratch")  # `finetune --init`: SRC's weights, or timm's init
+
+
+@dataclass(kw_only=True)
+class FinetuneConfig:
+    """What `finetune` trains, on what, into which folder: every option of `lgtool finetune` but the training ones
+    (`TrainConfig`). Valid once built: a bad value, or options that do not fit each other, is a UsageError."""
+
+    src: str | None = setting(None, "A Desc-Net or timm hub-layout folder (omit with --init scratch).", argument=True)
+    data: str = setting("fashion-mnist", "fashion-mnist or an ImageFolder path.")
+    data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
+    init: str = setting("pretrained", "pretrained (SRC's weights) or scratch (timm's init).", choices=FINETUNE_INITS)
+    num_classes: int | None = setting(None, "Re-initialize the head for this many classes.", lo=1)
+    # The architecture of a model trained from scratch.
+    width: str = setting("tiny", "--init scratch: tiny, small, base or an integer.", flags=("--width", "-w"))
+    depth: int = setting(12, "--init scratch: number of blocks.", lo=1, flags=("--depth", "-d"))
+    num_heads: int | None = setting(None, "--init scratch: heads (default width/64).", lo=1)
+    img_size: int | None = setting(None, "--init scratch: input size (default: the data's).", lo=1)
+    patch_size: int | None = setting(None, "--init scratch: patch size.", lo=1)
+    ancestor: str | None = setting(
+        None, "Distil from this teacher while training (fmnist-vit, a timm name or a folder)."
+    )
+    train_samples: int | None = setting(None, "A class-balanced training subset.", lo=1)
+    # Files.
+    resume: Path | None = setting(None, "Continue from this checkpoint (OUT/checkpoint.ckpt).")
+    output: Path = setting(help="Folder for best/, last/, checkpoint and metrics.", flags=("-o", "--output"))
+    force: bool = setting(False, "Write into an existing output folder.")
+
+    def __post_init__(self):
+        check_settings(self)
+        self.output = Path(self.output)  # a library caller may name files with strings
+        self.resume = None if self.resume is None else Path(self.resume)
+        if self.init == "scratch":
+            check_size_options(self.width, self.num_heads, self.img_size, self.patch_size, depth=self.depth)
