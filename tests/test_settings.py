@@ -23,6 +23,9 @@ class Toy:
     mode: str = setting("a", "A mode.", choices=("a", "b"))
     share: float = setting(0.1, "A share.", above=0, below=1)
     limit: int | None = setting(None, "Optional.", lo=1)
+    size: str | int = setting(64, "A size: a name or a number.")
+    tags: list[str] = setting(help="Tags.", flags=("--tag",), repeat=True, allow_empty=True, default_factory=list)
+    steps: int = setting(3, "Library only.", lo=1, cli=False)
     internal: int = field(default=3)  # no flag
 
     def __post_init__(self):
@@ -45,7 +48,7 @@ def run(*args, defaults=None):
 def test_defaults_come_from_the_fields_and_lists_parse_from_commas():
     result, cfg = run("--name", "x")
     assert result.exit_code == 0, result.output
-    assert cfg == Toy(name="x")
+    assert cfg == Toy(name="x", size="64")  # a setting of several types reads text: the dataclass parses it
     assert (cfg.depths, cfg.extra, cfg.lrs, cfg.limit) == ([2, 6], [], [5e-4], None)
     result, cfg = run("--name", "x", "--depths", "2, 4,8", "--lrs", "1e-3,2e-3", "--limit", "5", "--mode", "b")
     assert (cfg.depths, cfg.lrs, cfg.limit, cfg.mode) == ([2, 4, 8], [1e-3, 2e-3], 5, "b")
@@ -90,7 +93,7 @@ def test_a_library_caller_gets_the_same_checks():
 def test_help_shows_each_range_and_no_library_only_field():
     result, _ = run("--help")
     assert "--depths" in result.output and "at least 1" in result.output
-    assert "--internal" not in result.output
+    assert "--internal" not in result.output and "--steps" not in result.output
 
 
 @dataclass
@@ -122,3 +125,22 @@ def test_an_argument_setting_is_positional_and_the_flags_stand_where_the_datacla
     help_text = invoke("--help").output
     assert "Arguments" in help_text and "Where from." in help_text
     assert help_text.index("--depth") < help_text.index("--json")  # the command's own option after the settings
+
+
+def test_a_library_only_setting_is_checked_and_named_as_a_field():
+    with pytest.raises(UsageError, match="Toy.steps must be at least 1, got 0"):
+        Toy(name="x", steps=0)
+    result, _ = run("--name", "x", "--steps", "2")
+    assert result.exit_code == 2  # no such flag
+
+
+def test_a_repeated_setting_takes_one_value_per_flag():
+    _, cfg = run("--name", "x", "--tag", "a,b", "--tag", "c")
+    assert cfg.tags == ["a,b", "c"]  # never split at commas: a path may hold one
+
+
+def test_a_setting_of_several_types_takes_text():
+    _, cfg = run("--name", "x", "--size", "tiny")
+    assert cfg.size == "tiny"
+    _, cfg = run("--name", "x", "--size", "32")
+    assert cfg.size == "32"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 import typing
 from dataclasses import MISSING
 
@@ -34,7 +35,7 @@ def takes(cls, *, name: str = "cfg", panel: str | None = None, defaults: dict | 
                 f.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=_option(f, _default(f, defaults), panel),
-                annotation=str | None if _list_kind(hints[f.name]) else hints[f.name],
+                annotation=_cli_type(f, hints[f.name]),
             )
             for f in settings
         ]
@@ -71,15 +72,30 @@ def _option(f, default, panel):
     choices = f.metadata["choices"]
     extra = bounds(f) or (f"one of {', '.join(map(str, choices))}" if choices else "")
     help_text = f.metadata["help"] + (f" [{extra}]" if extra else "")  # typer adds [default: ...]
-    if isinstance(default, list):
+    if isinstance(default, list) and not f.metadata.get("repeat"):
         default = ",".join(map(str, default))
     if f.metadata.get("argument"):
         return typer.Argument(... if default is MISSING else default, help=help_text, rich_help_panel=panel)
     return typer.Option(... if default is MISSING else default, *names, help=help_text, rich_help_panel=panel)
 
 
+def _cli_type(f, hint):
+    """What the flag reads: comma-separated text for a list (unless given once per value), text for a setting
+    that takes several types (`str | int`: the dataclass reads the text), else the field's own type."""
+    if f.metadata.get("repeat"):
+        return hint
+    if _list_kind(hint):
+        return str | None
+    kinds = [h for h in typing.get_args(hint) if h is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(kinds) > 1:
+        return str | None if len(kinds) < len(typing.get_args(hint)) else str
+    return hint
+
+
 def _value(f, hint, given):
     kind = _list_kind(hint)
+    if kind and f.metadata.get("repeat"):
+        return list(given)
     return parse_list(given, kind, flag(f)) if kind else given
 
 

@@ -7,8 +7,11 @@ A setting made with `argument=True` is a positional argument on the command line
 finetune SRC`).
 
 A list setting (`list[int]`, `list[float]`, `list[str]`) is written on the command line as comma-separated
-values (`--depths 2,6,12`); its range and choices apply to every value, and it names at least one value
-unless made with `allow_empty`.
+values (`--depths 2,6,12`), or with `repeat` by giving the flag once per value (`--learngene a --learngene b`); its
+range and choices apply to every value, and it names at least one value unless made with `allow_empty`.
+
+A setting made with `cli=False` is library-only: checked and documented like the others, but no flag; its errors
+name it as `Class.field`.
 """
 
 from __future__ import annotations
@@ -31,26 +34,35 @@ def setting(
     flags=(),
     allow_empty=False,
     argument=False,
+    repeat=False,
+    cli=True,
     default_factory=MISSING,
 ):
     """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones, `choices` the
     values it may take; `flags` its names on the command line (default: `--field-name`); `allow_empty` lets a list
-    setting name nothing; `argument` makes it a positional argument instead of a flag. No default: the setting is
-    required."""
+    setting name nothing; `repeat` makes a list setting's flag given once per value rather than comma-separated;
+    `argument` makes it a positional argument instead of a flag; `cli=False` makes it library-only (checked, no
+    flag). No default: the setting is required."""
     meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "flags": flags}
-    meta.update(allow_empty=allow_empty, argument=argument)
+    meta.update(allow_empty=allow_empty, repeat=repeat, argument=argument, cli=cli)
     return field(default=default, default_factory=default_factory, metadata=meta)
 
 
-def settings_of(cls) -> list:
-    """The fields of `cls` that are flags (the others are library-only)."""
+def declared(cls) -> list:
+    """The `setting()` fields of `cls`, flags and library-only ones (plain fields are not)."""
     return [f for f in fields(cls) if "help" in f.metadata]
 
 
+def settings_of(cls) -> list:
+    """The fields of `cls` that are flags."""
+    return [f for f in declared(cls) if f.metadata.get("cli", True)]
+
+
 def check_settings(obj) -> None:
-    """Every flag-backed field of `obj` in its range: call from `__post_init__`."""
-    for f in settings_of(obj):
-        check(f, getattr(obj, f.name))
+    """Every `setting()` field of `obj` in its range: call from `__post_init__`."""
+    for f in declared(obj):
+        library_only = not f.metadata.get("cli", True)
+        check(f, getattr(obj, f.name), f"{type(obj).__name__}.{f.name}" if library_only else None)
 
 
 def flag(f) -> str:
@@ -79,15 +91,17 @@ def bounds(f) -> str:
     return " and ".join(part for part in (low, high) if part)
 
 
-def check(f, value) -> None:
-    """One-line UsageError if `value` is outside the setting's meaning (NaN and Inf never are inside)."""
+def check(f, value, name: str | None = None) -> None:
+    """One-line UsageError if `value` is outside the setting's meaning (NaN and Inf never are inside); the error
+    names the setting `name` (default: its flag)."""
+    name = name or flag(f)
     if isinstance(value, list | tuple):
         if not value and not f.metadata.get("allow_empty"):
-            raise UsageError(f"{flag(f)} needs at least one value")
+            raise UsageError(f"{name} needs at least one value")
         for item in value:
-            _check_one(f, item)
+            _check_one(f, item, name)
     elif value is not None:
-        _check_one(f, value)
+        _check_one(f, value, name)
 
 
 def parse_list(text: str | None, kind: type, name: str) -> list | None:
@@ -101,8 +115,8 @@ def parse_list(text: str | None, kind: type, name: str) -> list | None:
         raise UsageError(f"{name} takes comma-separated {what}") from None
 
 
-def _check_one(f, value) -> None:
-    m, name = f.metadata, flag(f)
+def _check_one(f, value, name: str) -> None:
+    m = f.metadata
     if m["choices"]:
         if value not in m["choices"]:
             raise UsageError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
