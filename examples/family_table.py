@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from lgtool.bench.cost import size_name
-from lgtool.bench.run import BenchConfig, run_bench
+from lgtool.bench.run import BenchConfig, BenchIO, plan_bench, run_bench
 
 METHODS = ("sws", "tleg", "wave")
 KINDS = {"single": "single-size (Aux-Net only)", "family": "family-aware, 3 sizes a step",
@@ -39,7 +39,8 @@ def main(out: Path) -> None:
             sys.exit(f"{missing[0]} is missing: run examples/family_vs_single.py {out} first")
         inits = [*METHODS, "weight-selection"] if kind == "single" else list(METHODS)
         cfg = BenchConfig(**SIZES, inits=inits, epochs=1, max_epochs=1)
-        run_bench(cfg, bench_out, learngenes=[str(p) for p in genes], resume=bench_out.is_dir(), log=print)
+        io = BenchIO(learngenes=genes, output=bench_out, resume=bench_out.is_dir())
+        run_bench(plan_bench(cfg, io), log=print)
     (out / "table.md").write_text(markdown(out, learned))
 
 

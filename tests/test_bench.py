@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import lgtool.bench.rows
 import lgtool.bench.run
-from lgtool.bench.run import BenchConfig, run_bench
+from lgtool.bench.run import BenchConfig, BenchIO, plan_bench, run_bench
 from lgtool.format.errors import InputError, UsageError
 from lgtool.training.finetune import finetune
 from lgtool.training.loop import Interrupted, TrainConfig
@@ -76,7 +76,7 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
         lgtool.bench.rows, "fit", lambda m, data, *a, **k: trained_on.append(data) or real_fit(m, data, *a, **k)
     )
     lines = []
-    report = run_bench(cfg, tmp_path / "b", ancestor=str(ancestor), log=lines.append)
+    report = run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=tmp_path / "b")), log=lines.append)
     out = tmp_path / "b"
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(report))
     for png in ("accuracy_vs_depth.png", "time_to_accuracy.png"):
@@ -126,7 +126,7 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     data["rows"] = [r for r in data["rows"] if (r["depth"], r["width"], r["init"]) != (3, 32, "tleg")]
     (out / "results.json").write_text(json.dumps(data))
     lines.clear()
-    run_bench(cfg, out, ancestor=str(ancestor), resume=True, log=lines.append)
+    run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=out, resume=True)), log=lines.append)
     lines = [line.split("] ", 1)[1] for line in lines]  # drop the elapsed-time stamp
     trained = [line for line in lines if line.startswith("d") and "test" in line]
     assert len(trained) == 1 and trained[0].startswith("d3 w32 tleg")
@@ -135,7 +135,8 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     # a learngene passed in: its learning cost comes from its provenance (steps x batch size)
     given = report["learngenes"]["tleg"]["path"]
     cfg2 = BenchConfig(**{**cfg.__dict__, "inits": ["tleg", "scratch"], "depths": [3], "widths": [], "epochs": 0})
-    again = run_bench(cfg2, tmp_path / "b2", ancestor=str(ancestor), learngenes=[given], log=lines.append)
+    io = BenchIO(ancestor=str(ancestor), learngenes=[given], output=tmp_path / "b2")
+    again = run_bench(plan_bench(cfg2, io), log=lines.append)
     assert again["learngenes"]["tleg"]["images"] == report["learngenes"]["tleg"]["images"] == 576
     # --epochs 0: the family as expanded; the alternatives still start at one epoch
     zero = {(r["init"], r["epochs"]): r for r in again["rows"]}
@@ -158,7 +159,7 @@ def test_a_family_aware_bench_learns_every_benched_size_and_counts_each(ancestor
         aux_depth=3,
         learn_family=True,
     )
-    report = run_bench(cfg, tmp_path / "f", ancestor=str(ancestor), log=lambda m: None)
+    report = run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=tmp_path / "f")), log=lambda m: None)
     learned = report["learngenes"]["tleg"]
     assert learned["path"].endswith("tleg-family.safetensors")
     assert set(learned["student_images"]) == {"d1-w32", "d3-w32", "d3-w16"}  # d3-w32 is the Aux size
@@ -172,7 +173,7 @@ def test_a_family_aware_wave_learngene_is_benched_at_its_trained_sizes_without_c
     cfg = BenchConfig(depths=[1, 3], width=32, widths=[16], width_depths=[3], inits=["wave"], epochs=0,
                       learn_epochs=1, max_epochs=1, train_samples=704, batch_size=64, aux_depth=3,
                       learn_family=True, rule_options={"template_size": 16}, calibrate_steps=2)  # fmt: skip
-    report = run_bench(cfg, tmp_path / "w", ancestor=str(ancestor), log=lambda m: None)
+    report = run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=tmp_path / "w")), log=lambda m: None)
     rows = {(r["depth"], r["width"]): r for r in report["rows"] if r["init"] == "wave"}
     assert set(rows) == {(1, 32), (3, 32), (3, 16)}
     assert all(r["calibration_images"] == 0 for r in rows.values())  # its own scalers: nothing to calibrate
@@ -193,7 +194,7 @@ def test_kd_scratch_is_taught_by_the_ancestor(ancestor, tmp_path):
 
 
 def test_unknown_init_is_a_usage_error():
-    with pytest.raises(UsageError, match="unknown init 'magic'"):
+    with pytest.raises(UsageError, match="--inits must be one of sws, .*, got 'magic'"):
         BenchConfig(inits=["tleg", "magic"])
 
 
@@ -217,5 +218,5 @@ def test_a_crafted_results_json_is_refused_before_any_work(tmp_path, crafted):
     (out / "results.json").write_text(crafted)
     before = (out / "results.json").read_bytes()
     with pytest.raises(InputError, match="results.json"):  # the data folder does not exist: never reached
-        run_bench(BenchConfig(), out, data_dir=str(tmp_path / "no-data"), resume=True, log=lambda m: None)
+        plan_bench(BenchConfig(), BenchIO(data_dir=str(tmp_path / "no-data"), output=out, resume=True))
     assert (out / "results.json").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["results.json"]

@@ -1,23 +1,24 @@
-"""The bench's plan: its settings (`BenchConfig`, every one checked before anything is loaded), the family it
-benches, and the results.json a resumed bench must agree with."""
+"""The bench's plan (`plan_bench`): every check that can be made before anything is loaded (the settings, the
+ancestor's name, given learngenes' headers, the output folder and the results.json a resumed bench must agree
+with), so that running it (`lgtool.bench.run`) only loads, trains and writes."""
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lgtool.bench.cost import INITS, LEARNGENES
-from lgtool.format.arch import MAX_EMBED_DIM, Arch, first_error, parse_width
+from lgtool.bench.settings import BenchConfig, BenchIO
+from lgtool.format.arch import Arch, first_error, parse_width
 from lgtool.format.errors import InputError, UsageError
+from lgtool.learngene import read_header
 from lgtool.rules import RULES
-from lgtool.training.ancestor import shipped_ancestor
+from lgtool.training.ancestor import ancestor_heads, resolve_ancestor, shipped_ancestor
 from lgtool.training.baselines import LAYER_POLICIES
-from lgtool.training.settings import COMMAND_DEFAULTS
 
 # The cheaper alternatives first: once one matches, a dearer one stops at its first budget (`Bench.curve`).
 # Inits that start from the same weights at a size (same seed, same cut): their top-1 at 0 epochs is measured once.
@@ -27,107 +28,41 @@ DEFAULT_ANCESTORS = {"fashion-mnist": "fmnist-vit"}  # shipped, already trained:
 SCHEMA = "lgtool-bench/3"
 
 
-@dataclass
-class BenchConfig:
-    depths: list[int] = field(default_factory=lambda: [2, 6, 12])
-    width: str | int = 64  # the family's width, and the learngenes' Aux width
-    num_heads: int | None = None  # at `width` (default: the ancestor's head count); other widths keep the head dim
-    widths: list[int] = field(default_factory=list)  # more widths
-    width_depths: list[int] | None = None  # depths at which `widths` run (default: all depths)
-    inits: list[str] = field(default_factory=lambda: list(INITS))
-    epochs: int = 1  # fine-tune budget of every learngene (0: as expanded); the alternatives' first budget
-    learn_epochs: int = 3
-    learn_init: str = "ancestor"  # learngenes seeded from the ancestor's layers (a ViT's), or "official"
-    learn_family: bool = False  # distil each learngene for the benched sizes at once (`lgtool.family`)
-    max_epochs: int = 4  # the alternatives double their epochs up to this
-    min_gain: float = 0.001  # a curve stops when doubling the epochs gains less than this (validation top-1)
-    lr_grid: list[float] = field(default_factory=lambda: [5e-4, 2e-3])  # every init picks from it on validation
-    warmup_grid: list[float] = field(default_factory=lambda: [0.2])  # warmup epochs, likewise
-    val_fraction: float = 0.1  # of the training images, held out for every choice the bench makes
-    learn_lr: float = COMMAND_DEFAULTS["learn"]["lr"]  # learn's own default, chosen on validation
-    batch_size: int = 128
-    train_samples: int | None = 5_000
-    aux_depth: int = 8
-    # Each learngene's rule takes the options it knows (SWS: stages, WAVE: template size).
-    rule_options: dict = field(default_factory=lambda: {"stages": [2, 2, 2, 2], "template_size": 32})
-    calibrate_steps: int = 200
-    calibrate_samples: int = 2000
-    calibrate_lr: float = 1e-2
-    seed: int = 0
+@dataclass(frozen=True)
+class BenchPlan:
+    """A bench checked and ready to run: its settings, what it reads and where it writes, with everything that can
+    be known before loading a tensor or an image already known. Nothing written."""
 
-    def __post_init__(self):
-        """Every setting in its range, as a one-line UsageError naming its flag, before anything is loaded."""
-        unknown = [i for i in self.inits if i not in INITS]
-        if unknown:
-            raise UsageError(f"unknown init {unknown[0]!r}: choose from {', '.join(INITS)}")
-        if not self.inits:
-            raise UsageError(f"--inits names no init: choose from {', '.join(INITS)}")
-        if not self.depths or min(self.depths) < 1:
-            raise UsageError("--depths takes positive integers, e.g. 2,4,6,8")
-        if min(self.widths, default=1) < 1:
-            raise UsageError("--widths takes positive integers, e.g. 96,128")
-        if self.width_depths is not None and (not self.width_depths or min(self.width_depths) < 1):
-            raise UsageError("--width-depths takes positive integers, e.g. 4,8")
-        if self.learn_init not in ("ancestor", "official"):
-            raise UsageError(f"unknown --learn-init {self.learn_init!r}: choose ancestor or official")
-        if self.epochs < 0:
-            raise UsageError(f"--epochs must be at least 0 (0: the family as expanded), got {self.epochs}")
-        if self.max_epochs < 1 or self.learn_epochs < 1:
-            raise UsageError("--learn-epochs and --max-epochs must be at least 1")
-        if self.num_heads is not None and self.num_heads < 1:
-            raise UsageError(f"--num-heads must be at least 1, got {self.num_heads}")
-        try:  # the width's spelling, and with --num-heads whether they divide it; the ancestor's heads come later
-            dim = parse_width(self.width, self.num_heads or 1)[0]
-        except InputError as e:
-            raise UsageError(f"--width: {e}") from None
-        if dim > MAX_EMBED_DIM:
-            raise UsageError(f"--width must be at most {MAX_EMBED_DIM}, got {dim}")
-        if not (positive(self.val_fraction) and self.val_fraction < 1):
-            raise UsageError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.train_samples is not None and self.train_samples < 1:
-            raise UsageError(f"--train-samples must be at least 1, got {self.train_samples}")
-        if self.train_samples is not None and self.train_samples * (1 - self.val_fraction) < self.batch_size:
-            raise UsageError(
-                f"--train-samples {self.train_samples} leaves fewer than one batch of the bench ({self.batch_size} "
-                "images) once the validation split is held out"
-            )
-        if not self.lr_grid or not all(positive(lr) for lr in self.lr_grid):
-            raise UsageError("--lr-grid takes positive finite learning rates, e.g. 5e-4,2e-3")
-        if not self.warmup_grid or not all(positive(w) or w == 0 for w in self.warmup_grid):
-            raise UsageError("--warmup-grid takes warmup epochs at least 0, e.g. 0,0.2")
-        if self.seed < 0:
-            raise UsageError(f"--seed must be at least 0, got {self.seed}")
-        # Library-only settings (no flag): named as fields.
-        for name in ("learn_lr", "calibrate_lr"):
-            if not positive(getattr(self, name)):
-                raise UsageError(f"BenchConfig.{name} must be a positive finite number, got {getattr(self, name)}")
-        for name in ("batch_size", "aux_depth", "calibrate_steps", "calibrate_samples"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"BenchConfig.{name} must be at least 1, got {getattr(self, name)}")
-        if not math.isfinite(self.min_gain):
-            raise UsageError(f"BenchConfig.min_gain must be a finite number, got {self.min_gain}")
+    cfg: BenchConfig
+    io: BenchIO
+    ancestor: str  # --ancestor, or the data's shipped one
+    out: Path
+    previous: dict  # the results.json being resumed; empty for a new bench
+    given: dict[str, Path]  # learngenes passed in, by method (headers read)
 
-    def sizes(self) -> list[tuple[int, int]]:
-        """(depth, width) of every Desc-Net benched: all depths at the family width, then the other widths."""
-        base = parse_width(self.width, 1)[0]
-        extra = [(d, w) for w in self.widths if w != base for d in (self.width_depths or self.depths)]
-        return [(d, base) for d in self.depths] + extra
-
-    def curve_epochs(self) -> list[int]:
-        """The alternatives' budgets: the fine-tune budget (at least 1), doubled until `max_epochs`."""
-        out, e = [], max(1, self.epochs)
-        while e <= max(self.max_epochs, max(1, self.epochs)):
-            out.append(e)
-            e *= 2
-        return out
+    @property
+    def results_path(self) -> Path:
+        return self.out / "results.json"
 
 
-def is_share(x) -> bool:
-    return isinstance(x, float) and 0 <= x <= 1
-
-
-def positive(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+def plan_bench(cfg: BenchConfig, io: BenchIO) -> BenchPlan:
+    """Every check a bench can make before it loads anything (settings are checked by their dataclasses): the
+    ancestor's name, the output folder and the bench it would continue, the given learngenes' headers, and whether
+    --width divides into the heads (the ancestor's, where its folder declares them). Reads headers only."""
+    ancestor = io.ancestor or DEFAULT_ANCESTORS.get(io.data)
+    if ancestor is None:
+        raise UsageError(f"--ancestor is required for --data {io.data} (a trained model on these labels)")
+    out = Path(io.output)
+    results_path = out / "results.json"
+    if results_path.is_file() and not io.resume:
+        raise InputError(f"{out} already holds a bench; pass --resume to continue it or choose another -o")
+    previous = previous_results(results_path) if io.resume and results_path.is_file() else {}
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder; choose another -o")
+    resolve_ancestor(ancestor)
+    given = {read_header(p)[1].method: Path(p) for p in io.learngenes}
+    check_family(cfg, ancestor, ancestor_heads(ancestor), given)  # a folder ancestor declares its heads
+    return BenchPlan(cfg, io, ancestor, out, previous, given)
 
 
 def previous_results(results_path: Path) -> dict:

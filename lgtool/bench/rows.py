@@ -52,17 +52,20 @@ class Bench:
     log: object
     at_init: dict = field(default_factory=dict)  # (depth, width, start, layer policy) -> top-1 before training
 
-    def learngenes(self, ancestor, out, given_paths, previous, resume):
-        """Each benched learngene, distilled once on the tuning split (or given), with what learning it cost."""
+    def learngenes(self, ancestor, out, given: dict, previous, resume):
+        """Each benched learngene, distilled once on the tuning split (or `given`: method -> (path, learngene)
+        loaded), with what learning it cost."""
 
         genes, learn_rows = {}, {}
-        given = {load_learngene(p).method: p for p in given_paths}
         for method in [i for i in self.cfg.inits if i in LEARNGENES]:
-            kind = f"{method}-family" if self.cfg.learn_family else method  # never resumed as the other kind
-            path = Path(given.get(method) or out / "learngenes" / f"{kind}.safetensors")
-            if not path.is_file():
-                learn_rows[method] = self.learn(ancestor, method, path, resume)
-            genes[method] = load_learngene(path)
+            if method in given:
+                path, genes[method] = given[method]
+            else:
+                kind = f"{method}-family" if self.cfg.learn_family else method  # never resumed as the other kind
+                path = out / "learngenes" / f"{kind}.safetensors"
+                if not path.is_file():
+                    learn_rows[method] = self.learn(ancestor, method, path, resume)
+                genes[method] = load_learngene(path)
             learn_rows.setdefault(method, previous.get("learngenes", {}).get(method, {"images": None}))
             prov = genes[method].meta.provenance  # a given learngene: its cost from what `learn` recorded
             if learn_rows[method].get("images") is None and prov.get("steps") and prov.get("batch_size"):

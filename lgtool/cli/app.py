@@ -74,14 +74,5 @@ def is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def float_list(text: str | None, option: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise UsageError(f"{option} takes comma-separated numbers, e.g. 2e-4,5e-4,2e-3") from None
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
