@@ -17,6 +17,9 @@ from lgtool.training.settings import COMMAND_DEFAULTS
 
 @dataclass
 class BenchConfig:
+    """The settings of one bench. Those made with `cli=False` are library-only (no flag), checked like the flags
+    and named `BenchConfig.<field>` in errors. The field order is that of the `config` results.json records."""
+
     # The family: its sizes.
     depths: list[int] = setting(help="Desc-Net depths.", lo=1, default_factory=lambda: [2, 6, 12])
     width: str | int = setting(
@@ -39,6 +42,9 @@ class BenchConfig:
         4, "Each alternative doubles its epochs up to this until it matches the best learngene.", lo=1,
         flags=("--max-epochs", "--scratch-max-epochs"),
     )  # fmt: skip
+    min_gain: float = setting(
+        0.001, "A curve stops when doubling the epochs gains less than this (validation top-1).", cli=False
+    )
     # Every choice is made on a validation split carved from the training images.
     lr_grid: list[float] = setting(
         help="Every init picks its rate from these on validation.", above=0, default_factory=lambda: [5e-4, 2e-3]
@@ -49,24 +55,20 @@ class BenchConfig:
     val_fraction: float = setting(
         0.1, "Training images held out for every choice (rates, when a route matches).", above=0, below=1
     )
-    train_samples: int | None = setting(5_000, "Class-balanced training subset.", lo=1)
-    all_data: bool = setting(False, "Use every training image (overrides --train-samples).")
-    seed: int = setting(0, "Seed of every initialization, split and data order.", lo=0, hi=2**63 - 1)
-    # Library only (no flag): checked like the flags, named BenchConfig.<field> in errors.
-    min_gain: float = setting(
-        0.001, "A curve stops when doubling the epochs gains less than this (validation top-1).", cli=False
-    )
     learn_lr: float = setting(
         COMMAND_DEFAULTS["learn"]["lr"], "Distillation rate of each learngene (learn's own default).", above=0,
         cli=False,
     )  # fmt: skip
     batch_size: int = setting(128, "Images per step of every training run.", lo=1, cli=False)
+    train_samples: int | None = setting(5_000, "Class-balanced training subset.", lo=1)
+    all_data: bool = setting(False, "Use every training image (overrides --train-samples).")
     aux_depth: int = setting(8, "Depth of each learngene's Aux-Net.", lo=1, cli=False)
+    # Each learngene's rule takes the options it knows (SWS: stages, WAVE: template size); the rule checks them.
+    rule_options: dict = field(default_factory=lambda: {"stages": [2, 2, 2, 2], "template_size": 32})
     calibrate_steps: int = setting(200, "WAVE: steps calibrating a new size's scalers.", lo=1, cli=False)
     calibrate_samples: int = setting(2000, "WAVE: training images those steps draw from.", lo=1, cli=False)
     calibrate_lr: float = setting(1e-2, "WAVE: calibration learning rate.", above=0, cli=False)
-    # Each learngene's rule takes the options it knows (SWS: stages, WAVE: template size); the rule checks them.
-    rule_options: dict = field(default_factory=lambda: {"stages": [2, 2, 2, 2], "template_size": 32})
+    seed: int = setting(0, "Seed of every initialization, split and data order.", lo=0, hi=2**63 - 1)
 
     def __post_init__(self):
         """Every setting in its range, as a one-line UsageError naming its flag, before anything is loaded; then
