@@ -45,8 +45,8 @@ def worker(kind: str, steps: int, width: int, depth: int, batch: int) -> dict:
     if kind != "bare":
         options = {"stages": [2] * (depth // 2)} if kind == "sws" else {"aux_depth": depth}
         gene = init_learngene(kind, width=width, img_size=28, patch_size=7, in_chans=1, num_classes=10, **options)
-        data.test = data.test.subset(torch.arange(256))  # fit evaluates once at the end; keep that small
-        summary = fit(build_aux(gene), data, data.view, cfg, identity={}, teacher=teacher)
+        judged = data.test.subset(torch.arange(256))  # fit evaluates once at the end; keep that small
+        summary = fit(build_aux(gene), data, data.view, cfg, identity={}, teacher=teacher, evaluate_on=judged)
         images_per_s = summary["images_per_s"]
     else:
         model = build_vit(

@@ -40,10 +40,10 @@ def score(out: Path, tuning, method: str, lr: float, warmup: float, init: str, b
         cfg = TrainConfig(epochs=bench.learn_epochs, batch_size=bench.batch_size, lr=lr, warmup_epochs=warmup)
         settings = LearnConfig(ancestor="fmnist-vit", method=method, output=path, width=64, num_heads=2,
                                aux_depth=bench.aux_depth, init=init, force=True, **options)  # fmt: skip
-        learn(settings, cfg, dataset=tuning, evaluate_ancestor=False)
+        learn(settings, cfg, dataset=tuning, evaluate_on=tuning.val, evaluate_ancestor=False)
     gene = load_learngene(path)
     view = View.from_input_cfg(gene.meta.input.model_dump(), gene.arch.img_size, gene.arch.in_chans)
-    val = {d: round(evaluate(expand(gene, depth=d), tuning.test, view), 4) for d in DEPTHS if makes(gene, d)}
+    val = {d: round(evaluate(expand(gene, depth=d), tuning.val, view), 4) for d in DEPTHS if makes(gene, d)}
     return {"method": method, "init": init, "lr": lr, "warmup_epochs": warmup, "val_top1": val,
             "mean": round(sum(val.values()) / len(val), 4)}  # fmt: skip
 

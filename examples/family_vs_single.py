@@ -73,12 +73,12 @@ def main(out: Path) -> None:
             settings = LearnConfig(ancestor="fmnist-vit", method=method, output=path, width=64, num_heads=2,
                                    aux_depth=8, family=family, family_samples=samples or 3, force=True,
                                    **options)  # fmt: skip
-            r = learn(settings, cfg, dataset=tuning, evaluate_ancestor=False)
+            r = learn(settings, cfg, dataset=tuning, evaluate_on=tuning.val, evaluate_ancestor=False)
             info = {"images": r["images_seen"], "teacher_images": r["teacher_images"], "aux_size": "d8-w64",
                     "student_images": r["family_images"]}  # fmt: skip
             gene = load_learngene(path)
             val = {
-                size_name(a.depth, a.embed_dim): round(evaluate(expand(gene, a), tuning.test, view), 4) for a in targets
+                size_name(a.depth, a.embed_dim): round(evaluate(expand(gene, a), tuning.val, view), 4) for a in targets
             }
             results[key] = {"steps": r["steps"], "learn_flops": learn_flops(info, flops), "val_top1": val,
                             "mean_val_top1": round(sum(val.values()) / len(val), 4), **info}  # fmt: skip

@@ -70,10 +70,13 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
         return data
 
     monkeypatch.setattr(lgtool.bench.run, "load_data", load_data)
-    # Every training run sees the tuning data only; the test split is only ever evaluated.
+    # Every training run sees the training images less the validation split, and is judged on that split: the test
+    # split is only ever reported.
     trained_on, real_fit = [], lgtool.bench.rows.fit
     monkeypatch.setattr(
-        lgtool.bench.rows, "fit", lambda m, data, *a, **k: trained_on.append(data) or real_fit(m, data, *a, **k)
+        lgtool.bench.rows,
+        "fit",
+        lambda m, data, *a, **k: trained_on.append((data, k["evaluate_on"])) or real_fit(m, data, *a, **k),
     )
     lines = []
     report = run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=tmp_path / "b")), log=lines.append)
@@ -82,7 +85,7 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     for png in ("accuracy_vs_depth.png", "time_to_accuracy.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["val_images"] == 70 and report["train_images"] == 704 - 70
-    assert trained_on and all(len(d.train) == 634 and len(d.test) == 70 for d in trained_on)
+    assert trained_on and all(len(d.train) == 634 and judged is d.val and len(d.val) == 70 for d, judged in trained_on)
     rows = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"]}
     assert "smaller than the 3 SWS stages" in rows[(1, 32, "sws", 1)]["skipped"]
     for only_wave_widens in ("sws", "tleg"):  # narrower, SWS and TLEG select; wider, only WAVE can make it

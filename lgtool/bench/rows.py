@@ -44,8 +44,7 @@ class Bench:
 
     cfg: BenchConfig
     arch: Arch
-    tuning: object  # Data: train = the training images less the validation split, test = the validation split
-    test: object  # the test split: reported numbers only
+    data: object  # Data: train less the validation split, val (every choice), test (reported numbers only)
     view: object
     teacher: torch.nn.Module
     vit_ancestor: bool
@@ -53,8 +52,8 @@ class Bench:
     at_init: dict = field(default_factory=dict)  # (depth, width, start, layer policy) -> top-1 before training
 
     def learngenes(self, ancestor, out, given: dict, previous, resume):
-        """Each benched learngene, distilled once on the tuning split (or `given`: method -> (path, learngene)
-        loaded), with what learning it cost."""
+        """Each benched learngene, distilled once on the training images less the validation split (or `given`:
+        method -> (path, learngene) loaded), with what learning it cost."""
 
         genes, learn_rows = {}, {}
         for method in [i for i in self.cfg.inits if i in LEARNGENES]:
@@ -106,7 +105,8 @@ class Bench:
             TrainConfig.for_command(
                 "learn", epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, seed=cfg.seed
             ),
-            dataset=self.tuning,
+            dataset=self.data,
+            evaluate_on=self.data.val,
             evaluate_ancestor=False,
             log=reporter(self.log, f"learn {method}"),
         )
@@ -161,11 +161,11 @@ class Bench:
         """A new size's own tensors (WAVE's scalers) learned on a few training images, templates frozen."""
 
         cfg = self.cfg
-        data = copy.copy(self.tuning)
+        data = copy.copy(self.data)
         data.train = data.train.subset(balanced_subset(data.train.labels, cfg.calibrate_samples, cfg.seed + 2))
         calibrated, info = calibrate(  # the row measures the calibrated model itself: skip the "before" pass
             gene, target, dataset=data, steps=cfg.calibrate_steps, lr=cfg.calibrate_lr, seed=cfg.seed,
-            measure_before=False,
+            measure_before=False, evaluate_on=data.val,
         )  # fmt: skip
         return calibrated, info["images"]
 
@@ -193,7 +193,7 @@ class Bench:
                 except InputError as e:
                     return {**row, "skipped": str(e)}
                 known = self.at_init.get((depth, width, SAME_START.get(init, init), policy), {})
-                at_init = {"val_at_init": known.get("val_at_init") or evaluate(model, self.tuning.test, self.view)}
+                at_init = {"val_at_init": known.get("val_at_init") or evaluate(model, self.data.val, self.view)}
                 starts[policy] = (model, calibration, selection, at_init)
             model, calibration, selection, at_init = starts[policy]
             if epochs == 0:
@@ -214,9 +214,9 @@ class Bench:
             "params": sum(p.numel() for p in model.parameters()),
             "calibration_images": calibration,
             **at_init,
-            "top1_at_init": (at_start := known.get("top1_at_init") or evaluate(model, self.test, self.view)),
+            "top1_at_init": (at_start := known.get("top1_at_init") or evaluate(model, self.data.test, self.view)),
             "val_top1": summary["top1"],
-            "top1": at_start if epochs == 0 else evaluate(trained, self.test, self.view),
+            "top1": at_start if epochs == 0 else evaluate(trained, self.data.test, self.view),
             "train_images": summary["images_seen"],
             "teacher_images": summary.get("teacher_images", 0),  # 0 without a teacher; repeats come from its cache
             "wall_seconds": round(time.perf_counter() - t0, 2),
@@ -238,7 +238,7 @@ class Bench:
             log_every=10**9,
             eval_each_epoch=False,
         )
-        return fit(model, self.tuning, self.view, cfg, identity={}, teacher=teacher)
+        return fit(model, self.data, self.view, cfg, identity={}, teacher=teacher, evaluate_on=self.data.val)
 
     def curve(self, init: str, depth: int, width: int, genes: dict, rows: dict, record, flops: dict) -> None:
         """An alternative at its first budget, doubled until it matches the best learngene here on validation,

@@ -49,8 +49,7 @@ class Loaded:
     """What a planned bench loads before it writes anything: each step can still refuse the bench."""
 
     given: dict  # method -> (path, Learngene) of the learngenes passed in
-    dataset: object  # Data: the test split only produces the reported numbers
-    tuning: object  # Data: train = the training images less the validation split, test = the validation split
+    data: object  # Data: train less the validation split, val (every choice), test (reported numbers only)
     teacher: object  # the ancestor
     vit_ancestor: bool
     view: object
@@ -87,7 +86,7 @@ def load(plan: BenchPlan) -> Loaded:
             f"({cfg.batch_size} images) once the validation split ({cfg.val_fraction:.0%}) is held out"
         )
     # Every choice (rates, warmup, layer policy, when a curve has matched) is made on this split.
-    tuning = dataset.held_out(cfg.val_fraction, cfg.seed + 1)
+    data = dataset.held_out(cfg.val_fraction, cfg.seed + 1)
     teacher = load_ancestor(plan.ancestor, num_classes=dataset.num_classes)
     vit_ancestor = is_vit(teacher)
     view = ancestor_view(teacher, dataset.view)
@@ -105,7 +104,7 @@ def load(plan: BenchPlan) -> Loaded:
         depth=cfg.aux_depth,
         num_classes=dataset.num_classes,
     )
-    return Loaded(given, dataset, tuning, teacher, vit_ancestor, view, arch)
+    return Loaded(given, data, teacher, vit_ancestor, view, arch)
 
 
 def begin(plan: BenchPlan, loaded: Loaded, log, started: float) -> tuple[Bench, dict, Results]:
@@ -114,11 +113,11 @@ def begin(plan: BenchPlan, loaded: Loaded, log, started: float) -> tuple[Bench, 
     out.mkdir(parents=True, exist_ok=True)
     if any(m in LEARNGENES and m not in plan.given for m in cfg.inits):
         (out / "learngenes").mkdir(exist_ok=True)  # learn() writes there and wants the folder to exist
-    teacher, view, test = loaded.teacher, loaded.view, loaded.dataset.test
+    teacher, view, test = loaded.teacher, loaded.view, loaded.data.test
     known_top1 = plan.previous.get("ancestor", {}).get("top1")
     ancestor_top1 = known_top1 if is_share(known_top1) else evaluate(teacher, test, view)
     log(f"ancestor {plan.ancestor}: test top-1 {ancestor_top1:.4f}")
-    bench = Bench(cfg, loaded.arch, loaded.tuning, test, view, teacher, loaded.vit_ancestor, log)
+    bench = Bench(cfg, loaded.arch, loaded.data, view, teacher, loaded.vit_ancestor, log)
     genes, learn_rows = bench.learngenes(plan.ancestor, out, loaded.given, plan.previous, plan.io.resume)
     ancestor = {"name": plan.ancestor, "top1": ancestor_top1, "vit": loaded.vit_ancestor}
     head = {
@@ -126,8 +125,8 @@ def begin(plan: BenchPlan, loaded: Loaded, log, started: float) -> tuple[Bench, 
         "data": plan.io.data,
         "ancestor": {**ancestor, **ancestor_cost(plan.ancestor)},
         "arch": loaded.arch.model_dump(),
-        "val_images": len(loaded.tuning.test),
-        "train_images": len(loaded.tuning.train),
+        "val_images": len(loaded.data.val),
+        "train_images": len(loaded.data.train),
         "flops": bench.flops(),
         "learngenes": learn_rows,
     }

@@ -1,4 +1,4 @@
-"""Learning on data: distil a learngene from an ancestor (`learn`) with the one loop in `loop.py`.
+"""Learning on data: distil a learngene from an ancestor (`learn`) with the one training loop (`loop/train.py`).
 
 A plan, then a run: `plan_learn` makes every check that needs no model and no data (the settings, what the
 ancestor is, the resume checkpoint, the outputs) and writes nothing; `run_learn` loads, trains and writes.
@@ -51,7 +51,13 @@ class LearnPlan:
 
 @scoped
 def learn(
-    settings: LearnConfig, cfg: TrainConfig | None = None, *, dataset=None, evaluate_ancestor: bool = True, log=None
+    settings: LearnConfig,
+    cfg: TrainConfig | None = None,
+    *,
+    dataset=None,
+    evaluate_on=None,
+    evaluate_ancestor: bool = True,
+    log=None,
 ) -> dict:
     """Train a learngene's templates through its Aux-Net by distillation from `settings.ancestor`; write it to
     `settings.output`. `cfg`: how to train (default: `learn`'s own settings, `TrainConfig.for_command`).
@@ -59,13 +65,14 @@ def learn(
     `settings.init`: "official" starts from the paper's initialization, "ancestor" from templates seeded from the
     ancestor's own layers (`lgtool.training.seed`), which needs a ViT ancestor at least as wide; None (the default):
     "ancestor" wherever the ancestor allows it, else "official" (`default_init`). `dataset` (already loaded: its
-    train split is distilled on, its test split evaluated) replaces `settings.data` and `train_samples`.
+    train split is distilled on) replaces `settings.data` and `train_samples`; the Aux-Net (and the ancestor, with
+    `evaluate_ancestor`) is evaluated on `evaluate_on`, default the data's test split.
 
     `settings.sizes`: (depth, width) sizes (None: the Aux one) to distil the learngene for at once, each step
     through `family_samples` of them (`lgtool.family`); by default the Aux size alone, as the papers."""
 
     plan = plan_learn(settings, cfg)
-    return run_learn(plan, dataset=dataset, evaluate_ancestor=evaluate_ancestor, log=log)
+    return run_learn(plan, dataset=dataset, evaluate_on=evaluate_on, evaluate_ancestor=evaluate_ancestor, log=log)
 
 
 def plan_learn(settings: LearnConfig, cfg: TrainConfig | None = None) -> LearnPlan:
@@ -103,23 +110,24 @@ def _check_outputs(s: LearnConfig) -> Path:
     return checkpoint
 
 
-def run_learn(plan: LearnPlan, *, dataset=None, evaluate_ancestor: bool = True, log=None) -> dict:
+def run_learn(plan: LearnPlan, *, dataset=None, evaluate_on=None, evaluate_ancestor: bool = True, log=None) -> dict:
     """Load the data and the ancestor, distil the learngene and write it, as `plan` says (see `learn`)."""
 
     s, cfg = plan.settings, plan.cfg
     dataset = dataset or load_data(s.data, s.data_dir, s.train_samples, seed=cfg.seed)
+    evaluate_on = dataset.test if evaluate_on is None else evaluate_on
     teacher = load_ancestor(s.ancestor, s.ancestor_weights, num_classes=dataset.num_classes)
     gene, view, init = _initial_learngene(s, cfg, teacher, dataset)
     aux, identity = _aux_net(gene, s, cfg)
     started = time.time()
     summary = fit(aux, dataset, view, cfg, identity=identity, checkpoint=plan.checkpoint, resume=s.resume,
-                  teacher=teacher, log=log)  # fmt: skip
+                  teacher=teacher, log=log, evaluate_on=evaluate_on)  # fmt: skip
     learned = aux.to("cpu").to_learngene()
     family = {**identity["family"], "images": aux.family_report()} if aux.family else None
     learned.meta.provenance.update(_provenance(plan, len(dataset.train), summary, init, family, started))
     if Dist.from_env().main:
         _save(learned, plan)
-    ancestor_top1 = evaluate(teacher, dataset.test, view) if evaluate_ancestor else None
+    ancestor_top1 = evaluate(teacher, evaluate_on, view) if evaluate_ancestor else None
     return {
         "output": str(s.output),
         "method": s.method,

@@ -29,8 +29,9 @@ __all__ = [
 class Data:
     name: str
     train: Split  # in memory (TensorSplit) or an ImageFolder (FolderSplit)
-    test: Split  # held out: evaluation each epoch
+    test: Split  # the data's own held-out images: reported numbers
     view: View  # the data's own size, channels and statistics
+    val: Split | None = None  # held out of train by `held_out`: every choice is made on it
 
     @property
     def classes(self) -> list[str]:
@@ -41,12 +42,13 @@ class Data:
         return len(self.classes)
 
     def held_out(self, fraction: float, seed: int) -> Data:
-        """Training images less a class-balanced `fraction` of them, which becomes the `test` split: every
-        choice (rates, warmup, defaults) is made on it, so the real test split is never looked at."""
+        """Training images less a class-balanced `fraction` of them, which become the `val` split: every choice
+        (rates, warmup, defaults) is made on it, so that the test split is only ever reported."""
         held = balanced_subset(self.train.labels, max(self.num_classes, round(len(self.train) * fraction)), seed)
         keep = torch.ones(len(self.train), dtype=torch.bool)
         keep[held] = False
-        return Data(self.name, self.train.subset(keep.nonzero().squeeze(1)), self.train.subset(held), self.view)
+        rest = self.train.subset(keep.nonzero().squeeze(1))
+        return Data(self.name, rest, self.test, self.view, val=self.train.subset(held))
 
 
 def load_data(spec: str, data_dir: str | None = None, train_samples: int | None = None, seed: int = 0) -> Data:
