@@ -120,7 +120,7 @@ def test_resume_keeps_the_cached_logits(tmp_path):
 def test_a_checkpoint_that_never_counted_the_teachers_forwards_resumes_without_a_count(tmp_path):
     """Checkpoints written before the teacher's forwards were counted hold no `teacher_images`: such a run
     resumes exactly, and reports no count rather than a wrong one."""
-    data, view, ckpt, after_one = toy_data(), View(28, 1, (0.5,), (0.5,)), tmp_path / "run.ckpt", tmp_path / "one.ckpt"
+    data, view, ckpt, after_one = toy_data(), GRAY, tmp_path / "run.ckpt", tmp_path / "one.ckpt"
 
     def keep_first_epoch(epoch, *_):
         if epoch == 2:  # the checkpoint still holds epoch 1: it is saved after this callback
