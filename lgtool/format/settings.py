@@ -72,22 +72,9 @@ def flag(f) -> str:
 
 
 def bounds(f) -> str:
-    """The range of a setting in words, for --help and errors: "between 0 and 1", "at least 1", "above 0"."""
-    m = f.metadata
-    low = (
-        f"at least {_num(m['lo'])}"
-        if m["lo"] is not None
-        else f"above {_num(m['above'])}"
-        if m["above"] is not None
-        else ""
-    )
-    high = (
-        f"at most {_num(m['hi'])}"
-        if m["hi"] is not None
-        else f"below {_num(m['below'])}"
-        if m["below"] is not None
-        else ""
-    )
+    """The range of a setting in words, for --help and errors: "at least 0 and below 1", "above 0"."""
+    low = _bound(f.metadata, "lo", "above", "at least", "above")
+    high = _bound(f.metadata, "hi", "below", "at most", "below")
     return " and ".join(part for part in (low, high) if part)
 
 
@@ -129,6 +116,12 @@ def _check_one(f, value, name: str) -> None:
     too_high = (m["hi"] is not None and value > m["hi"]) or (m["below"] is not None and value >= m["below"])
     if too_low or too_high:
         raise UsageError(f"{name} must be {bounds(f)}, got {_num(value)}")
+
+
+def _bound(m: dict, inclusive: str, exclusive: str, *words: str) -> str:
+    if m[inclusive] is not None:
+        return f"{words[0]} {_num(m[inclusive])}"
+    return f"{words[1]} {_num(m[exclusive])}" if m[exclusive] is not None else ""
 
 
 def _num(x) -> str:
