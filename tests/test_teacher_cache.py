@@ -96,16 +96,23 @@ def test_inputs_that_never_repeat_run_the_teacher_live():
         assert why in inputs_repeat(TrainConfig(augment="none", **settings), toy_data().train)
 
 
-def test_resume_keeps_the_cached_logits(tmp_path):
-    data, view, ckpt, after_one = toy_data(), GRAY, tmp_path / "run.ckpt", tmp_path / "one.ckpt"
+def run_keeping_epoch_one(tmp_path):
+    """A full distillation run, and a copy of its checkpoint as it stood after epoch 1."""
+    data, ckpt, after_one = toy_data(), tmp_path / "run.ckpt", tmp_path / "one.ckpt"
 
     def keep_first_epoch(epoch, *_):
         if epoch == 2:  # the checkpoint still holds epoch 1: it is saved after this callback
             shutil.copy(ckpt, after_one)
 
     straight = student()
-    full = fit(straight, data, view, cfg(augment="none"), identity={}, teacher=Counting(), checkpoint=ckpt,
+    full = fit(straight, data, GRAY, cfg(augment="none"), identity={}, teacher=Counting(), checkpoint=ckpt,
                on_epoch=keep_first_epoch)  # fmt: skip
+    return data, straight, full, after_one
+
+
+def test_resume_keeps_the_cached_logits(tmp_path):
+    data, straight, full, after_one = run_keeping_epoch_one(tmp_path)
+    view = GRAY
     saved = torch.load(after_one, weights_only=True)["teacher_logits"]
     assert saved["keys"].shape == (64, 2) and saved["logits"].shape == (64, 10)
     teacher, resumed = Counting(), student()
@@ -120,15 +127,8 @@ def test_resume_keeps_the_cached_logits(tmp_path):
 def test_a_checkpoint_that_never_counted_the_teachers_forwards_resumes_without_a_count(tmp_path):
     """Checkpoints written before the teacher's forwards were counted hold no `teacher_images`: such a run
     resumes exactly, and reports no count rather than a wrong one."""
-    data, view, ckpt, after_one = toy_data(), GRAY, tmp_path / "run.ckpt", tmp_path / "one.ckpt"
-
-    def keep_first_epoch(epoch, *_):
-        if epoch == 2:  # the checkpoint still holds epoch 1: it is saved after this callback
-            shutil.copy(ckpt, after_one)
-
-    straight = student()
-    full = fit(straight, data, view, cfg(augment="none"), identity={}, teacher=Counting(), checkpoint=ckpt,
-               on_epoch=keep_first_epoch)  # fmt: skip
+    data, straight, full, after_one = run_keeping_epoch_one(tmp_path)
+    view = GRAY
     state = torch.load(after_one, weights_only=True)
     del state["position"]["teacher_images"]
     torch.save(state, after_one)
