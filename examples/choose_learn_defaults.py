@@ -42,7 +42,7 @@ def score(out: Path, tuning, method: str, lr: float, warmup: float, init: str, b
                                aux_depth=bench.aux_depth, init=init, force=True, **options)  # fmt: skip
         learn(settings, cfg, dataset=tuning, evaluate_on=tuning.val, evaluate_ancestor=False)
     gene = load_learngene(path)
-    view = View.from_input_cfg(gene.meta.input.model_dump(), gene.arch.img_size, gene.arch.in_chans)
+    view = View(gene.arch.img_size, gene.arch.in_chans, gene.meta.input)
     val = {d: round(evaluate(expand(gene, depth=d), tuning.val, view), 4) for d in DEPTHS if makes(gene, d)}
     return {"method": method, "init": init, "lr": lr, "warmup_epochs": warmup, "val_top1": val,
             "mean": round(sum(val.values()) / len(val), 4)}  # fmt: skip

@@ -38,7 +38,7 @@ def calibrate(
         raise InputError(f"--calibrate learns a size's own tensors; a {gene.method.upper()} learngene has none")
     dataset = dataset or load_data(data, data_dir, samples, seed=seed)
     resized = resize_gene(gene, target)
-    view = View.from_input_cfg(gene.meta.input.model_dump(), target.img_size, target.in_chans)
+    view = View(target.img_size, target.in_chans, gene.meta.input)
     learned = {name for name, role in resized.meta.tensors.items() if role.get("template") in rules.SIZE_SPECIFIC}
     aux = build_aux(resized)
     evaluate_on = dataset.test if evaluate_on is None else evaluate_on
