@@ -141,7 +141,7 @@ def test_non_block_tensors_copied_when_they_have_a_counterpart(tmp_path):
 def test_bad_init_is_a_usage_error_before_any_data(run_cli, tmp_path):
     from lgtool.training.settings import LearnConfig
 
-    with pytest.raises(UsageError, match="unknown init 'paper'"):
+    with pytest.raises(UsageError, match="--init must be one of official, ancestor, got 'paper'"):
         LearnConfig(ancestor="no-such-ancestor", method="tleg", data=str(tmp_path / "missing"), init="paper")
     code, _, err = run_cli("learn", "--ancestor", "x", "--data", tmp_path / "missing", "--init", "paper")
-    assert code == 2 and "unknown init 'paper'" in err
+    assert code == 2 and "--init must be one of official, ancestor, got 'paper'" in err

@@ -132,6 +132,7 @@ class LearnConfig:
         "ancestor: templates seeded from the ancestor's own layers (SWS stage means, TLEG least-squares line, WAVE "
         "nearest-Kronecker templates); official: the papers' initialization. Default: ancestor where the ancestor "
         "is a ViT at least as wide as the learngene, else official.",
+        choices=LEARN_INITS,
     )
     # The sizes distilled for at once (`lgtool.family`).
     family_depths: str | None = setting(
@@ -155,8 +156,6 @@ class LearnConfig:
         check_settings(self)
         self.output = Path(self.output)  # a library caller may name files with strings
         self.checkpoint, self.resume = (None if p is None else Path(p) for p in (self.checkpoint, self.resume))
-        if self.init is not None and self.init not in LEARN_INITS:
-            raise UsageError(f"unknown init {self.init!r}: choose {' or '.join(LEARN_INITS)}")
         check_size_options(self.width, self.num_heads, self.img_size, self.patch_size)
         if self.aux_depth is not None and self.aux_depth > MAX_DEPTH:
             raise UsageError(f"--aux-depth {self.aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
