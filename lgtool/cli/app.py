@@ -53,6 +53,16 @@ def _root(
         print(ctx.get_help())
 
 
+def dry_run_option():
+    """`--dry-run`, the same on every command that writes: the plan on the real arguments, and nothing else."""
+    return typer.Option(
+        False,
+        "--dry-run",
+        help="Make every check the run makes first, on these arguments; read no data, write nothing, and exit "
+        "with the code the run would give.",
+    )
+
+
 def emit(result: dict, as_json: bool, render) -> None:
     if as_json:
         sys.stdout.write(dumps(result) + "\n")  # strict: NaN and Infinity from a crafted file become null
