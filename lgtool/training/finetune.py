@@ -21,7 +21,7 @@ from lgtool.hub import CONFIG, check_channels, read_config, write_descnet
 from lgtool.learngene import first_nonfinite
 from lgtool.training.ancestor import load_ancestor, load_folder, resolve_ancestor, shipped_ancestor, weights_file
 from lgtool.training.data import View, data_paths, load_data
-from lgtool.training.loop import Dist, TrainConfig, fit
+from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
 from lgtool.training.settings import FinetuneConfig
 
 CHECKPOINT = "checkpoint.ckpt"
@@ -90,12 +90,15 @@ def run_finetune(plan: FinetunePlan, *, log=None) -> dict:
 
     s, cfg, output = plan.settings, plan.cfg, plan.settings.output
     dataset = load_data(s.data, s.data_dir, s.train_samples, seed=cfg.seed)
+    if s.val_fraction is not None:  # held out as the bench holds it out, so a bench's recipe trains alike
+        dataset = dataset.held_out(s.val_fraction, cfg.seed + 1)
+    split = "test" if dataset.val is None else "validation"
     model, arch, view, lineage = _model(plan, dataset)
     teacher = None
     if plan.teaches:
         teacher = load_ancestor(s.ancestor, num_classes=dataset.num_classes)
         lineage = {**lineage, "teacher": s.ancestor, "kd": cfg.kd, "alpha": cfg.alpha, "tau": cfg.tau}
-    trained_on = {"data": s.data, "train_samples": len(dataset.train)}
+    trained_on = {"data": s.data, "train_samples": len(dataset.train), "evaluated_on": split}
 
     def write(model, name: str, score: dict, which: str):
         with _keeping(output / CHECKPOINT, which):
@@ -107,11 +110,13 @@ def run_finetune(plan: FinetunePlan, *, log=None) -> dict:
 
     identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(s.src) if s.src else "scratch"}
     summary = fit(model, dataset, view, cfg, identity=identity, checkpoint=output / CHECKPOINT, resume=s.resume,
-                  teacher=teacher, log=log, on_epoch=on_epoch)  # fmt: skip
-    best_row = {"top1": None, "epoch": None}
+                  teacher=teacher, log=log, on_epoch=on_epoch, evaluate_on=dataset.val)  # fmt: skip
+    best_row, reported = {"top1": None, "epoch": None}, {}
     if Dist.from_env().main:
         history = summary["history"]
         best_row = max(history, key=lambda h: h["top1"]) if history else best_row
+        if dataset.val is not None:  # choices were made on validation; the test split is only reported
+            reported["test_top1"] = evaluate(getattr(model, "module", model), dataset.test, view)
         write(model, "last", {"top1": history[-1]["top1"], "epoch": cfg.epochs}, "the finished training")
         with _keeping(output / CHECKPOINT, "the finished training"):
             write_json(output / "metrics.json", {"history": history, **summary})
@@ -121,6 +126,8 @@ def run_finetune(plan: FinetunePlan, *, log=None) -> dict:
         "last": str(output / "last"),
         "best_top1": best_row["top1"],
         "best_epoch": best_row["epoch"],
+        "evaluated_on": split,  # the split best_top1 (and the choice of best/) was measured on
+        **reported,
         "params": arch.num_params(),
         **{k: v for k, v in summary.items() if k != "history"},
     }

@@ -114,8 +114,12 @@ def run_learn(plan: LearnPlan, *, dataset=None, evaluate_on=None, evaluate_ances
     """Load the data and the ancestor, distil the learngene and write it, as `plan` says (see `learn`)."""
 
     s, cfg = plan.settings, plan.cfg
-    dataset = dataset or load_data(s.data, s.data_dir, s.train_samples, seed=cfg.seed)
-    evaluate_on = dataset.test if evaluate_on is None else evaluate_on
+    if dataset is None:
+        dataset = load_data(s.data, s.data_dir, s.train_samples, seed=cfg.seed)
+        if s.val_fraction is not None:  # held out as the bench holds it out, so a bench's recipe learns alike
+            dataset = dataset.held_out(s.val_fraction, cfg.seed + 1)
+    if evaluate_on is None:
+        evaluate_on = dataset.test if dataset.val is None else dataset.val
     teacher = load_ancestor(s.ancestor, s.ancestor_weights, num_classes=dataset.num_classes)
     gene, view, init = _initial_learngene(s, cfg, teacher, dataset)
     aux, identity = _aux_net(gene, s, cfg)

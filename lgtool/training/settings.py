@@ -141,6 +141,10 @@ class LearnConfig:
     family_widths: str | None = setting(None, "And these widths, e.g. 32,64,128 (WAVE: each gets scalers of its own).")
     family_samples: int = setting(3, "Sizes trained per step: the largest, the smallest and random others.", lo=2)
     train_samples: int | None = setting(None, "A class-balanced training subset.", lo=1)
+    val_fraction: float | None = setting(
+        None, "Hold out this share of the training images as the validation split the Aux-Net is measured on.",
+        above=0, below=1,
+    )  # fmt: skip
     # Files.
     checkpoint: Path | None = setting(None, "Checkpoint path (default: OUTPUT with .ckpt).")
     resume: Path | None = setting(None, "Continue from this checkpoint.")
@@ -203,6 +207,10 @@ class FinetuneConfig:
         None, "Distil from this teacher while training (fmnist-vit, a timm name or a folder)."
     )
     train_samples: int | None = setting(None, "A class-balanced training subset.", lo=1)
+    val_fraction: float | None = setting(
+        None, "Hold out this share of the training images as a validation split: best/ is chosen on it, as the "
+        "bench chooses, and the test split is only reported.", above=0, below=1,
+    )  # fmt: skip
     # Files.
     resume: Path | None = setting(None, "Continue from this checkpoint (OUT/checkpoint.ckpt).")
     output: Path = setting(help="Folder for best/, last/, checkpoint and metrics.", flags=("-o", "--output"))
