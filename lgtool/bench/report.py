@@ -216,7 +216,8 @@ def _color(init: str) -> str:
     return f"C{INITS.index(init)}"
 
 
-def _figure(path: Path, draw, **subplots) -> None:
+def figure(path: Path, draw, **subplots) -> None:
+    """A matplotlib figure drawn by `draw(fig, axes)`, written as a PNG atomically."""
     matplotlib.use("Agg")
     fig, axes = plt.subplots(dpi=120, **subplots)
     draw(fig, axes)
@@ -279,7 +280,7 @@ def plot_accuracy(report: dict, path: Path) -> None:
         ax.set_title(f"{Path(str(report['data'])).name}, width {width}: accuracy vs depth")
         ax.legend(fontsize=5, ncol=2)
 
-    _figure(path, draw, figsize=(6.4, 4.4))
+    figure(path, draw, figsize=(6.4, 4.4))
 
 
 def plot_time_to_accuracy(report: dict, path: Path) -> None:
@@ -327,4 +328,4 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
         axes[-1].legend([labelled[i] for i in order], order, fontsize=6, loc="lower right")
         fig.suptitle("time to accuracy (learngene curves include the whole one-off learn cost)", fontsize=9)
 
-    _figure(path, draw, ncols=len(shown), figsize=(4 * len(shown), 3.6), sharey=True)
+    figure(path, draw, ncols=len(shown), figsize=(4 * len(shown), 3.6), sharey=True)
