@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import lgtool.bench.rows
 import lgtool.bench.run
+from lgtool.bench.cost import LEARNGENES
 from lgtool.bench.run import BenchConfig, BenchIO, plan_bench, run_bench
 from lgtool.format.errors import InputError, UsageError
 from lgtool.training.finetune import finetune
@@ -122,6 +123,13 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
         assert c["ratio_flops"] == round(c["alternative_flops"] / c["route_flops"], 2)
     assert set(report["recommendation"]) == {"d1-w32", "d3-w32", "d3-w16", "d3-w64"}
     assert "cheapest route" in md and report["best_learngene"] in md
+    # the family: at every size, the best on validation of every budget trained there (learngenes also as expanded)
+    family = json.loads((out / "family" / "family.json").read_text())
+    assert set(family) == {"d1-w32", "d3-w32", "d3-w16", "d3-w64"}
+    for size, e in family.items():
+        here = [r for r in report["rows"] if f"d{r['depth']}-w{r['width']}" == size and "val_top1" in r]
+        offered = [r["val_top1"] for r in here] + [r["val_at_init"] for r in here if r["init"] in LEARNGENES]
+        assert e["val_top1"] == max(offered) and (out / "family" / e["path"] / "model.safetensors").is_file()
     assert report["ancestor"]["top1"] > 0.6 and report["ancestor"]["training_images"] == 2 * 6000
 
     # resume: a finished bench redoes nothing; a lost row is redone alone

@@ -50,6 +50,7 @@ class Bench:
     vit_ancestor: bool
     log: object
     at_init: dict = field(default_factory=dict)  # (depth, width, start, layer policy) -> top-1 before training
+    keep: object = None  # keep(row, models by budget, arch): offered every finished row's models (the family)
 
     def learngenes(self, ancestor, out, given: dict, previous, resume):
         """Each benched learngene, distilled once on the training images less the validation split (or `given`:
@@ -223,6 +224,9 @@ class Bench:
         }
         start = (depth, width, SAME_START.get(init, init), choice.get("layer_policy"))
         self.at_init[start] = {k: result[k] for k in ("val_at_init", "top1_at_init")}
+        if self.keep is not None:  # a learngene's Desc-Net is a candidate as expanded too; an alternative's cut is not
+            models = {**({0: model} if init in LEARNGENES else {}), **({epochs: trained} if epochs else {})}
+            self.keep(result, models, self.arch.resized(depth, width))
         return result
 
     def train(self, model, init: str, epochs: int, choice: dict) -> dict:

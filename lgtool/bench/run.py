@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lgtool.bench.cost import LEARNGENES
+from lgtool.bench.cost import ALTERNATIVES, LEARNGENES, learn_flops
+from lgtool.bench.handover import FAMILY, Keeper, learn_shares, read_kept, write_family
 from lgtool.bench.plan import (
     CURVE_ORDER,
     SCHEMA,
@@ -33,6 +34,7 @@ from lgtool.bench.plan import (
 )
 from lgtool.bench.report import write_report
 from lgtool.bench.rows import Bench
+from lgtool.family import makeable
 from lgtool.format.arch import HEAD_DIM, Arch, default_patch_size, parse_width
 from lgtool.format.atomic import write_json
 from lgtool.format.errors import InputError
@@ -65,6 +67,11 @@ def run_bench(plan: BenchPlan, log=print) -> dict:
     cfg = plan.cfg
     bench, genes, results = begin(plan, load(plan), log, started)
     rows, flops = results.rows, results.head["flops"]
+    makes = {m: makeable(gene, cfg.sizes()) for m, gene in genes.items()}
+    shares = learn_shares(results.head["learngenes"], makes, lambda info: learn_flops(info, flops))
+    made_from = sources(plan.ancestor, results.head["learngenes"])
+    keeper = None if plan.io.no_family else Keeper(plan.out / FAMILY, flops, shares, bench.view.norm, made_from)
+    bench.keep = keeper and keeper.offer
     for depth, width in cfg.sizes():
         for init in [i for i in cfg.inits if i in LEARNGENES]:
             if (depth, width, init, cfg.epochs) not in rows:
@@ -72,7 +79,18 @@ def run_bench(plan: BenchPlan, log=print) -> dict:
     for depth, width in cfg.sizes():
         for init in [i for i in CURVE_ORDER if i in cfg.inits]:
             bench.curve(init, depth, width, genes, rows, results.record, flops)
-    return write_report(cfg, results.report(), plan.out)
+    report = write_report(cfg, results.report(), plan.out)
+    kept = keeper.kept if keeper else read_kept(plan.out / FAMILY)  # --no-family: what an earlier run kept
+    write_family(plan.out / FAMILY, report, plan.io, plan.given, shares, kept)
+    return report
+
+
+def sources(ancestor: str, learn_rows: dict) -> dict:
+    """Where each route's models come from, for the family's lineage: the ancestor, or a learngene file."""
+    return {
+        **{init: f"ancestor {ancestor}" for init in ALTERNATIVES},
+        **{m: f"learngene {info['path']}" for m, info in learn_rows.items()},
+    }
 
 
 def load(plan: BenchPlan) -> Loaded:

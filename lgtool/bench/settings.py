@@ -114,6 +114,7 @@ class BenchIO:
     )  # fmt: skip
     resume: bool = setting(False, "Continue the bench in OUT without redoing finished rows.")
     output: Path = setting(Path("bench"), "Folder for results.json/.md and the plots.", flags=("-o", "--output"))
+    no_family: bool = setting(False, "Keep no models in OUT/family/ (large runs); family.json and recipe.sh stay.")
 
     def __post_init__(self):
         check_settings(self)
