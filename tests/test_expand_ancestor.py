@@ -259,3 +259,41 @@ def test_inspect_shows_the_weight_selection_lineage(run_cli, tmp_path):
     assert "evenly spaced selection from width 128" in text and "head kept from the ancestor" in text
     card = (out / "README.md").read_text()
     assert "weight selection from `fmnist-vit`" in card and f"sha256 `{digest[:16]}" in card and "| 2 | 2 |" in card
+
+
+@pytest.fixture
+def timm_ancestor(monkeypatch):
+    """timm names as ancestors with no network: `test_vit` (timm's tiny class-token ViT: width 64, depth 6, token
+    pooling, MLP ratio 3) loads as a seeded random model, as pretrained weights from nowhere in the hub cache."""
+    import lgtool.training.ancestor
+
+    monkeypatch.setattr(lgtool.training.ancestor, "offline", lambda: False)  # skips only the cache check
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit", pretrained=False).eval()
+    monkeypatch.setattr(lgtool.training.ancestor, "load_ancestor", lambda name, *a, **k: model)
+    return model
+
+
+def test_a_timm_name_keeps_its_own_vit_kind_and_says_why_its_weights_are_not_hashed(run_cli, tmp_path, timm_ancestor):
+    out = tmp_path / "d"
+    code, stdout, err = run_cli("expand", "--ancestor", "test_vit", "--depth", 3, "--width", 32, "--check", "--json",
+                                "-o", out)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["check"]["passed"] is True
+    config = json.loads((out / "config.json").read_text())
+    args, lg = config["model_args"], config["lgtool"]
+    assert (args["class_token"], args["global_pool"], args["mlp_ratio"], args["img_size"]) == (True, "token", 3.0, 160)
+    assert (args["embed_dim"], args["num_heads"], args["depth"], args["num_classes"]) == (32, 2, 3, 1000)
+    assert config["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5]
+    assert lg["ancestor_sha256"] is None and "no Hugging Face hub cache file" in lg["ancestor_sha256_missing"]
+    written, big = load_file(str(out / "model.safetensors")), timm_ancestor.state_dict()
+    assert torch.equal(written["cls_token"], big["cls_token"][..., ::2])  # 64 -> 32: every other channel
+    assert torch.equal(written["blocks.2.mlp.fc1.weight"], big["blocks.4.mlp.fc1.weight"][::2, ::2])  # spaced: 0, 2, 4
+    assert "sha256 unknown: timm's pretrained weights" in (out / "README.md").read_text()
+    code, stdout, _ = run_cli("inspect", out)
+    assert code == 0 and "sha256 unknown" in stdout and "not hashed" in stdout
+
+
+def test_a_vit_lgtool_does_not_describe_is_refused_before_any_weight_is_read(run_cli, tmp_path, timm_ancestor):
+    refused(run_cli, tmp_path, "expand", "--ancestor", "test_vit2", "--depth", 3, "-o", tmp_path / "d", code=3,
+            says="is a ViT of a kind lgtool's Desc-Nets do not describe (it has reg_token)")  # fmt: skip
