@@ -82,6 +82,8 @@ def run_selection(plan: SelectionPlan) -> dict:
     """The plan, done: the ancestor loaded as the bench loads it, the Desc-Net cut by the bench's own builder,
     its folder written and, with `check`, verified before it takes its name."""
     ancestor = ancestors.load_ancestor(plan.ancestor)
+    if _vit_arch(ancestor) != plan.source:  # its folder was changed after the plan read it
+        raise InputError(f"--ancestor {plan.ancestor} changed while this command ran; run it again")
     model, done = selected_model(ancestor.state_dict(), plan.target, plan.policy)
     del ancestor  # its memory back before the folder is written
     state = model.state_dict()
