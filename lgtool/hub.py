@@ -24,6 +24,11 @@ from lgtool.rules import RULES
 st = lazy("safetensors.torch")
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+WEIGHT_SELECTION = "weight-selection"  # the "route" of a Desc-Net cut from an ancestor (`selection_lineage`)
+LAYER_WORDS = {
+    "first": "the ancestor's first blocks, as the paper does; past its depth, its blocks repeated evenly",
+    "spaced": "evenly spaced ancestor blocks; past its depth, its blocks repeated evenly",
+}
 
 
 def hub_config(arch: Arch, input_cfg: Normalization | dict, lineage: dict) -> dict:
@@ -116,38 +121,30 @@ def model_card(config: dict, name: str) -> str:
     args = config["model_args"]
     method = lg.get("method", "")
     overlay_args = ", ".join(f"{k}={v!r}" for k, v in args.items())
-    layers = lg.get("layers", [])
-    layer_rows = "\n".join(f"| {i} | {src} |" for i, src in enumerate(layers))
+    tags = ["learngene", method or "lgtool"]
     if method:
         origin = f"initialized by [lgtool](https://pypi.org/project/lgtool/) from a {method.upper()} learngene"
+        lineage_md = _learngene_lineage(lg, args)
+    elif lg.get("route") == WEIGHT_SELECTION:
+        origin = (
+            f"initialized by [lgtool](https://pypi.org/project/lgtool/) by weight selection from `{lg.get('ancestor')}`"
+        )
+        lineage_md, tags = _selection_lineage(lg, args), ["weight-selection", "lgtool"]
     else:
         origin = f"trained by lgtool (init: {lg.get('init', 'unknown')})"
-    lineage_md = ""
-    if method:
-        lineage_md = f"""## Lineage
-
-- learngene: `{lg.get("learngene", "?")}` (sha256 `{lg.get("learngene_sha256", "?")[:16]}…`)
-- method: {method}; Aux-Net depth {lg.get("aux_depth", "?")}, width {lg.get("aux_width", "?")}
-- width {args["embed_dim"]} ({args["num_heads"]} heads): {lg.get("width_source", "the learngene's rule")}
-- head: {lg.get("head", "?")}
-
-| layer | initialized from ({lg.get("layer_source", "")}) |
-|---|---|
-{layer_rows}
-"""
+        lineage_md = ""
     tuned = lg.get("finetune")
     if tuned:
         origin += (
             f", then fine-tuned on {tuned['data']} for {tuned['epochs']} epochs (held-out top-1 {tuned['top1']:.4f})"
         )
+    tag_lines = "".join(f"- {tag}\n" for tag in tags)
     return f"""---
 library_name: timm
 tags:
 - image-classification
 - timm
-- learngene
-- {method or "lgtool"}
----
+{tag_lines}---
 # {name}
 
 A Vision Transformer (timm `VisionTransformer`, depth {args["depth"]}, width {args["embed_dim"]},
@@ -165,6 +162,79 @@ model = timm.create_model("{config["architecture"]}", pretrained=True,
 ```
 
 {lineage_md}"""
+
+
+def _layer_table(lg: dict) -> str:
+    rows = "\n".join(f"| {i} | {src} |" for i, src in enumerate(lg.get("layers", [])))
+    return f"""| layer | initialized from ({lg.get("layer_source", "")}) |
+|---|---|
+{rows}
+"""
+
+
+def _learngene_lineage(lg: dict, args: dict) -> str:
+    return f"""## Lineage
+
+- learngene: `{lg.get("learngene", "?")}` (sha256 `{lg.get("learngene_sha256", "?")[:16]}…`)
+- method: {lg["method"]}; Aux-Net depth {lg.get("aux_depth", "?")}, width {lg.get("aux_width", "?")}
+- width {args["embed_dim"]} ({args["num_heads"]} heads): {lg.get("width_source", "the learngene's rule")}
+- head: {lg.get("head", "?")}
+
+{_layer_table(lg)}"""
+
+
+def _selection_lineage(lg: dict, args: dict) -> str:
+    digest = lg.get("ancestor_sha256")
+    weights = (
+        f"sha256 `{digest[:16]}…`"
+        if isinstance(digest, str)
+        else f"sha256 unknown: {lg.get('ancestor_sha256_missing')}"
+    )
+    return f"""## Lineage
+
+- ancestor: `{lg.get("ancestor", "?")}` ({weights})
+- ancestor size: depth {lg.get("ancestor_depth", "?")}, width {lg.get("ancestor_width", "?")}
+- route: weight selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024): {lg.get("rule", "")}
+- layers: {lg.get("layer_policy", "?")} ({LAYER_WORDS.get(lg.get("layer_policy"), "")})
+- width {args["embed_dim"]} ({args["num_heads"]} heads): {lg.get("width_source", "?")}
+- head: {lg.get("head", "?")}
+
+{_layer_table(lg)}"""
+
+
+def selection_lineage(
+    ancestor: str, digest: tuple[str | None, str | None], source: Arch, target: Arch, done: dict
+) -> dict:
+    """What a weight-selected Desc-Net came from, stored under config.json's "lgtool" key and shown in its card:
+    the ancestor as given, `digest` (its weights file's sha256, or None and why not), its architecture `source`,
+    and `done`, what `weight_selection` did for `target`."""
+    sha256, missing = digest
+    narrowed = target.embed_dim < source.embed_dim
+    if target.num_classes == 0:
+        head = "none (0 classes)"
+    elif done["head"] == "selected":
+        head = "kept from the ancestor (same labels)"
+    else:
+        head = f"fresh (timm init, {target.num_classes} classes; the ancestor has {source.num_classes})"
+    return {
+        "route": WEIGHT_SELECTION,
+        "ancestor": ancestor,
+        "ancestor_sha256": sha256,
+        **({"ancestor_sha256_missing": missing} if sha256 is None else {}),
+        "ancestor_depth": source.depth,
+        "ancestor_width": source.embed_dim,
+        "rule": "every tensor cut from the ancestor's same-named one by evenly spaced indices along every dimension",
+        "layer_policy": done["layer_policy"],
+        "layer_source": f"ancestor block, {done['layer_policy']}",
+        "layers": done["layers"],
+        "width_source": (
+            f"evenly spaced selection from width {source.embed_dim}"
+            if narrowed
+            else f"the ancestor's width {source.embed_dim}"
+        ),
+        "head": head,
+        "lgtool_version": __version__,
+    }
 
 
 def lineage(meta, gene_path, sha256: str, target: Arch, layers: list) -> dict:

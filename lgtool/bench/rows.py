@@ -30,7 +30,7 @@ from lgtool.format.errors import InputError
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand, target_arch
 from lgtool.rules import RULES
-from lgtool.training.baselines import layer_policies, weight_selection
+from lgtool.training.baselines import layer_policies, selected_model, start_seed
 from lgtool.training.calibrate import calibrate
 from lgtool.training.data import balanced_subset
 from lgtool.training.learn import learn
@@ -142,7 +142,7 @@ class Bench:
         """The Desc-Net of one row before fine-tuning, the images spent making it (WAVE calibration) and what
         weight selection did. InputError says why an init cannot make this size."""
 
-        torch.manual_seed(depth * 1000 + width)  # fresh heads and scratch weights: the same in every run
+        torch.manual_seed(start_seed(depth, width))  # fresh heads and scratch weights: the same in every run
         target = self.arch.resized(depth, width)
         if init in LEARNGENES:
             gene, spent = genes[init], 0
@@ -151,12 +151,12 @@ class Bench:
             if RULES[init].SIZE_SPECIFIC and (depth, width) not in trained:  # a family-aware size needs none
                 gene, spent = self.calibrate(gene, size)
             return expand(gene, size), spent, {}
-        model = build_vit(target)
         if init.startswith("weight-selection"):
             if not self.vit_ancestor:
                 raise InputError("the ancestor is not a ViT: weight selection cuts a ViT's tensors from a ViT's")
-            return model, 0, weight_selection(self.teacher.state_dict(), model, layers)
-        return model, 0, {}
+            model, selection = selected_model(self.teacher.state_dict(), target, layers)  # as `expand --ancestor`
+            return model, 0, selection
+        return build_vit(target), 0, {}
 
     def calibrate(self, gene, target: Arch):
         """A new size's own tensors (WAVE's scalers) learned on a few training images, templates frozen."""

@@ -1,4 +1,4 @@
-"""`lgtool expand`: a learngene to a Desc-Net folder that plain timm loads."""
+"""`lgtool expand`: a learngene (or, by weight selection, a larger ViT) to a Desc-Net folder that plain timm loads."""
 
 from __future__ import annotations
 
@@ -6,23 +6,30 @@ from pathlib import Path
 
 import typer
 
-from lgtool.cli.app import WRITES, app, emit, err, out, plural
+from lgtool.cli.app import WRITES, app, dry_run_option, emit, err, out, plural
 from lgtool.cli.options import takes
 from lgtool.cli.progress import Reporter
 from lgtool.format.text import literal
 from lgtool.training.expand import ExpandConfig, expand_folder
+from lgtool.training.selection import select_folder
+
+DEFAULT_GENE = Path("learngene.safetensors")
 
 
 @app.command(epilog=WRITES)
 @takes(ExpandConfig)
 def expand(
-    gene: Path = typer.Argument(Path("learngene.safetensors"), help="The learngene file."),
+    gene: Path | None = typer.Argument(
+        None, help=f"The learngene file (default: {DEFAULT_GENE}; none with --ancestor).", show_default=False
+    ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Output folder (default: desc-d<depth>-<width>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    dry_run: bool = dry_run_option(),
     cfg: ExpandConfig = None,
 ):
-    """Expand a learngene into a Desc-Net folder (model.safetensors, config.json, README.md) that plain timm loads.
+    """Expand a learngene into a Desc-Net folder (model.safetensors, config.json, README.md) that plain timm loads;
+    or, with --ancestor, cut one from a larger ViT by weight selection, as the bench's weight-selection rows start.
 
     Examples:
 
@@ -31,22 +38,43 @@ def expand(
         lgtool expand gene.safetensors --depth 12 --num-classes 100 --check -o desc12/
 
         lgtool expand base-gene.safetensors --depth 9 --width small --num-heads 6 -o desc-d9-small/
+
+        lgtool expand --ancestor fmnist-vit --depth 4 --width 64 --layers first -o ws-d4-64/
     """
-    emit(expand_folder(gene, output, cfg, force=force, log=_calibration_reporter), as_json, _render_expand)
+    if cfg.ancestor is None or gene is not None:  # both given: the learngene's plan refuses the mix
+        result = expand_folder(gene or DEFAULT_GENE, output, cfg, force=force, log=_reporter, dry_run=dry_run)
+    else:
+        result = select_folder(output, cfg, force=force, dry_run=dry_run)
+    emit(result, as_json, _render_plan if dry_run else _render_expand)
 
 
-def _calibration_reporter():
+def _reporter():
     return Reporter("calibrate", err)
 
 
-def _render_expand(r: dict) -> None:
+def _render_plan(r: dict) -> None:
+    source = (
+        f"{r['method'].upper()} learngene" if r["route"] == "learngene" else f"weight selection from {r['ancestor']}"
+    )
     out.print(
-        f"wrote [bold]{literal(r['output'])}/[/] — {r['method'].upper()} Desc-Net, depth {r['depth']}, "
+        f"would write [bold]{literal(r['output'])}/[/] ({literal(', '.join(r['files']))}) by {literal(source)}: "
+        f"depth {r['depth']}, width {r['width']} ({plural(r['num_heads'], 'head')}), {r['num_classes']} classes, "
+        f"{r['params']:,} parameters; dry run, nothing written"
+    )
+
+
+def _render_expand(r: dict) -> None:
+    made = f"{r['method'].upper()} Desc-Net" if "method" in r else f"Desc-Net cut from {literal(r['ancestor'])}"
+    out.print(
+        f"wrote [bold]{literal(r['output'])}/[/] — {made}, depth {r['depth']}, "
         f"width {r['width']} ({plural(r['num_heads'], 'head')}), {r['num_classes']} classes, "
         f"{r['params']:,} parameters"
     )
-    out.print(f"layers from: {literal(r['layers'])}")
-    if "selection" in r:
+    if "layer_policy" in r:
+        out.print(f"layers from ancestor blocks ({literal(r['layer_policy'])}): {literal(r['layers'])}")
+    else:
+        out.print(f"layers from: {literal(r['layers'])}")
+    if "selection" in r or "layer_policy" in r:
         out.print(f"width {r['width']}: {literal(r['width_source'])}")
     if "size_specific" in r:
         out.print(f"scalers: {literal(r['size_specific'])}")

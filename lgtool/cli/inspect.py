@@ -10,6 +10,7 @@ from rich.table import Table
 from lgtool.cli.app import READS, app, emit, out, plural
 from lgtool.format.arch import SLOTS
 from lgtool.format.text import literal
+from lgtool.hub import WEIGHT_SELECTION
 from lgtool.summary import summarize
 
 
@@ -92,9 +93,25 @@ def _render_descnet(s: dict) -> None:
         f"{s['file_bytes'] / 1e6:.2f} MB)"
     )
     lg = s.get("lgtool")
-    if lg:
+    if lg and lg.get("route") == WEIGHT_SELECTION:
+        _render_selection(lg)
+    elif lg:
         out.print(
             f"from: {literal(str(lg.get('method', '?')).upper())} learngene {literal(lg.get('learngene'))} "
             f"(sha256 {literal(str(lg.get('learngene_sha256', ''))[:12])}…); head {literal(lg.get('head'))}"
         )
         out.print(f"layers ({literal(lg.get('layer_source'))}): {literal(lg.get('layers'))}")
+
+
+def _render_selection(lg: dict) -> None:
+    """A weight-selected Desc-Net's lineage: what it was cut from, and how."""
+    digest = lg.get("ancestor_sha256")
+    weights = f"sha256 {literal(digest[:12])}…" if isinstance(digest, str) else "sha256 unknown"
+    out.print(
+        f"from: weight selection of ancestor {literal(lg.get('ancestor'))} ({weights}; depth "
+        f"{literal(lg.get('ancestor_depth'))}, width {literal(lg.get('ancestor_width'))})"
+    )
+    if not isinstance(digest, str):
+        out.print(f"ancestor weights not hashed: {literal(lg.get('ancestor_sha256_missing'))}")
+    out.print(f"layers (ancestor blocks, {literal(lg.get('layer_policy'))}): {literal(lg.get('layers'))}")
+    out.print(f"width: {literal(lg.get('width_source'))}; head {literal(lg.get('head'))}")

@@ -85,6 +85,15 @@ def ancestor_heads(name: str) -> int | None:
     return heads if type(heads) is int and heads > 0 else None
 
 
+def ancestor_skeleton(name: str, folder: Path | None) -> torch.nn.Module:
+    """The ancestor `resolve_ancestor` found (`folder`, or a timm name), built on the meta device: its
+    architecture, with no weights read or memory spent (what a plan checks an ancestor by)."""
+    with torch.device("meta"):
+        if folder is not None:
+            return _create(timm, f"local-dir:{Path(folder).resolve()}", pretrained=False)
+        return _create(timm, ANCESTOR_ALIASES.get(name, name), pretrained=False)
+
+
 def is_vit(model: torch.nn.Module) -> bool:
     """Whether `model` has a ViT's patch embedding and blocks: what seeding and weight selection cut from."""
     return hasattr(model, "patch_embed") and hasattr(model, "blocks")
@@ -191,11 +200,19 @@ def _brief(e: Exception) -> str:
 
 def _cached(timm, name: str) -> bool:
     """Whether timm's hub weights for `name` are in the local cache (checked before building the model)."""
+    return cached_weights(name) is not None
 
-    cfg = timm.models.get_pretrained_cfg(name)
+
+def cached_weights(name: str) -> Path | None:
+    """The file of timm's pretrained weights for the timm name (or alias) `name` in the Hugging Face hub cache, in
+    the order timm's hub loader tries them (safetensors first); None if none is cached."""
+    cfg = timm.models.get_pretrained_cfg(ANCESTOR_ALIASES.get(name, name))
     hub_id = getattr(cfg, "hf_hub_id", None)
-    files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-    return bool(hub_id) and any(isinstance(try_to_load_from_cache(hub_id, f), str) for f in files)
+    for file in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin") if hub_id else ():
+        found = try_to_load_from_cache(hub_id, file)
+        if isinstance(found, str):
+            return Path(found)
+    return None
 
 
 def read_state_dict(path: Path) -> dict:

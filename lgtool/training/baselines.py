@@ -11,9 +11,9 @@ would not throw away a head that fits); the paper re-initializes it because its 
 
 from __future__ import annotations
 
-import torch
-
+from lgtool.format.arch import Arch, build_vit
 from lgtool.format.errors import InputError
+from lgtool.format.lazy import torch  # lazy: `lgtool expand --help` reads LAYER_POLICIES without torch
 
 LAYER_POLICIES = ("first", "spaced")  # the paper's first N blocks; evenly spaced (with repetition past the depth)
 
@@ -77,6 +77,20 @@ def weight_selection(ancestor_state: dict, target: torch.nn.Module, layers: str 
         state[key] = select(ancestor_state[source], value.shape).clone()
     target.load_state_dict(state, strict=False)
     return {"layers": plan, "layer_policy": layers, "head": "selected" if same_labels else "fresh"}
+
+
+def start_seed(depth: int, width: int) -> int:
+    """The seed a size's fresh weights (a head for other labels, scratch) are drawn with: the same in every run."""
+    return depth * 1000 + width
+
+
+def selected_model(ancestor_state: dict, target: Arch, layers: str):
+    """A timm ViT of `target`'s size cut from the ancestor's state dict, and what `weight_selection` did; what it
+    does not cut (a head for other labels) is timm's init, seeded by the size. The one builder of both
+    `lgtool expand --ancestor` and the bench's weight-selection rows, so that they cannot drift apart."""
+    torch.manual_seed(start_seed(target.depth, target.embed_dim))
+    model = build_vit(target)
+    return model, weight_selection(ancestor_state, model, layers)
 
 
 def _depth(state: dict) -> int:

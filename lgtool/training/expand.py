@@ -16,12 +16,13 @@ from pathlib import Path
 from lgtool.family import describe_layers, target_arch
 from lgtool.format.arch import Arch, build_vit, check_memory
 from lgtool.format.atomic import scoped
-from lgtool.format.errors import CheckError
+from lgtool.format.errors import CheckError, UsageError
 from lgtool.format.lazy import lazy, timm, torch
 from lgtool.format.outputs import check_output
-from lgtool.format.settings import check_settings, setting
-from lgtool.hub import lineage, write_descnet
+from lgtool.format.settings import check_settings, flag, setting, settings_of
+from lgtool.hub import CARD, CONFIG, WEIGHTS, lineage, write_descnet
 from lgtool.learngene import GeneMeta, read_header, read_learngene
+from lgtool.training.baselines import LAYER_POLICIES
 
 expansion = lazy("lgtool.materialize")
 calibration = lazy("lgtool.training.calibrate")
@@ -32,17 +33,19 @@ data = lazy("lgtool.training.data")
 class ExpandConfig:
     """What `lgtool expand` is asked to make: one field per flag (`lgtool.format.settings`)."""
 
-    depth: int | None = setting(None, "Desc-Net depth (default: the Aux depth).", lo=1, flags=("--depth", "-d"))
+    depth: int | None = setting(
+        None, "Desc-Net depth (default: the Aux depth; with --ancestor, its depth).", lo=1, flags=("--depth", "-d")
+    )
     width: str | None = setting(
         None,
         "tiny, small, base or an integer (default: the Aux width). SWS/TLEG: narrower widths by evenly spaced "
-        "selection, heads kept; WAVE: any multiple of its template size.",
+        "selection, heads kept; WAVE: any multiple of its template size; --ancestor: its width or narrower.",
         flags=("--width", "-w"),
     )
     num_heads: int | None = setting(
         None,
-        "Attention heads of the Desc-Net (default: the learngene's; WAVE at another width keeps the head dim). "
-        "The weights are the same for any count that divides the width.",
+        "Attention heads of the Desc-Net (default: the learngene's, or the ancestor's; WAVE at another width keeps "
+        "the head dim). The weights are the same for any count that divides the width.",
         lo=1,
     )
     num_classes: int | None = setting(None, "Classes of the new head (fresh init if it differs).", lo=1)
@@ -56,9 +59,44 @@ class ExpandConfig:
     calibrate_steps: int = setting(200, "Optimizer steps of --calibrate.", lo=1)
     calibrate_samples: int = setting(2000, "Images --calibrate trains on.", lo=1)
     data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
+    ancestor: str | None = setting(
+        None,
+        "Weight selection instead of a learngene: cut the Desc-Net's tensors from this larger ViT (a shipped name "
+        "such as fmnist-vit, a timm name, or a model folder), as the bench's weight-selection rows start.",
+    )
+    layers: str | None = setting(
+        None,
+        "With --ancestor: the ancestor blocks the layers are cut from, its first ones or evenly spaced ones (past "
+        "its depth, either repeats blocks evenly). Default spaced: the bench's full fmnist-vit run chose it in 27 "
+        "of its 30 weight-selection rows.",
+        choices=LAYER_POLICIES,
+    )
 
     def __post_init__(self):
         check_settings(self)
+        self._check_route()
+
+    def _check_route(self) -> None:
+        """A learngene's settings with --ancestor, or weight selection's without it, are usage errors."""
+        if self.ancestor is None:
+            if self.layers is not None:
+                raise UsageError(
+                    "--layers chooses the ancestor blocks of weight selection and needs --ancestor; a learngene's "
+                    "rule places its layers (SWS: --layer-map)"
+                )
+            return
+        for f in settings_of(self):
+            if f.name in LEARNGENE_ONLY and getattr(self, f.name) != f.default:
+                hint = LEARNGENE_ONLY[f.name]
+                raise UsageError(f"{flag(f)} is a learngene's setting: weight selection (--ancestor) {hint}")
+
+
+# Settings that mean something for a learngene only, and what weight selection does instead.
+LEARNGENE_ONLY = {
+    "layer_map": "takes its blocks by --layers first|spaced",
+    "img_size": "keeps the ancestor's input size",
+    **dict.fromkeys(("calibrate", "calibrate_steps", "calibrate_samples", "data_dir"), "reads no data"),
+}
 
 
 @dataclass(frozen=True)
@@ -73,11 +111,42 @@ class ExpandPlan:
     cfg: ExpandConfig
     force: bool
 
+    def summary(self) -> dict:
+        """What the run would write, from the plan alone (`--dry-run`)."""
+        return {
+            **would_write(self.output, self.target, "learngene"),
+            "learngene": str(self.gene_path),
+            "method": self.header[1].method,
+            "layers": self.layers,
+            "calibrate": self.cfg.calibrate,
+            "check": self.cfg.check,
+        }
+
+
+def would_write(output: Path, target: Arch, route: str) -> dict:
+    """The part of a planned expand's summary both routes share: the folder, its files and the model's size."""
+    return {
+        "dry_run": True,
+        "route": route,
+        "output": str(output),
+        "files": [WEIGHTS, CONFIG, CARD],
+        "depth": target.depth,
+        "width": target.embed_dim,
+        "num_heads": target.num_heads,
+        "num_classes": target.num_classes,
+        "params": target.num_params(),
+    }
+
 
 def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False) -> ExpandPlan:
     """Every check of an expand, from the learngene's header alone (no tensor read, nothing written); claims
     the output (default name desc-d<depth>-<width>) for the run's final rename."""
     cfg = cfg or ExpandConfig()
+    if cfg.ancestor is not None:
+        raise UsageError(
+            f"a learngene file ({gene_path}) and --ancestor {cfg.ancestor}: expand one or the other (weight selection "
+            "takes no learngene)"
+        )
     header = read_header(gene_path)
     meta = header[1]
     target = target_arch(meta, cfg.depth, cfg.width, cfg.num_classes, cfg.layer_map, cfg.img_size, cfg.num_heads)
@@ -105,10 +174,14 @@ def run_expand(plan: ExpandPlan, log=None) -> dict:
 
 
 @scoped
-def expand_folder(gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False, log=None) -> dict:
-    """`lgtool expand`: learngene file -> Desc-Net folder, as a plan and its run. The output's claim guards this
-    call's own write only."""
-    return run_expand(plan_expand(gene_path, output, cfg, force=force), log)
+def expand_folder(
+    gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False, log=None, dry_run: bool = False
+) -> dict:
+    """`lgtool expand`: learngene file -> Desc-Net folder, as a plan and its run (with `dry_run`, the plan's
+    summary instead: nothing read but the header, nothing written). The output's claim guards this call's own
+    write only."""
+    plan = plan_expand(gene_path, output, cfg, force=force)
+    return plan.summary() if dry_run else run_expand(plan, log)
 
 
 def _calibrated_state(plan: ExpandPlan, gene, info: dict, log) -> dict:
@@ -129,12 +202,16 @@ def _calibrated_state(plan: ExpandPlan, gene, info: dict, log) -> dict:
 
 
 def _verifier(plan: ExpandPlan, gene, state: dict, checked: dict):
-    """--check, run on the written folder before it takes the final name; fills `checked`."""
-    tol = plan.cfg.tol
     at_aux = plan.target == gene.arch and plan.cfg.layer_map is None and plan.cfg.calibrate is None
+    return verifier(state, plan.target, plan.cfg.tol, checked, gene if at_aux else None)
+
+
+def verifier(state: dict, target: Arch, tol: float, checked: dict, gene=None):
+    """--check, run on the written folder before it takes the final name (against the learngene's Aux-Net too,
+    if given); fills `checked`, and refuses the folder above `tol`."""
 
     def verify(folder):
-        diffs = check_descnet(folder, state, plan.target, gene if at_aux else None)
+        diffs = check_descnet(folder, state, target, gene)
         checked.update(diffs, tol=tol, passed=all(v <= tol for v in diffs.values()))
         if not checked["passed"]:
             worst = max(v for k, v in diffs.items() if k.startswith("max_abs"))
