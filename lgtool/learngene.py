@@ -210,7 +210,13 @@ def _timm_nonblock(arch: Arch) -> dict:
 def check_rule_options(method: str, aux_depth: int | None, options: dict) -> None:
     """The rule options as typed, before any data is read: one the method does not take, or that does not
     fit the Aux depth, is a usage error. (A placeholder head dim: only options that set it are checked.)"""
-    _make_rule(method, aux_depth, 64, dict(options))
+    rule_depth(method, aux_depth, options)
+
+
+def rule_depth(method: str, aux_depth: int | None, options: dict) -> int:
+    """The Aux depth of a `method` learngene with these rule options: `aux_depth`, else its rule's default (SWS:
+    the sum of its stage sizes). No rule's depth depends on the head dim, so a placeholder one serves."""
+    return _make_rule(method, aux_depth, 64, dict(options))[1]
 
 
 def _make_rule(method, aux_depth, head_dim, options):

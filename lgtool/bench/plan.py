@@ -5,7 +5,7 @@ with), so that running it (`lgtool.bench.run`) only loads, trains and writes."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -43,6 +43,21 @@ class BenchPlan:
     @property
     def results_path(self) -> Path:
         return self.out / "results.json"
+
+    def describe(self) -> dict:
+        """What the run would do, in plain values (`lgtool bench --dry-run` prints them); `config` as results.json
+        records it. Nothing is loaded."""
+        return {
+            "ancestor": self.ancestor,
+            "data": self.io.data,
+            "data_dir": self.io.data_dir,
+            "sizes": self.cfg.sizes(),
+            "learngenes": {method: str(path) for method, path in self.given.items()},
+            "output": str(self.out),
+            "resume": self.io.resume,
+            "rows_done": len(self.previous.get("rows", [])),
+            "config": asdict(self.cfg),
+        }
 
 
 def plan_bench(cfg: BenchConfig, io: BenchIO) -> BenchPlan:

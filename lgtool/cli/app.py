@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from lgtool.format import __version__
+from lgtool.format.atomic import scoped
 from lgtool.format.errors import UsageError
 from lgtool.format.text import dumps
 
@@ -53,14 +54,28 @@ def _root(
         print(ctx.get_help())
 
 
-def dry_run_option():
-    """`--dry-run`, the same on every command that writes: the plan on the real arguments, and nothing else."""
+def dry_run_option(reads: str = ""):
+    """`--dry-run`, the same on every command that writes: the plan on the real arguments, and nothing else.
+    `reads`: what the plan of this command reads beyond headers, said in the help."""
     return typer.Option(
         False,
         "--dry-run",
         help="Make every check the run makes first, on these arguments; read no data, write nothing, and exit "
-        "with the code the run would give.",
+        "with the code the run would give." + (f" {reads}" if reads else ""),
     )
+
+
+def show_plan(plan_of, as_json: bool, words, read: str = "no data read") -> None:
+    """`--dry-run`: `plan_of()` makes the run's checks (a mistake raises the run's one-line error and exit code);
+    then the plan's `describe()` is printed: one JSON object with "dry_run": true, or one line, "dry run: would "
+    + `words(description)` + what was `read`."""
+    plan = scoped(plan_of)()  # the outputs its checks claim are forgotten: no write follows to hold to them
+    if is_main():
+        emit(
+            {"dry_run": True, **plan.describe()},
+            as_json,
+            lambda d: out.print(f"dry run: would {words(d)}; {read}, nothing written"),
+        )
 
 
 def emit(result: dict, as_json: bool, render) -> None:

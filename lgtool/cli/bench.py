@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lgtool.bench.settings import BenchConfig, BenchIO
-from lgtool.cli.app import BENCH, app, emit, err, out
+from lgtool.cli.app import BENCH, app, dry_run_option, emit, err, out, plural, show_plan
 from lgtool.cli.options import takes
 from lgtool.format.lazy import lazy
 from lgtool.format.text import literal
@@ -20,6 +20,7 @@ def bench(
     cfg: BenchConfig = None,
     io: BenchIO = None,
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
+    dry_run: bool = dry_run_option(),
 ):
     """Does a learngene family pay off? Learngene inits against scratch, kd-scratch and weight selection, on real data.
 
@@ -33,7 +34,11 @@ def bench(
         lgtool bench --depths 2,4,6,8,10,12 --widths 32,96,128 --width-depths 6 --train-samples 20000 -o full
 
         lgtool bench --ancestor fmnist-cnn --epochs 0 -o cnn
+
+        lgtool bench --depths 2,4,6,8,10,12 -o full --dry-run
     """
+    if dry_run:
+        return show_plan(lambda: benching.plan_bench(cfg, io), as_json, _planned)
     plan = benching.plan_bench(cfg, io)  # every check, before anything is loaded or written
     report = benching.run_bench(plan, log=lambda msg: err.print(msg, highlight=False))
     if as_json:
@@ -44,3 +49,15 @@ def bench(
             f"wrote {literal(plan.out)}/results.json, results.md, accuracy_vs_depth.png and time_to_accuracy.png "
             f"in {report['wall_seconds']:.0f} s"
         )
+
+
+def _planned(p: dict) -> str:
+    c = p["config"]
+    images = f"{c['train_samples']:,} training images" if c["train_samples"] else "every training image"
+    sizes = ", ".join(f"d{d} w{w}" for d, w in p["sizes"])
+    resume = f", continuing its {plural(p['rows_done'], 'row')}" if p["resume"] else ""
+    return (
+        f"bench {', '.join(c['inits'])} against {literal(p['ancestor'])} on {literal(p['data'])} ({images}) at "
+        f"{sizes}: each learngene fine-tuned {plural(c['epochs'], 'epoch')}, each alternative up to "
+        f"{plural(c['max_epochs'], 'epoch')}, into [bold]{literal(p['output'])}/[/]{resume}"
+    )

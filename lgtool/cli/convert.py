@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lgtool.cli.app import WRITES, app, emit, int_list, out, plural
+from lgtool.cli.app import WRITES, app, dry_run_option, emit, int_list, out, plural, show_plan
 from lgtool.format.lazy import lazy
 from lgtool.format.text import literal
 
@@ -32,6 +32,7 @@ def convert(
     ema: bool = typer.Option(False, "--ema", help="Convert the checkpoint's model_ema weights instead of model."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+    dry_run: bool = dry_run_option(reads="The checkpoint itself is read: its tensors are what is checked."),
 ):
     """Convert an Aux-Net trained with the papers' official code (eddiexia98/SWS, Robbo4729/MaskLG's TLEG release)
     into a learngene. Loads safely: tensors, containers and argparse.Namespace only; nothing pickled runs.
@@ -41,10 +42,10 @@ def convert(
         lgtool convert output/aux_s/checkpoint.pth -o sws-aux-s.safetensors
 
         lgtool convert tleg_aux_b.pth --ema -o tleg-b.safetensors && lgtool expand tleg-b.safetensors --depth 9
+
+        lgtool convert output/aux_s/checkpoint.pth -o sws-aux-s.safetensors --dry-run
     """
-    result = converting.convert(
-        ckpt,
-        output,
+    options = dict(
         method=method,
         stages=int_list(stages, "--stages"),
         aux_depth=aux_depth,
@@ -52,16 +53,28 @@ def convert(
         ema=ema,
         force=force,
     )
-    emit(result, as_json, _render_convert)
+    if dry_run:
+        return show_plan(
+            lambda: converting.plan_convert(ckpt, output, **options), as_json, _planned, read="the checkpoint was read"
+        )
+    emit(converting.convert(ckpt, output, **options), as_json, _render_convert)
 
 
 def _render_convert(r: dict) -> None:
-    rule = ", ".join(f"{k}={v}" for k, v in r["rule"].items() if k != "method")
-    epoch = f", epoch {r['epoch']}" if r.get("epoch") is not None else ""
-    out.print(
-        f"wrote [bold]{r['output']}[/] — {r['method'].upper()} learngene from an Aux-Net of {r['repository']} "
-        f"({r['weights']}{epoch}): width {r['width']} ({plural(r['num_heads'], 'head')}), Aux depth {r['aux_depth']}, "
-        f"{r['num_classes']} classes, {r['params']:,} parameters" + (f"; {rule}" if rule else "")
-    )
+    out.print(f"wrote [bold]{r['output']}[/] — {_learngene(r)}")
     for note in r["differences"]:
         out.print(f"differs from the source: {literal(note)}")
+
+
+def _planned(r: dict) -> str:
+    return f"write [bold]{literal(r['output'])}[/] — {_learngene(r)}"
+
+
+def _learngene(r: dict) -> str:
+    rule = ", ".join(f"{k}={v}" for k, v in r["rule"].items() if k != "method")
+    epoch = f", epoch {r['epoch']}" if r.get("epoch") is not None else ""
+    return (
+        f"{r['method'].upper()} learngene from an Aux-Net of {r['repository']} ({r['weights']}{epoch}): width "
+        f"{r['width']} ({plural(r['num_heads'], 'head')}), Aux depth {r['aux_depth']}, {r['num_classes']} classes, "
+        f"{r['params']:,} parameters" + (f"; {rule}" if rule else "")
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lgtool.cli.app import WRITES, app, emit, err, is_main, out
+from lgtool.cli.app import WRITES, app, dry_run_option, emit, err, is_main, out, plural, show_plan
 from lgtool.cli.options import takes, train_options
 from lgtool.cli.progress import Reporter
 from lgtool.format.lazy import lazy
@@ -20,6 +20,7 @@ learning = lazy("lgtool.training.learn")
 def learn(
     settings: LearnConfig = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+    dry_run: bool = dry_run_option(),
     cfg: TrainConfig = None,
 ):
     """Distil a learngene from an ancestor: train its templates through the Aux-Net by knowledge distillation.
@@ -31,7 +32,11 @@ def learn(
         lgtool learn --ancestor ancestor/ --method tleg --epochs 4 -o tleg.safetensors
 
         torchrun --nproc-per-node 8 -m lgtool learn --ancestor deit_base --data /data/imagenet
+
+        lgtool learn --ancestor fmnist-vit --method tleg -o tleg.safetensors --dry-run
     """
+    if dry_run:
+        return show_plan(lambda: learning.plan_learn(settings, cfg), as_json, _planned)
     with Reporter(f"learn {settings.method}", err) as report:
         result = learning.learn(settings, cfg, log=report)
     if is_main():
@@ -46,4 +51,16 @@ def _render_learn(r: dict) -> None:
     out.print(
         f"Aux-Net held-out top-1 {r['aux_top1']:.4f} (ancestor {r['ancestor_top1']:.4f}); {r['steps']} steps, "
         f"{r['images_per_s']:.0f} images/s, {r['train_seconds']:.0f} s, peak memory {r['peak_memory_mb']:.0f} MB"
+    )
+
+
+def _planned(p: dict) -> str:
+    width = f"width {p['width']}" if p["width"] else "the ancestor's width"
+    family = f", for {plural(len(p['family']), 'size')} at once" if p["family"] else ""
+    data = f"{p['train_samples']:,} images of {p['data']}" if p["train_samples"] else p["data"]
+    resume = f", continuing {p['resume']}" if p["resume"] else ""
+    return (
+        f"learn a {p['method'].upper()} learngene from {literal(p['ancestor'])} ({width}, Aux depth {p['aux_depth']}"
+        f"{family}, {plural(p['epochs'], 'epoch')} on {literal(data)}{literal(resume)}) into "
+        f"[bold]{literal(p['output'])}[/]{' (replacing it)' if p['replaces'] else ''}"
     )

@@ -70,6 +70,23 @@ class ConvertPlan:
     gene: Learngene
     source: dict  # what the checkpoint says of the weights: which they are, their epoch, its training args
 
+    def describe(self) -> dict:
+        """The learngene the run would write, in plain values (`lgtool convert --dry-run` prints them)."""
+        gene, arch = self.gene, self.gene.arch
+        return {
+            "output": str(self.output),
+            "method": gene.method,
+            "repository": RULES[gene.method].OFFICIAL,
+            "weights": self.source["weights"],
+            "epoch": self.source.get("epoch"),
+            "width": arch.embed_dim,
+            "num_heads": arch.num_heads,
+            "aux_depth": arch.depth,
+            "num_classes": arch.num_classes,
+            "rule": gene.meta.rule.model_dump(),
+            "params": gene.num_params(),
+        }
+
 
 def plan_convert(
     ckpt,
@@ -157,21 +174,7 @@ def run_convert(plan: ConvertPlan) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     gene.save(plan.output)
-    return {
-        "output": str(plan.output),
-        "method": gene.method,
-        "repository": meta.provenance["repository"],
-        "weights": plan.source["weights"],
-        "epoch": plan.source.get("epoch"),
-        "width": arch.embed_dim,
-        "num_heads": arch.num_heads,
-        "aux_depth": arch.depth,
-        "num_classes": arch.num_classes,
-        "rule": meta.rule.model_dump(),
-        "params": gene.num_params(),
-        "sha256": meta.provenance["sha256"],
-        "differences": differences,
-    }
+    return {**plan.describe(), "sha256": meta.provenance["sha256"], "differences": differences}
 
 
 def _differences(arch: Arch, eps_diff: float) -> list[str]:

@@ -38,6 +38,33 @@ class FinetunePlan:
     source: Source | None  # None: a model from timm's init (--init scratch)
     teaches: bool  # whether the ancestor distils into the model (given, and cfg.kd is not "none")
 
+    def describe(self) -> dict:
+        """What the run would do, in plain values (`lgtool finetune --dry-run` prints them); nothing is loaded."""
+        s, cfg, src = self.settings, self.cfg, self.source
+        if src is None:
+            width, heads = parse_width(s.width, s.num_heads)
+            depth, classes = s.depth, None  # the data's classes
+        else:
+            width, heads, depth, classes = src.arch.embed_dim, src.arch.num_heads, src.arch.depth, src.arch.num_classes
+        return {
+            "source": None if src is None else s.src,  # None: timm's init (--init scratch)
+            "width": width,
+            "num_heads": heads,
+            "depth": depth,
+            "num_classes": s.num_classes or classes,  # None: the data's
+            "teacher": s.ancestor if self.teaches else None,
+            "kd": cfg.kd if self.teaches else None,
+            "data": s.data,
+            "data_dir": s.data_dir,
+            "train_samples": s.train_samples,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "output": str(s.output),
+            "writes": list(OUTPUTS),
+            "resume": None if s.resume is None else str(s.resume),
+        }
+
 
 @scoped
 def finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None, *, log=None) -> dict:

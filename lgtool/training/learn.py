@@ -17,7 +17,7 @@ from lgtool.format.arch import check_memory, default_patch_size, parse_width
 from lgtool.format.atomic import WriteFailed, discard, scoped
 from lgtool.format.errors import InputError
 from lgtool.format.outputs import check_output
-from lgtool.learngene import init_learngene
+from lgtool.learngene import init_learngene, rule_depth
 from lgtool.materialize import build_aux
 from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, resolve_ancestor, shipped_ancestor
 from lgtool.training.data import data_paths, load_data
@@ -47,6 +47,31 @@ class LearnPlan:
     cfg: TrainConfig
     checkpoint: Path
     keeps_checkpoint: bool  # named with --checkpoint; the default one is only a leftover once the run is done
+
+    def describe(self) -> dict:
+        """What the run would do, in plain values (`lgtool learn --dry-run` prints them); nothing is loaded."""
+        s, cfg = self.settings, self.cfg
+        return {
+            "method": s.method,
+            "ancestor": s.ancestor,
+            "ancestor_weights": s.ancestor_weights,
+            "width": s.width,  # None: the ancestor's
+            "num_heads": s.num_heads,
+            "aux_depth": rule_depth(s.method, s.aux_depth, s.rule_options),
+            "init": s.init,  # None: chosen once the ancestor is loaded (`default_init`)
+            "family": s.sizes,
+            "data": s.data,
+            "data_dir": s.data_dir,
+            "train_samples": s.train_samples,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "output": str(s.output),
+            "replaces": os.path.lexists(s.output),
+            "checkpoint": str(self.checkpoint),
+            "keeps_checkpoint": self.keeps_checkpoint,
+            "resume": None if s.resume is None else str(s.resume),
+        }
 
 
 @scoped
