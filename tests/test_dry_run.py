@@ -66,7 +66,7 @@ PLANS = {
     ),
     "finetune": (
         "finetune fmnist-vit --data {images} --num-classes 2 --epochs 3 -o {ws}/tuned",
-        {"source": "fmnist-vit", "width": 128, "num_classes": 2, "epochs": 3, "teacher": None},
+        {"source": "fmnist-vit", "width": 128, "num_classes": 2, "epochs": 3, "teacher": None, "resume": None},
     ),
     "convert": (
         "convert {ws}/checkpoint.pth -o {ws}/gene.safetensors",

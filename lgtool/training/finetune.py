@@ -61,7 +61,7 @@ class FinetunePlan:
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
             "output": str(s.output),
-            "writes": list(OUTPUTS),
+            "writes": [f"{name}/" if is_dir else name for name, is_dir in OUTPUTS.items()],
             "resume": None if s.resume is None else str(s.resume),
         }
 
