@@ -217,7 +217,7 @@ def test_dry_run_of_weight_selection_reads_no_weights_and_writes_nothing(run_cli
     assert snapshot(tmp_path) == before
     code, stdout, err = run_cli("expand", "--ancestor", "fmnist-vit", "--dry-run", "-o", tmp_path / "d")
     assert code == 0 and len(stdout.strip().splitlines()) == 1
-    assert stdout.startswith(f"would write {tmp_path / 'd'}/") and "nothing written" in stdout
+    assert stdout.startswith(f"dry run: would write {tmp_path / 'd'}/") and "nothing written" in stdout
 
 
 def test_dry_run_of_a_learngene_reads_its_header_only_and_writes_nothing(run_cli, tmp_path, monkeypatch):

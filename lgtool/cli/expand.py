@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
-from lgtool.cli.app import WRITES, app, dry_run_option, emit, err, out, plural
+from lgtool.cli.app import WRITES, app, dry_run_option, emit, err, out, plural, show_plan
 from lgtool.cli.options import takes
 from lgtool.cli.progress import Reporter
 from lgtool.format.text import literal
-from lgtool.training.expand import ExpandConfig, expand_folder
-from lgtool.training.selection import select_folder
+from lgtool.training.expand import ExpandConfig, expand_folder, plan_expand
+from lgtool.training.selection import plan_selection, select_folder
 
 DEFAULT_GENE = Path("learngene.safetensors")
 
@@ -41,25 +41,33 @@ def expand(
 
         lgtool expand --ancestor fmnist-vit --depth 4 --width 64 --layers first -o ws-d4-64/
     """
-    if cfg.ancestor is None or gene is not None:  # both given: the learngene's plan refuses the mix
-        result = expand_folder(gene or DEFAULT_GENE, output, cfg, force=force, log=_reporter, dry_run=dry_run)
+    from_gene = cfg.ancestor is None or gene is not None  # both given: the learngene's plan refuses the mix
+    if dry_run:
+        plan_of = (
+            (lambda: plan_expand(gene or DEFAULT_GENE, output, cfg, force=force))
+            if from_gene
+            else (lambda: plan_selection(output, cfg, force=force))
+        )
+        return show_plan(plan_of, as_json, _planned, read="no weights read")
+    if from_gene:
+        result = expand_folder(gene or DEFAULT_GENE, output, cfg, force=force, log=_reporter)
     else:
-        result = select_folder(output, cfg, force=force, dry_run=dry_run)
-    emit(result, as_json, _render_plan if dry_run else _render_expand)
+        result = select_folder(output, cfg, force=force)
+    emit(result, as_json, _render_expand)
 
 
 def _reporter():
     return Reporter("calibrate", err)
 
 
-def _render_plan(r: dict) -> None:
+def _planned(r: dict) -> str:
     source = (
         f"{r['method'].upper()} learngene" if r["route"] == "learngene" else f"weight selection from {r['ancestor']}"
     )
-    out.print(
-        f"would write [bold]{literal(r['output'])}/[/] ({literal(', '.join(r['files']))}) by {literal(source)}: "
+    return (
+        f"write [bold]{literal(r['output'])}/[/] ({literal(', '.join(r['files']))}) by {literal(source)}: "
         f"depth {r['depth']}, width {r['width']} ({plural(r['num_heads'], 'head')}), {r['num_classes']} classes, "
-        f"{r['params']:,} parameters; dry run, nothing written"
+        f"{r['params']:,} parameters"
     )
 
 

@@ -111,8 +111,8 @@ class ExpandPlan:
     cfg: ExpandConfig
     force: bool
 
-    def summary(self) -> dict:
-        """What the run would write, from the plan alone (`--dry-run`)."""
+    def describe(self) -> dict:
+        """What the run would write, from the plan alone (`lgtool expand --dry-run` prints it)."""
         return {
             **would_write(self.output, self.target, "learngene"),
             "learngene": str(self.gene_path),
@@ -124,9 +124,8 @@ class ExpandPlan:
 
 
 def would_write(output: Path, target: Arch, route: str) -> dict:
-    """The part of a planned expand's summary both routes share: the folder, its files and the model's size."""
+    """The part of a planned expand's description both routes share: the folder, its files and the model's size."""
     return {
-        "dry_run": True,
         "route": route,
         "output": str(output),
         "files": [WEIGHTS, CONFIG, CARD],
@@ -174,14 +173,10 @@ def run_expand(plan: ExpandPlan, log=None) -> dict:
 
 
 @scoped
-def expand_folder(
-    gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False, log=None, dry_run: bool = False
-) -> dict:
-    """`lgtool expand`: learngene file -> Desc-Net folder, as a plan and its run (with `dry_run`, the plan's
-    summary instead: nothing read but the header, nothing written). The output's claim guards this call's own
-    write only."""
-    plan = plan_expand(gene_path, output, cfg, force=force)
-    return plan.summary() if dry_run else run_expand(plan, log)
+def expand_folder(gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False, log=None) -> dict:
+    """`lgtool expand`: learngene file -> Desc-Net folder, as a plan and its run. The output's claim guards this
+    call's own write only."""
+    return run_expand(plan_expand(gene_path, output, cfg, force=force), log)
 
 
 def _calibrated_state(plan: ExpandPlan, gene, info: dict, log) -> dict:

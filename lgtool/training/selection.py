@@ -47,8 +47,8 @@ class SelectionPlan:
     def policy(self) -> str:
         return self.cfg.layers or DEFAULT_LAYERS
 
-    def summary(self) -> dict:
-        """What the run would write, from the plan alone (`--dry-run`)."""
+    def describe(self) -> dict:
+        """What the run would write, from the plan alone (`lgtool expand --ancestor --dry-run` prints it)."""
         return {
             **would_write(self.output, self.target, "weight-selection"),
             "ancestor": self.ancestor,
@@ -102,11 +102,10 @@ def run_selection(plan: SelectionPlan) -> dict:
 
 
 @scoped
-def select_folder(output=None, cfg: ExpandConfig | None = None, *, force: bool = False, dry_run: bool = False):
-    """`lgtool expand --ancestor`: ancestor -> Desc-Net folder by weight selection, as a plan and its run (with
-    `dry_run`, the plan's summary instead). The output's claim guards this call's own write only."""
-    plan = plan_selection(output, cfg, force=force)
-    return plan.summary() if dry_run else run_selection(plan)
+def select_folder(output=None, cfg: ExpandConfig | None = None, *, force: bool = False) -> dict:
+    """`lgtool expand --ancestor`: ancestor -> Desc-Net folder by weight selection, as a plan and its run. The
+    output's claim guards this call's own write only."""
+    return run_selection(plan_selection(output, cfg, force=force))
 
 
 def ancestor_arch(name: str, folder: Path | None) -> tuple[Arch, Normalization]:
