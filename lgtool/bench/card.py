@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lgtool.bench.report import _n, figure
+from lgtool.bench.report import _n, figure, matplotlib
 
 PLOT = "family.png"
 
@@ -72,6 +72,8 @@ def plot_front(family: dict, report: dict, path: Path) -> None:
         anc = report["ancestor"]
         ax.plot([report["flops"]["teacher"]], [anc["top1"]], "*", color="C3", ms=12, label=f"ancestor {anc['name']}")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overprint on a short axis
+        ax.margins(x=0.08, y=0.08)  # the ancestor's star sits at the corner otherwise
         ax.set_xlabel("forward FLOPs per image")
         ax.set_ylabel("test top-1")
         ax.set_title("the family: test top-1 against inference cost", fontsize=9)

@@ -15,7 +15,7 @@ from lgtool.format.arch import Arch
 from lgtool.rules import RULES
 
 PRELUDE = """#!/usr/bin/env bash
-# Rebuilds the family `lgtool bench` handed over ({bench}), size by size, by the route the bench chose there.
+# Rebuilds the family `lgtool bench` handed over beside this file, size by size, by the route the bench chose there.
 # Run as it is, it retrains on the bench's own subset; for your full data, e.g.:
 #   DATA=/data/my-images TRAIN_SAMPLES= OUT=my-family bash -e recipe.sh
 # Each size's model ends in $OUT/<size>/ (used as expanded) or $OUT/<size>/last/ (fine-tuned).
@@ -33,6 +33,7 @@ data=(--data "$DATA" --seed "$SEED" --val-fraction "$VAL_FRACTION")
 if [ -n "$DATA_DIR" ]; then data+=(--data-dir "$DATA_DIR"); fi
 if [ -n "$TRAIN_SAMPLES" ]; then data+=(--train-samples "$TRAIN_SAMPLES"); fi
 mkdir -p "$OUT"
+
 """
 
 
@@ -41,7 +42,6 @@ def recipe(family: dict, report: dict, io, given: dict) -> str:
     learngenes it was given (method -> path), which are used as they are rather than learned again."""
     cfg = report["config"]
     text = PRELUDE.format(
-        bench=f"lgtool bench -o {io.output}",
         ancestor=shlex.quote(report["ancestor"]["name"]),
         data=shlex.quote(str(io.data)),
         data_dir=shlex.quote(str(io.data_dir)) if io.data_dir else "",
