@@ -265,7 +265,8 @@ def test_inspect_of_a_nonfinite_learngene_reads_the_header_only(run_cli, tmp_pat
 
 def test_bench_refuses_a_nonfinite_learngene_before_creating_its_folder(run_cli, tmp_path):
     gene = _poisoned_gene(tmp_path / "tleg.safetensors", "tleg", math.inf)
-    args = ("bench", "--learngene", gene, "--data", tmp_path / "no-data", "--ancestor", "fmnist-vit")
+    (tmp_path / "images").mkdir()  # there, so the plan passes; the run loads the learngene before any image
+    args = ("bench", "--learngene", gene, "--data", tmp_path / "images", "--ancestor", "fmnist-vit")
     refused(run_cli, tmp_path, *args, "-o", tmp_path / "out", code=3, says="holds NaN or Inf")
 
 

@@ -22,11 +22,17 @@ def _poisoned_tleg(path):
 
 def test_the_plan_reads_headers_only_and_the_run_refuses_before_writing(tmp_path):
     gene = _poisoned_tleg(tmp_path / "tleg.safetensors")
-    io = BenchIO(data_dir=str(tmp_path / "no-data"), learngenes=[gene], output=tmp_path / "out")
+    with pytest.raises(InputError, match="Fashion-MNIST not found in .*no-data"):  # where the data is: checked
+        plan_bench(BenchConfig(), BenchIO(data_dir=str(tmp_path / "no-data"), learngenes=[gene], output=tmp_path))
+    data = tmp_path / "empty-data"  # the IDX files are there, empty: the plan does not read them
+    data.mkdir()
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (data / f"{name}-ubyte.gz").write_bytes(b"")
+    io = BenchIO(data_dir=str(data), learngenes=[gene], output=tmp_path / "out")
     plan = plan_bench(BenchConfig(), io)
     assert (plan.ancestor, plan.given, plan.previous) == ("fmnist-vit", {"tleg": gene}, {})
     assert not (tmp_path / "out").exists()
-    with pytest.raises(InputError, match="holds NaN or Inf"):  # loaded first: before the (missing) data
+    with pytest.raises(InputError, match="holds NaN or Inf"):  # loaded first: before the (empty) data
         run_bench(plan, log=lambda m: None)
     assert not (tmp_path / "out").exists()
 

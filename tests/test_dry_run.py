@@ -127,6 +127,10 @@ MISTAKES = [
     ("bench --ancestor no_such_model_xyz -o {ws}/bench", [], 3, "not a timm model name"),
     ("bench --width 33 -o {ws}/bench", [], 2, "not divisible by the 2 attention heads"),
     ("bench --data {images} -o {ws}/bench", [], 2, "--ancestor is required"),
+    # where the data should be, checked by every plan without reading an image
+    ("learn --ancestor fmnist-vit --data {ws}/no-images -o {ws}/gene.safetensors", [], 3, "data folder"),
+    ("finetune fmnist-vit --data-dir {ws}/no-fmnist -o {ws}/tuned", [], 3, "Fashion-MNIST not found"),
+    ("bench --data-dir {ws}/no-fmnist -o {ws}/bench", [], 3, "Fashion-MNIST not found"),
 ]
 
 

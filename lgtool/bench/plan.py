@@ -19,6 +19,7 @@ from lgtool.learngene import read_header
 from lgtool.rules import RULES
 from lgtool.training.ancestor import ancestor_heads, resolve_ancestor, shipped_ancestor
 from lgtool.training.baselines import LAYER_POLICIES
+from lgtool.training.data import check_data
 
 # The cheaper alternatives first: once one matches, a dearer one stops at its first budget (`Bench.curve`).
 # Inits that start from the same weights at a size (same seed, same cut): their top-1 at 0 epochs is measured once.
@@ -77,6 +78,7 @@ def plan_bench(cfg: BenchConfig, io: BenchIO) -> BenchPlan:
     resolve_ancestor(ancestor)
     given = {read_header(p)[1].method: Path(p) for p in io.learngenes}
     check_family(cfg, ancestor, ancestor_heads(ancestor), given)  # a folder ancestor declares its heads
+    check_data(io.data, io.data_dir)
     return BenchPlan(cfg, io, ancestor, out, previous, given)
 
 

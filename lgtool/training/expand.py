@@ -153,6 +153,8 @@ def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, forc
     check_memory(target, "expand")
     output = Path(output or f"desc-d{target.depth}-{cfg.width or target.embed_dim}")
     reads = [gene_path, cfg.data_dir, *(data.data_paths(cfg.calibrate, cfg.data_dir) if cfg.calibrate else ())]
+    if cfg.calibrate is not None:
+        data.check_data(cfg.calibrate, cfg.data_dir)
     check_output(output, inputs=reads, force=force, is_dir=True)
     return ExpandPlan(Path(gene_path), header, target, layers, output, cfg, force)
 

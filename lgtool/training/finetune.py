@@ -20,7 +20,7 @@ from lgtool.format.outputs import check_inside, check_output
 from lgtool.hub import CONFIG, check_channels, read_config, write_descnet
 from lgtool.learngene import first_nonfinite
 from lgtool.training.ancestor import load_ancestor, load_folder, resolve_ancestor, shipped_ancestor, weights_file
-from lgtool.training.data import View, data_paths, load_data
+from lgtool.training.data import View, check_data, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
 from lgtool.training.settings import FinetuneConfig
 
@@ -78,7 +78,8 @@ def plan_finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None) -> F
     """Every check `finetune` makes before loading a model or data, each a one-line error; nothing is written.
 
     The settings checked themselves when built (`FinetuneConfig`); here: the output folder and what goes inside
-    it, the source folder's config.json, what the ancestor is, and that the checkpoint to resume from is there."""
+    it, the source folder's config.json, what the ancestor is, that the checkpoint to resume from is there, and that
+    the data is where it is named."""
 
     s, cfg = settings, cfg or TrainConfig(kd="none")
     _check_outputs(s)
@@ -93,6 +94,7 @@ def plan_finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None) -> F
         resolve_ancestor(s.ancestor)
     if s.resume is not None and not s.resume.is_file():
         raise InputError(f"--resume {s.resume}: no such checkpoint")
+    check_data(s.data, s.data_dir)
     return FinetunePlan(s, cfg, source, teaches)
 
 

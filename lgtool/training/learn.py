@@ -20,7 +20,7 @@ from lgtool.format.outputs import check_output
 from lgtool.learngene import init_learngene, rule_depth
 from lgtool.materialize import build_aux
 from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, resolve_ancestor, shipped_ancestor
-from lgtool.training.data import data_paths, load_data
+from lgtool.training.data import check_data, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
 from lgtool.training.seed import seed_from_ancestor
 from lgtool.training.settings import LearnConfig
@@ -104,10 +104,12 @@ def plan_learn(settings: LearnConfig, cfg: TrainConfig | None = None) -> LearnPl
     """Every check `learn` makes before loading a model or data, each a one-line error; nothing is written.
 
     The settings checked themselves when built (`LearnConfig`); here: the outputs, what the ancestor is (from its
-    name and folder, `resolve_ancestor`), and that the checkpoint to resume from is there."""
+    name and folder, `resolve_ancestor`), that the data is where it is named, and that the checkpoint to resume from
+    is there."""
 
     checkpoint = _check_outputs(settings)
     resolve_ancestor(settings.ancestor, settings.ancestor_weights)
+    check_data(settings.data, settings.data_dir)
     if settings.resume is not None and not settings.resume.is_file():
         raise InputError(f"--resume {settings.resume}: no such checkpoint")
     cfg = cfg or TrainConfig.for_command("learn")

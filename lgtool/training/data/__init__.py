@@ -13,15 +13,15 @@ from pathlib import Path
 import torch
 
 from lgtool.format.errors import InputError
-from lgtool.training.data.fashion_mnist import FASHION_MNIST, FASHION_MNIST_DIR, fashion_mnist
-from lgtool.training.data.folder import FolderSplit, image_folder, usable_workers
+from lgtool.training.data.fashion_mnist import FASHION_MNIST, FASHION_MNIST_DIR, fashion_mnist, fashion_mnist_files
+from lgtool.training.data.folder import FolderSplit, check_folder, image_folder, usable_workers
 from lgtool.training.data.memory import TensorSplit
 from lgtool.training.data.split import Split
 from lgtool.training.view import View, batch_generator, seeded
 
 __all__ = [
-    "Data", "FolderSplit", "Split", "TensorSplit", "View", "balanced_subset", "batch_generator", "data_paths",
-    "load_data", "seeded", "usable_workers",
+    "Data", "FolderSplit", "Split", "TensorSplit", "View", "balanced_subset", "batch_generator", "check_data",
+    "data_paths", "load_data", "seeded", "usable_workers",
 ]  # fmt: skip
 
 
@@ -54,14 +54,26 @@ class Data:
 def load_data(spec: str, data_dir: str | None = None, train_samples: int | None = None, seed: int = 0) -> Data:
     """`fashion-mnist` or an ImageFolder path (with train/ and val/ subfolders, or class folders directly)."""
     if spec == FASHION_MNIST:
-        root = Path(data_dir or os.environ.get("LGTOOL_FASHION_MNIST", FASHION_MNIST_DIR))
-        data = Data(FASHION_MNIST, *fashion_mnist(root))
+        data = Data(FASHION_MNIST, *fashion_mnist(_fashion_mnist_root(data_dir)))
     else:
         root = Path(spec)
         data = Data(str(root), *image_folder(root, seed))
     if train_samples is not None:
         data.train = data.train.subset(balanced_subset(data.train.labels, train_samples, seed))
     return data
+
+
+def check_data(spec: str, data_dir: str | None = None) -> None:
+    """What `load_data(spec, data_dir)` refuses before reading an image: missing Fashion-MNIST files, or an
+    ImageFolder path that is no folder. Plans call it, so a dry run gives the run's verdict on the data's place."""
+    if spec == FASHION_MNIST:
+        fashion_mnist_files(_fashion_mnist_root(data_dir))
+    else:
+        check_folder(Path(spec))
+
+
+def _fashion_mnist_root(data_dir: str | None) -> Path:
+    return Path(data_dir or os.environ.get("LGTOOL_FASHION_MNIST", FASHION_MNIST_DIR))
 
 
 def balanced_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:

@@ -73,8 +73,8 @@ def _fashion_mnist_split(images: Path, labels: Path) -> TensorSplit:
     return TensorSplit(x.unsqueeze(1), y.long(), FASHION_MNIST_CLASSES)
 
 
-def fashion_mnist(root: Path) -> tuple[TensorSplit, TensorSplit, View]:
-    """Fashion-MNIST's train and test splits from the IDX files in `root`, and its view."""
+def fashion_mnist_files(root: Path) -> dict[str, Path]:
+    """The four IDX files in `root`, each there (a plan checks this much without reading them)."""
     files = {
         k: root / f"{k}-ubyte.gz"
         for k in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")
@@ -85,6 +85,12 @@ def fashion_mnist(root: Path) -> tuple[TensorSplit, TensorSplit, View]:
             f"Fashion-MNIST not found in {root} (missing {missing[0]}): install it with "
             "`apt-get install dataset-fashion-mnist` or point --data-dir at the IDX .gz files"
         )
+    return files
+
+
+def fashion_mnist(root: Path) -> tuple[TensorSplit, TensorSplit, View]:
+    """Fashion-MNIST's train and test splits from the IDX files in `root`, and its view."""
+    files = fashion_mnist_files(root)
     train = _fashion_mnist_split(files["train-images-idx3"], files["train-labels-idx1"])
     test = _fashion_mnist_split(files["t10k-images-idx3"], files["t10k-labels-idx1"])
     return train, test, View(28, 1, FASHION_MNIST_NORM)

@@ -204,11 +204,16 @@ def _collate(items):
     return bad if bad is not None else torch.utils.data.default_collate(items)
 
 
+def check_folder(root: Path) -> None:
+    """An ImageFolder path that is a folder (a plan checks this much without listing its images)."""
+    if not root.is_dir():
+        raise InputError(f"data folder {root} not found (give an ImageFolder path or `fashion-mnist`)")
+
+
 def image_folder(root: Path, seed: int) -> tuple[FolderSplit, FolderSplit, View]:
     """An ImageFolder's train and test splits (its val/ folder, or 10% held out) and timm's ImageNet view."""
 
-    if not root.is_dir():
-        raise InputError(f"data folder {root} not found (give an ImageFolder path or `fashion-mnist`)")
+    check_folder(root)
 
     def read(path):
         try:
