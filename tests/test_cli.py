@@ -146,7 +146,39 @@ def test_inspect_does_not_import_torch(gene_file):
     assert json.loads(proc.stdout)["kind"] == "learngene"
 
 
-@pytest.mark.parametrize("command", ["learn", "expand", "finetune", "inspect", "bench"])
-def test_every_help_states_the_exit_codes(run_cli, command):
-    code, out, _ = run_cli(command, "--help")
-    assert code == 0 and "Exit codes: 0 ok" in " ".join(out.split()) and "3 invalid input" in " ".join(out.split())
+COMMANDS = ["learn", "expand", "finetune", "inspect", "convert", "bench"]
+
+
+def _help(run_cli, monkeypatch, *command):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: nothing wrapped apart
+    code, out, _ = run_cli(*command, "--help")
+    assert code == 0
+    return out
+
+
+def test_the_exit_codes_are_stated_once_and_every_command_points_there(run_cli, monkeypatch):
+    root = " ".join(_help(run_cli, monkeypatch).split())
+    assert root.count("Exit codes: 0 ok") == 1 and "3 invalid input" in root and "143 SIGTERM" in root
+    for command in COMMANDS:
+        text = " ".join(_help(run_cli, monkeypatch, command).split())
+        assert text.count("Exit codes: see lgtool --help") == 1 and "0 ok" not in text, command
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_flag_shows_a_type_and_every_option_says_one_sentence(run_cli, monkeypatch, command):
+    import re
+
+    import click
+    import typer
+
+    from lgtool.cli import app
+
+    text = _help(run_cli, monkeypatch, command)
+    assert "<bool>" not in text and "--help" in text
+    sub = typer.main.get_command(app).commands[command]
+    ctx = click.Context(sub)
+    for param in [*sub.params, sub.get_help_option(ctx)]:
+        shown = param.display_type_rich(ctx) if hasattr(param, "display_type_rich") else None
+        assert (shown is None) == bool(getattr(param, "is_flag", False)), f"{param.opts}: {shown}"
+        help_text = getattr(param, "help", "") or ""
+        assert not re.search(r"[.;]\s+(?=[A-Z(])", help_text.strip()), f"{param.opts}: {help_text}"

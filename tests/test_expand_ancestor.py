@@ -106,7 +106,7 @@ def test_the_default_is_spaced_and_said_in_help(run_cli, tmp_path, monkeypatch):
     assert _expand(run_cli, "--depth", 4, "-o", tmp_path / "d")["layers"] == [0, 2, 4, 6]
     monkeypatch.setenv("COLUMNS", "1000")  # one line per option: the sentence unbroken by the help's frame
     code, stdout, _ = run_cli("expand", "--help")
-    assert code == 0 and "Default spaced: the bench's full fmnist-vit run chose it in 27 of its 30" in stdout
+    assert code == 0 and "default spaced: the bench's full fmnist-vit run chose it in 27 of its 30" in stdout
 
 
 @pytest.mark.parametrize("depth, policy, classes", [(4, "first", 10), (12, "spaced", 5)])

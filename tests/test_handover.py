@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -107,10 +106,12 @@ def test_the_family_is_the_best_on_validation_and_loads_with_plain_timm(ws_bench
         assert {"lr", "warmup_epochs", "layer_policy", "params", "forward_flops", "training_flops"} <= set(e)
         config = json.loads((folder / size / "config.json").read_text())
         assert config["lgtool"]["family"] == {k: v for k, v in e.items() if k != "path"}
-    checked = subprocess.run([sys.executable, ROOT / "examples" / "check_family.py", folder], capture_output=True, text=True)
+    script = ROOT / "examples" / "check_family.py"
+    checked = subprocess.run([sys.executable, script, folder], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr  # plain timm, no lgtool, full test split
     card = (folder / "README.md").read_text()
-    assert all(f"[{size}]({size}/)" in card for size in family) and (folder / "family.png").read_bytes()[:4] == b"\x89PNG"
+    assert all(f"[{size}]({size}/)" in card for size in family)
+    assert (folder / "family.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @needs_fashion_mnist

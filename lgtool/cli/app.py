@@ -8,33 +8,35 @@ import sys
 
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from lgtool.format import __version__
 from lgtool.format.atomic import scoped
 from lgtool.format.errors import UsageError
 from lgtool.format.text import dumps
 
-# Every command's --help ends with the contract its errors keep.
-WRITES = (
-    "Exit codes: 0 ok, 1 runtime failure, 2 usage error (a bad flag or value, checked before any data is read), "
-    "3 invalid input or output, 4 a --check failed, 130 Ctrl-C, 143 SIGTERM (training saves a checkpoint first); "
-    "errors are one line on stderr. An existing output is refused without --force; an output that is one of the "
-    "inputs in any form (a link too), or a device, FIFO or link loop, always; files are written under a "
-    "temporary name and renamed into place only if the name still holds what was checked."
+# The exit codes, said once (under `lgtool --help`); every command's help points there in one line.
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 runtime failure (a NaN loss, a refused write: what was kept is named); 2 usage error (a bad "
+    "flag or value, checked before any data is read); 3 invalid input or output (a bad file, a size that cannot be "
+    "made, an output that exists or is an input); 4 a --check failed; 130 Ctrl-C; 143 SIGTERM (training saves a "
+    "checkpoint first). Errors are one line on stderr. Files are written under a temporary name and renamed into "
+    "place; an existing output is replaced only with --force (docs/reliability.md)."
 )
-BENCH = (
-    "Exit codes: 0 ok, 1 runtime failure, 2 usage error (checked before anything is created), 3 invalid input "
-    "or output; errors are one line on stderr. A folder that already holds a bench is continued only with "
-    "--resume; results are written under a temporary name and renamed into place."
-)
-READS = "Exit codes: 0 ok, 2 usage error, 3 invalid input; errors are one line on stderr. Reads headers only."
+SEE_EXIT_CODES = "Exit codes: see lgtool --help (or README's table)."
 
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="markdown",
     help="Build families of Vision Transformers of many sizes from one compact learngene (SWS, TLEG, WAVE).",
+    epilog=EXIT_CODES,
 )
+# typer 0.29 shows a type beside every option, flags too (`--force <bool>`), as if they took a value; a flag
+# takes none, so it shows none, as click shows it. typer has no setting for this: its one display hook is patched.
+_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -60,8 +62,9 @@ def dry_run_option(reads: str = ""):
     return typer.Option(
         False,
         "--dry-run",
-        help="Make every check the run makes first, on these arguments; read no data, write nothing, and exit "
-        "with the code the run would give." + (f" {reads}" if reads else ""),
+        help="Make the run's checks on these arguments, reading no data and writing nothing, and exit with its code"
+        + (f" {reads}" if reads else "")
+        + ".",
     )
 
 

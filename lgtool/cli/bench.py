@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lgtool.bench.settings import BenchConfig, BenchIO
-from lgtool.cli.app import BENCH, app, dry_run_option, emit, err, out, plural, show_plan
+from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, out, plural, show_plan
 from lgtool.cli.options import takes
 from lgtool.format.lazy import lazy
 from lgtool.format.text import literal
@@ -13,7 +13,7 @@ from lgtool.format.text import literal
 benching = lazy("lgtool.bench.run")
 
 
-@app.command(epilog=BENCH)
+@app.command(epilog=SEE_EXIT_CODES)
 @takes(BenchConfig)
 @takes(BenchIO, name="io")
 def bench(

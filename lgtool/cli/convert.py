@@ -6,14 +6,14 @@ from pathlib import Path
 
 import typer
 
-from lgtool.cli.app import WRITES, app, dry_run_option, emit, int_list, out, plural, show_plan
+from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, int_list, out, plural, show_plan
 from lgtool.format.lazy import lazy
 from lgtool.format.text import literal
 
 converting = lazy("lgtool.convert")
 
 
-@app.command(epilog=WRITES)
+@app.command(epilog=SEE_EXIT_CODES)
 def convert(
     ckpt: Path = typer.Argument(..., help="An official Aux-Net checkpoint.pth, or its state dict (.pth/.safetensors)."),
     output: Path = typer.Option(
@@ -32,7 +32,7 @@ def convert(
     ema: bool = typer.Option(False, "--ema", help="Convert the checkpoint's model_ema weights instead of model."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
-    dry_run: bool = dry_run_option(reads="The checkpoint itself is read: its tensors are what is checked."),
+    dry_run: bool = dry_run_option(reads="(the checkpoint is read: its tensors are what is checked)"),
 ):
     """Convert an Aux-Net trained with the papers' official code (eddiexia98/SWS, Robbo4729/MaskLG's TLEG release)
     into a learngene. Loads safely: tensors, containers and argparse.Namespace only; nothing pickled runs.

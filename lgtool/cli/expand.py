@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lgtool.cli.app import WRITES, app, dry_run_option, emit, err, out, plural, show_plan
+from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, out, plural, show_plan
 from lgtool.cli.options import takes
 from lgtool.cli.progress import Reporter
 from lgtool.format.text import literal
@@ -16,7 +16,7 @@ from lgtool.training.selection import plan_selection, select_folder
 DEFAULT_GENE = Path("learngene.safetensors")
 
 
-@app.command(epilog=WRITES)
+@app.command(epilog=SEE_EXIT_CODES)
 @takes(ExpandConfig)
 def expand(
     gene: Path | None = typer.Argument(

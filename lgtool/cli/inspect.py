@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lgtool.cli.app import READS, app, emit, out, plural
+from lgtool.cli.app import SEE_EXIT_CODES, app, emit, out, plural
 from lgtool.format.arch import SLOTS
 from lgtool.format.text import literal
 from lgtool.hub import WEIGHT_SELECTION
 from lgtool.summary import summarize
 
 
-@app.command(epilog=READS)
+@app.command(epilog=SEE_EXIT_CODES)
 def inspect(
     path: Path = typer.Argument(..., help="A learngene .safetensors file or a Desc-Net folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lgtool.cli.app import WRITES, app, dry_run_option, emit, err, is_main, out, plural, show_plan
+from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, is_main, out, plural, show_plan
 from lgtool.cli.options import takes, train_options
 from lgtool.cli.progress import Reporter
 from lgtool.format.lazy import lazy
@@ -14,7 +14,7 @@ from lgtool.training.settings import LearnConfig, TrainConfig
 learning = lazy("lgtool.training.learn")
 
 
-@app.command(epilog=WRITES)
+@app.command(epilog=SEE_EXIT_CODES)
 @takes(LearnConfig, name="settings")
 @train_options(defaults_of="learn")
 def learn(

@@ -38,14 +38,12 @@ class ExpandConfig:
     )
     width: str | None = setting(
         None,
-        "tiny, small, base or an integer (default: the Aux width). SWS/TLEG: narrower widths by evenly spaced "
-        "selection, heads kept; WAVE: any multiple of its template size; --ancestor: its width or narrower.",
+        "tiny, small, base or an integer, narrower ones cut by evenly spaced selection (default: the Aux width).",
         flags=("--width", "-w"),
     )
     num_heads: int | None = setting(
         None,
-        "Attention heads of the Desc-Net (default: the learngene's, or the ancestor's; WAVE at another width keeps "
-        "the head dim). The weights are the same for any count that divides the width.",
+        "Attention heads of the Desc-Net (default: the learngene's or the ancestor's).",
         lo=1,
     )
     num_classes: int | None = setting(None, "Classes of the new head (fresh init if it differs).", lo=1)
@@ -61,14 +59,12 @@ class ExpandConfig:
     data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
     ancestor: str | None = setting(
         None,
-        "Weight selection instead of a learngene: cut the Desc-Net's tensors from this larger ViT (a shipped name "
-        "such as fmnist-vit, a timm name, or a model folder), as the bench's weight-selection rows start.",
+        "Cut the Desc-Net from this larger ViT by weight selection instead (a shipped name, timm name or folder).",
     )
     layers: str | None = setting(
         None,
-        "With --ancestor: the ancestor blocks the layers are cut from, its first ones or evenly spaced ones (past "
-        "its depth, either repeats blocks evenly). Default spaced: the bench's full fmnist-vit run chose it in 27 "
-        "of its 30 weight-selection rows.",
+        "With --ancestor, the ancestor's first blocks or evenly spaced ones (default spaced: the bench's full "
+        "fmnist-vit run chose it in 27 of its 30 weight-selection rows).",
         choices=LAYER_POLICIES,
     )
 

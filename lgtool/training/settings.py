@@ -32,7 +32,7 @@ class TrainConfig:
     batch_size: int = setting(128, "Images per step on each process (before accumulation).", lo=1)
     lr: float = setting(5e-4, "Peak learning rate (after --lr-base-size scaling).", above=0)
     lr_base_size: int = setting(
-        0, "--lr is the rate at this many images per step; scale it to the total batch (0: no scaling; DeiT: 512).",
+        0, "Read --lr as the rate at this many images per step, scaled to the total batch (0: no scaling).",
         lo=0,
     )  # fmt: skip
     lr_base_scale: str = setting(
@@ -53,7 +53,7 @@ class TrainConfig:
     # Regularization and augmentation (timm's train.py names and meanings).
     drop_path: float = setting(0.0, "Stochastic depth rate.", lo=0, hi=1)
     augment: str = setting(
-        "flip", "In-memory data: none, flip or crop-flip. ImageFolder: none turns timm's transform off.",
+        "flip", "Augmentation of in-memory data (none on an ImageFolder turns timm's transform off).",
         choices=("none", "flip", "crop-flip"),
     )  # fmt: skip
     aa: str | None = setting(None, "timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1 (default: none).")
@@ -129,9 +129,8 @@ class LearnConfig:
     )
     init: str | None = setting(
         None,
-        "ancestor: templates seeded from the ancestor's own layers (SWS stage means, TLEG least-squares line, WAVE "
-        "nearest-Kronecker templates); official: the papers' initialization. Default: ancestor where the ancestor "
-        "is a ViT at least as wide as the learngene, else official.",
+        "Templates seeded from the ancestor's own layers, or the papers' initialization (default: ancestor where "
+        "the ancestor is a ViT at least as wide as the learngene).",
         choices=LEARN_INITS,
     )
     # The sizes distilled for at once (`lgtool.family`).
