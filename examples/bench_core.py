@@ -197,7 +197,7 @@ def main() -> None:
 
     import torch
 
-    from lgtool.format.compat import import_timm
+    from lgtool.base.compat import import_timm
 
     import_timm()  # so that no in-process timing pays for importing timm
     t_start, load_start = time.perf_counter(), os.getloadavg() if hasattr(os, "getloadavg") else None

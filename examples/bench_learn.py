@@ -29,7 +29,7 @@ def worker(kind: str, steps: int, width: int, depth: int, batch: int) -> dict:
 
     import torch
 
-    from lgtool.format.arch import Arch, build_vit
+    from lgtool.base.arch import Arch, build_vit
     from lgtool.learngene import init_learngene
     from lgtool.materialize import build_aux
     from lgtool.training.data import load_data

@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from lgtool.base.errors import InputError
 from lgtool.bench.plan import BenchConfig
-from lgtool.format.errors import InputError
 from lgtool.learngene import load_learngene
 from lgtool.materialize import expand, target_arch
 from lgtool.rules import RULES

@@ -17,10 +17,10 @@ import json
 import sys
 from pathlib import Path
 
+from lgtool.base.arch import Arch
 from lgtool.bench.cost import STEP, forward_flops, learn_flops, size_name
 from lgtool.bench.plan import BenchConfig
 from lgtool.family import family_targets, makeable
-from lgtool.format.arch import Arch
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand
 from lgtool.training.ancestor import ancestor_view, load_ancestor
@@ -88,7 +88,7 @@ def main(out: Path) -> None:
 
 
 def _arch_flops(arch: Arch, view) -> int:
-    from lgtool.format.arch import build_vit
+    from lgtool.base.arch import build_vit
 
     return forward_flops(build_vit(arch), view)
 

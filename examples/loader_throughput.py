@@ -254,7 +254,7 @@ def machine(device) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    from lgtool.format.compat import import_timm
+    from lgtool.base.compat import import_timm
 
     import_timm()
     import torch

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import lgtool
+from lgtool.base.compat import import_timm
 from lgtool.convert import convert
-from lgtool.format.compat import import_timm
 from lgtool.materialize import build_aux, desc_state_dict, describe_layers, target_arch
 
 MODELS = {"sws": "aux_deit_small_patch16_224_L16_33433", "tleg": "aux_deit_small_patch16_224"}
@@ -34,7 +34,7 @@ def parity(method: str, repo: Path, workdir: Path) -> None:
 import sys, warnings, argparse, torch
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {str(repo.resolve())!r})
-from lgtool.format.compat import import_timm
+from lgtool.base.compat import import_timm
 import_timm()
 import timm.models.vision_transformer as vt
 vt.default_cfgs = getattr(vt, "default_cfgs", {{}})

@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from lgtool.format.atomic import atomic_dir
-from lgtool.format.compat import import_timm
+from lgtool.base.atomic import atomic_dir
+from lgtool.base.compat import import_timm
 from lgtool.training.data import load_data
 from lgtool.training.loop import evaluate, fit
 from lgtool.training.settings import TrainConfig

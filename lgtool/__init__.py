@@ -5,8 +5,8 @@ aux = lgtool.build_aux(gene)                             # the Aux-Net, trains t
 model = lgtool.expand(gene, depth=9)                     # a plain timm VisionTransformer
 """
 
-from lgtool.format import __version__ as __version__
-from lgtool.format.lazy import lazy
+from lgtool.base import __version__ as __version__
+from lgtool.base.lazy import lazy
 
 _learngene, _materialize = lazy("lgtool.learngene"), lazy("lgtool.materialize")
 _API = {

@@ -14,9 +14,9 @@ alone is ordinary Aux-Net training, bit for bit.
 
 from __future__ import annotations
 
-from lgtool.format.arch import Arch, parse_width
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.lazy import torch
+from lgtool.base.arch import Arch, parse_width
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.lazy import torch
 from lgtool.learngene import GeneMeta, Learngene, tensor_specs
 from lgtool.rules import RULES, sized_name
 

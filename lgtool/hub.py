@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lgtool.base import __version__
+from lgtool.base.arch import Arch
+from lgtool.base.atomic import atomic_dir
+from lgtool.base.errors import InputError
+from lgtool.base.lazy import lazy
+from lgtool.base.normalization import Normalization
 from lgtool.family import selection_source
-from lgtool.format import __version__
-from lgtool.format.arch import Arch
-from lgtool.format.atomic import atomic_dir
-from lgtool.format.errors import InputError
-from lgtool.format.lazy import lazy
-from lgtool.format.normalization import Normalization
 from lgtool.rules import RULES
 
 st = lazy("safetensors.torch")
@@ -56,7 +56,7 @@ def write_descnet(
     """Write a state dict (timm keys) and its config and card into `out_dir`, atomically (a temporary
     folder renamed into place). `verify(folder)` runs on the finished temporary folder first: if it
     raises, nothing appears under `out_dir`. The caller checks `out_dir` before any work (`check_output`, once);
-    the final rename then keeps whatever appeared there since (`lgtool.format.atomic`)."""
+    the final rename then keeps whatever appeared there since (`lgtool.base.atomic`)."""
     out_dir = Path(out_dir)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     config = hub_config(arch, input_cfg, lineage)

@@ -22,13 +22,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lgtool.format import __version__
-from lgtool.format.arch import Arch, first_error, one_line, parse_width
-from lgtool.format.atomic import atomic_file
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.header import FLOAT_DTYPES, DuplicateKey, safetensors_header, unique_keys
-from lgtool.format.lazy import lazy, timm, torch
-from lgtool.format.normalization import Normalization
+from lgtool.base import __version__
+from lgtool.base.arch import Arch, first_error, one_line, parse_width
+from lgtool.base.atomic import atomic_file
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.header import FLOAT_DTYPES, DuplicateKey, safetensors_header, unique_keys
+from lgtool.base.lazy import lazy, timm, torch
+from lgtool.base.normalization import Normalization
 from lgtool.rules import RULES, rule_module, sized_name
 
 st = lazy("safetensors.torch")

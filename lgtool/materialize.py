@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from lgtool.base.arch import Arch, build_vit
+from lgtool.base.lazy import timm
 from lgtool.family import describe_layers, is_aux_only, sandwich, selection_source, size_key, target_arch
-from lgtool.format.arch import Arch, build_vit
-from lgtool.format.lazy import timm
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 

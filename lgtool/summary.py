@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lgtool.format.arch import Arch, numel
-from lgtool.format.errors import InputError
-from lgtool.format.header import safetensors_header
+from lgtool.base.arch import Arch, numel
+from lgtool.base.errors import InputError
+from lgtool.base.header import safetensors_header
 from lgtool.hub import CONFIG, WEIGHTS, read_config
 from lgtool.learngene import read_header
 from lgtool.rules import RULES

@@ -6,7 +6,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the network
 import pytest
 import torch
 
-from lgtool.format.compat import ensure_torchvision
+from lgtool.base.compat import ensure_torchvision
 
 ensure_torchvision()
 torch.set_num_threads(2)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lgtool.format.compat import import_timm
-from lgtool.format.errors import InputError
+from lgtool.base.compat import import_timm
+from lgtool.base.errors import InputError
 from lgtool.training.ancestor import load_ancestor
 
 
@@ -42,7 +42,7 @@ def test_pickled_objects_are_not_loaded(tmp_path):
 
 def test_class_count_must_match(tmp_path):
     """A model folder of a plain ViT whose only fault is its class count: the class-count check refuses it."""
-    from lgtool.format.arch import Arch, build_vit
+    from lgtool.base.arch import Arch, build_vit
     from lgtool.hub import write_descnet
 
     arch = Arch(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=1, num_heads=2, num_classes=5)

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import lgtool
-from lgtool.format.errors import InputError
+from lgtool.base.errors import InputError
 
 
 def test_round_trip_keeps_tensors_and_metadata(tmp_path, method):

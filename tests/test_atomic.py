@@ -10,17 +10,17 @@ import sys
 
 import pytest
 
-from lgtool.format import atomic
-from lgtool.format.atomic import atomic_dir, atomic_file, write_json, write_text
-from lgtool.format.errors import InputError
-from lgtool.format.outputs import check_output_path
+from lgtool.base import atomic
+from lgtool.base.atomic import atomic_dir, atomic_file, write_json, write_text
+from lgtool.base.errors import InputError
+from lgtool.base.outputs import check_output_path
 
 # Replaces a folder in a child process that dies (os._exit) just before filesystem step number `die_at`
 # (or inside the `with` body); prints the number of steps when it lives to the end.
 KILLED_WRITER = """
 import os, sys
 from pathlib import Path
-from lgtool.format import atomic
+from lgtool.base import atomic
 
 target, die_at, exchange = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 steps = 0

@@ -14,8 +14,8 @@ from conftest import tiny_gene
 from safetensors.torch import load_file, save_file
 from test_data_errors import write_fashion_mnist
 
-from lgtool.format.arch import Arch, build_vit
-from lgtool.format.errors import InputError
+from lgtool.base.arch import Arch, build_vit
+from lgtool.base.errors import InputError
 from lgtool.hub import write_descnet
 from lgtool.learngene import load_learngene
 
@@ -201,7 +201,7 @@ def test_ancestor_folder_with_broken_weights_names_its_file(run_cli, tmp_path, w
 
 
 def test_ancestor_timm_name_without_local_weights_still_says_offline(run_cli, tmp_path, workspace, monkeypatch):
-    from lgtool.format.compat import import_timm
+    from lgtool.base.compat import import_timm
     from lgtool.training.ancestor import _cached
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lgtool.format.arch import Arch, build_vit
-from lgtool.format.errors import InputError
+from lgtool.base.arch import Arch, build_vit
+from lgtool.base.errors import InputError
 from lgtool.training.baselines import evenly_spaced, layer_plan, layer_policies, select, weight_selection
 
 

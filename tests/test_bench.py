@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 import lgtool.bench.rows
 import lgtool.bench.run
+from lgtool.base.errors import InputError, UsageError
 from lgtool.bench.cost import LEARNGENES
 from lgtool.bench.run import BenchConfig, BenchIO, plan_bench, run_bench
-from lgtool.format.errors import InputError, UsageError
 from lgtool.training.finetune import finetune
 from lgtool.training.loop import Interrupted, TrainConfig
 from lgtool.training.settings import FinetuneConfig

@@ -9,8 +9,8 @@ import pytest
 from conftest import tiny_gene
 
 import lgtool.bench.run
+from lgtool.base.errors import InputError, UsageError
 from lgtool.bench.run import BenchConfig, BenchIO, plan_bench, run_bench
-from lgtool.format.errors import InputError, UsageError
 
 
 def _poisoned_tleg(path):

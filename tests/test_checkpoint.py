@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_training_recipe import Recorder, _tiny_data
 
-from lgtool.format.errors import InputError
+from lgtool.base.errors import InputError
 from lgtool.training import recipe
 from lgtool.training.loop import TrainConfig, fit
 from lgtool.training.loop.checkpoint import Position, load_checkpoint, save_checkpoint

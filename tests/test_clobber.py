@@ -20,10 +20,10 @@ from conftest import tiny_gene
 from test_bad_input import TINY_VIT
 from test_data_errors import write_fashion_mnist
 
-from lgtool.format.arch import build_vit
-from lgtool.format.atomic import atomic_dir, atomic_file, write_text
-from lgtool.format.errors import InputError
-from lgtool.format.outputs import check_output
+from lgtool.base.arch import build_vit
+from lgtool.base.atomic import atomic_dir, atomic_file, write_text
+from lgtool.base.errors import InputError
+from lgtool.base.outputs import check_output
 from lgtool.hub import write_descnet
 
 # A learngene of the tiny ViT's width, its Aux-Net 2 blocks deep, learnt in one epoch of 4 steps.

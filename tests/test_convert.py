@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import lgtool
+from lgtool.base.compat import import_timm
 from lgtool.convert import OFFICIAL_EPS
-from lgtool.format.compat import import_timm
 from lgtool.materialize import build_aux
 
 MODULES = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from lgtool.format.normalization import Normalization
+from lgtool.base.normalization import Normalization
 from lgtool.training.data import TensorSplit, View, balanced_subset, load_data
 from lgtool.training.settings import TrainConfig
 

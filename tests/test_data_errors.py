@@ -5,8 +5,8 @@ import gzip
 import pytest
 import torch
 
-from lgtool.format.errors import InputError
-from lgtool.format.normalization import Normalization
+from lgtool.base.errors import InputError
+from lgtool.base.normalization import Normalization
 from lgtool.training.data import View, load_data
 
 FIX = "apt-get install dataset-fashion-mnist"

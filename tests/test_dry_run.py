@@ -13,9 +13,9 @@ import pytest
 from test_bad_input import refused, snapshot
 from test_convert import official_checkpoint
 
+import lgtool.base.atomic as atomic
 import lgtool.bench.run
 import lgtool.convert
-import lgtool.format.atomic as atomic
 import lgtool.training.data
 import lgtool.training.finetune
 import lgtool.training.learn

@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 from test_bad_input import refused, snapshot
 
 import lgtool
+from lgtool.base.arch import Arch
 from lgtool.bench.rows import Bench
 from lgtool.bench.settings import BenchConfig
-from lgtool.format.arch import Arch
 from lgtool.training.ancestor import load_ancestor
 
 SHIPPED = Path(lgtool.__file__).parent / "ancestors" / "fmnist-vit128"  # `fmnist-vit`: depth 8, width 128, 2 heads

@@ -8,8 +8,8 @@ import torch
 from conftest import needs_fashion_mnist, tiny_gene
 
 import lgtool
+from lgtool.base.errors import InputError, UsageError
 from lgtool.family import family_grid, family_targets, makeable, parse_sizes, sandwich, size_key, with_size_tensors
-from lgtool.format.errors import InputError, UsageError
 from lgtool.learngene import load_learngene, read_header
 from lgtool.materialize import build_aux, expand
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import tiny_gene
 
 import lgtool
-from lgtool.format.arch import MAX_DEPTH, Arch
-from lgtool.format.errors import InputError
+from lgtool.base.arch import MAX_DEPTH, Arch
+from lgtool.base.errors import InputError
 from lgtool.rules import RULES
 
 METHODS = ("sws", "tleg", "wave")

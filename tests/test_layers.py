@@ -1,9 +1,9 @@
 """The folder tree is the dependency graph: every module of lgtool imports only from its own layer or a lower
 one, and no imports run in a circle. Imports inside functions count, and so do the names of modules loaded on
-first use (`lazy("lgtool....")`, see lgtool/format/lazy.py): a deferred import is still a dependency.
+first use (`lazy("lgtool....")`, see lgtool/base/lazy.py): a deferred import is still a dependency.
 
 Layers, lowest first (a module belongs to the first whose prefix names it):
-- format: torch-free: Arch, the safetensors header, errors, text, atomic writes, compatibility, `lazy`;
+- base: torch-free: Arch, the safetensors header, errors, text, atomic writes, compatibility, `lazy`;
 - rules: one module per method and the registry;
 - artifacts: the learngene file and its metadata, the sizes a learngene makes, the Desc-Net folder, `inspect`;
 - expansion: learngene + size -> timm weights, the Aux-Net, official checkpoints;
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "lgtool"
 LAYERS = (
-    ("format", ("lgtool.format",)),
+    ("base", ("lgtool.base",)),
     ("rules", ("lgtool.rules",)),
     ("artifacts", ("lgtool.learngene", "lgtool.family", "lgtool.hub", "lgtool.summary")),
     ("expansion", ("lgtool.materialize", "lgtool.convert")),

@@ -12,8 +12,8 @@ import torch
 from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.format.atomic import scoped
-from lgtool.format.errors import InputError, UsageError
+from lgtool.base.atomic import scoped
+from lgtool.base.errors import InputError, UsageError
 from lgtool.training.data import load_data
 from lgtool.training.learn import learn
 from lgtool.training.loop import Diverged, Interrupted, TrainConfig, evaluate

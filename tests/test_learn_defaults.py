@@ -7,7 +7,7 @@ import typer
 from conftest import needs_fashion_mnist
 
 import lgtool
-from lgtool.format.arch import Arch, build_vit
+from lgtool.base.arch import Arch, build_vit
 from lgtool.training.learn import default_init
 from lgtool.training.settings import COMMAND_DEFAULTS, LearnConfig, TrainConfig
 
@@ -37,7 +37,7 @@ def vit(width: int):
 
 
 def test_the_default_init_seeds_from_a_vit_ancestor_at_least_as_wide():
-    from lgtool.format.compat import import_timm
+    from lgtool.base.compat import import_timm
 
     assert default_init(vit(64), 32)[0] == "ancestor"
     assert default_init(vit(64), 64)[0] == "ancestor"

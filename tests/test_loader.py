@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from lgtool.format.normalization import Normalization
+from lgtool.base.normalization import Normalization
 from lgtool.training.data import FolderSplit, View, load_data, usable_workers
 
 VIEW = View(16, 3, Normalization(mean=[0.5] * 3, std=[0.25] * 3))

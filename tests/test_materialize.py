@@ -5,7 +5,7 @@ import torch
 from conftest import tiny_gene
 
 import lgtool
-from lgtool.format.errors import InputError
+from lgtool.base.errors import InputError
 from lgtool.materialize import materialize, target_arch
 
 
@@ -118,7 +118,7 @@ def test_a_size_that_cannot_fit_in_memory_is_refused_before_any_work(run_cli, tm
 
 
 def test_check_memory_compares_three_float32_copies_with_what_is_available(monkeypatch):
-    import lgtool.format.arch as arch
+    import lgtool.base.arch as arch
 
     small = arch.Arch(embed_dim=64, num_heads=2, depth=2, img_size=28, patch_size=7, in_chans=1, num_classes=10)
     need = small.num_params() * 4 * 3

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from lgtool.format.errors import InputError
-from lgtool.format.normalization import Normalization
+from lgtool.base.errors import InputError
+from lgtool.base.normalization import Normalization
 from lgtool.hub import hub_config
 from lgtool.learngene import GeneMeta, init_learngene
 from lgtool.training.view import View

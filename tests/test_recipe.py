@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lgtool.format.errors import UsageError
-from lgtool.format.normalization import Normalization
+from lgtool.base.errors import UsageError
+from lgtool.base.normalization import Normalization
 from lgtool.training.data import View, batch_generator
 from lgtool.training.recipe import (
     DEIT,

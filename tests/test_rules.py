@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lgtool.format.arch import Arch
-from lgtool.format.errors import InputError
+from lgtool.base.arch import Arch
+from lgtool.base.errors import InputError
 from lgtool.rules import sws, tleg, wave
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import lgtool
-from lgtool.format.arch import Arch, build_vit
-from lgtool.format.errors import InputError, UsageError
+from lgtool.base.arch import Arch, build_vit
+from lgtool.base.errors import InputError, UsageError
 from lgtool.materialize import desc_state_dict, target_arch
 from lgtool.rules import tleg, wave
 from lgtool.training.baselines import select

@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from lgtool.base.errors import UsageError
+from lgtool.base.settings import check_settings, setting
 from lgtool.cli.options import takes
-from lgtool.format.errors import UsageError
-from lgtool.format.settings import check_settings, setting
 
 
 @dataclass

@@ -64,5 +64,5 @@ def test_a_local_folder_named_like_a_shipped_ancestor_wins(tmp_path, monkeypatch
     (tmp_path / "fmnist-vit").mkdir()
     monkeypatch.chdir(tmp_path)
     assert shipped_ancestor("fmnist-vit") is None
-    with pytest.raises(lgtool.format.errors.InputError, match="config.json"):
+    with pytest.raises(lgtool.base.errors.InputError, match="config.json"):
         load_ancestor("fmnist-vit")

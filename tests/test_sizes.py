@@ -8,8 +8,8 @@ import torch
 from conftest import tiny_gene
 from safetensors.torch import load_file
 
-from lgtool.format.compat import import_timm
-from lgtool.format.errors import UsageError
+from lgtool.base.compat import import_timm
+from lgtool.base.errors import UsageError
 from lgtool.materialize import evenly_spaced, expand, target_arch
 from lgtool.training.baselines import select as weight_selection_select
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lgtool.format.normalization import Normalization
+from lgtool.base.normalization import Normalization
 from lgtool.training.data import Data, TensorSplit, View
 from lgtool.training.loop import fit
 from lgtool.training.settings import TrainConfig

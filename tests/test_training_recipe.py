@@ -10,8 +10,8 @@ from PIL import Image
 from test_recipe import assert_accepted
 from torch import nn
 
-from lgtool.format.compat import import_timm
-from lgtool.format.normalization import Normalization
+from lgtool.base.compat import import_timm
+from lgtool.base.normalization import Normalization
 from lgtool.training.data import Data, TensorSplit, View
 from lgtool.training.loop import evaluate, fit
 from lgtool.training.settings import TrainConfig

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from lgtool.format.errors import InputError
+from lgtool.base.errors import InputError
 
 OPTIONS = ()
 LAYER_SOURCE = "the shared block"

@@ -13,7 +13,7 @@ The rate search is not counted for any route: every route searches the same grid
 
 from __future__ import annotations
 
-from lgtool.format.lazy import lazy, torch
+from lgtool.base.lazy import lazy, torch
 from lgtool.rules import RULES
 
 flop_counter = lazy("torch.utils.flop_counter")  # torch-free at import: the CLI reads INITS from here

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lgtool.base.atomic import atomic_file, write_json
+from lgtool.base.errors import InputError
 from lgtool.bench.card import PLOT, card, plot_front
 from lgtool.bench.cost import LEARNGENES, budgets_of, row_flops, size_name
 from lgtool.bench.rebuild import recipe
-from lgtool.format.atomic import atomic_file, write_json
-from lgtool.format.errors import InputError
 from lgtool.hub import read_config, write_descnet
 
 FAMILY = "family"

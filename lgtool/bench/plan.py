@@ -11,10 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lgtool.base.arch import Arch, first_error, parse_width
+from lgtool.base.errors import InputError, UsageError
 from lgtool.bench.cost import INITS, LEARNGENES
 from lgtool.bench.settings import BenchConfig, BenchIO
-from lgtool.format.arch import Arch, first_error, parse_width
-from lgtool.format.errors import InputError, UsageError
 from lgtool.learngene import read_header
 from lgtool.rules import RULES
 from lgtool.training.ancestor import ancestor_heads, resolve_ancestor, shipped_ancestor

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import shlex
 
+from lgtool.base.arch import Arch
 from lgtool.bench.cost import DISTILLED, LEARNGENES
-from lgtool.format.arch import Arch
 from lgtool.rules import RULES
 
 PRELUDE = """#!/usr/bin/env bash

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from lgtool.base.atomic import atomic_file, write_json
+from lgtool.base.lazy import lazy
 from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, learn_flops, recommend, row_flops, size_name
-from lgtool.format.atomic import atomic_file, write_json
-from lgtool.format.lazy import lazy
 
 matplotlib, plt = lazy("matplotlib"), lazy("matplotlib.pyplot")  # only when a plot is drawn
 

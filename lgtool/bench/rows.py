@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from lgtool.base.arch import Arch, build_vit
+from lgtool.base.errors import InputError
 from lgtool.bench.cost import (
     ALTERNATIVES,
     DISTILLED,
@@ -25,8 +27,6 @@ from lgtool.bench.plan import (
     BenchConfig,
 )
 from lgtool.family import makeable
-from lgtool.format.arch import Arch, build_vit
-from lgtool.format.errors import InputError
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand, target_arch
 from lgtool.rules import RULES

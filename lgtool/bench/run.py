@@ -19,6 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lgtool.base.arch import HEAD_DIM, Arch, default_patch_size, parse_width
+from lgtool.base.atomic import write_json
+from lgtool.base.errors import InputError
 from lgtool.bench.cost import ALTERNATIVES, LEARNGENES, learn_flops
 from lgtool.bench.handover import FAMILY, Keeper, learn_shares, read_kept, write_family
 from lgtool.bench.plan import (
@@ -35,9 +38,6 @@ from lgtool.bench.plan import (
 from lgtool.bench.report import write_report
 from lgtool.bench.rows import Bench
 from lgtool.family import makeable
-from lgtool.format.arch import HEAD_DIM, Arch, default_patch_size, parse_width
-from lgtool.format.atomic import write_json
-from lgtool.format.errors import InputError
 from lgtool.learngene import load_learngene
 from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor
 from lgtool.training.data import load_data

@@ -1,5 +1,5 @@
 """What a bench is told: `BenchConfig`, the settings of the comparison, and `BenchIO`, what it reads and where it
-writes. One field per setting, each with its flag, help and range (`lgtool.format.settings`): `lgtool bench`
+writes. One field per setting, each with its flag, help and range (`lgtool.base.settings`): `lgtool bench`
 builds its options from these fields, and a library caller gets the same checks. Torch-free: `--help` stays fast.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lgtool.base.arch import parse_width
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.settings import check_settings, setting
 from lgtool.bench.cost import INITS
-from lgtool.format.arch import parse_width
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.settings import check_settings, setting
 from lgtool.training.settings import COMMAND_DEFAULTS
 
 

@@ -10,11 +10,11 @@ import sys
 
 import typer
 
+from lgtool.base.errors import LgtoolError
+from lgtool.base.interrupt import Terminated, raise_on_sigterm, sigterm_received
+from lgtool.base.text import literal
 from lgtool.cli.app import app, err
 from lgtool.cli.quiet import warnings_held
-from lgtool.format.errors import LgtoolError
-from lgtool.format.interrupt import Terminated, raise_on_sigterm, sigterm_received
-from lgtool.format.text import literal
 
 # The commands, in the order `lgtool --help` lists them: importing one registers it on `app`.
 from lgtool.cli import learn, expand, finetune, inspect, convert, bench  # noqa: F401  # isort: skip

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from typer.core import TyperOption
 
-from lgtool.format import __version__
-from lgtool.format.atomic import scoped
-from lgtool.format.errors import UsageError
-from lgtool.format.text import dumps
+from lgtool.base import __version__
+from lgtool.base.atomic import scoped
+from lgtool.base.errors import UsageError
+from lgtool.base.text import dumps
 
 # The exit codes, said once (under `lgtool --help`); every command's help points there in one line.
 EXIT_CODES = (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from lgtool.base.lazy import lazy
+from lgtool.base.text import literal
 from lgtool.bench.settings import BenchConfig, BenchIO
 from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, out, plural, show_plan
 from lgtool.cli.options import takes
-from lgtool.format.lazy import lazy
-from lgtool.format.text import literal
 
 benching = lazy("lgtool.bench.run")
 

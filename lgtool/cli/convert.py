@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
+from lgtool.base.lazy import lazy
+from lgtool.base.text import literal
 from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, int_list, out, plural, show_plan
-from lgtool.format.lazy import lazy
-from lgtool.format.text import literal
 
 converting = lazy("lgtool.convert")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from lgtool.base.lazy import lazy
+from lgtool.base.text import literal
 from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, is_main, out, plural, show_plan
 from lgtool.cli.options import takes, train_options
 from lgtool.cli.progress import Reporter
-from lgtool.format.lazy import lazy
-from lgtool.format.text import literal
 from lgtool.training.settings import FinetuneConfig, TrainConfig
 
 finetuning = lazy("lgtool.training.finetune")

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from lgtool.base.arch import SLOTS
+from lgtool.base.text import literal
 from lgtool.cli.app import SEE_EXIT_CODES, app, emit, out, plural
-from lgtool.format.arch import SLOTS
-from lgtool.format.text import literal
 from lgtool.hub import WEIGHT_SELECTION
 from lgtool.summary import summarize
 

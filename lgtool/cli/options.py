@@ -1,5 +1,5 @@
 """Options declared once: `takes(Settings)` gives a command one typer option per `setting()` field of a settings
-dataclass (`lgtool.format.settings`), with the field's flag, help, range and default, and hands the command
+dataclass (`lgtool.base.settings`), with the field's flag, help, range and default, and hands the command
 the built, validated dataclass instead of loose arguments. A value outside its range is a one-line usage
 error before any work starts."""
 
@@ -13,7 +13,7 @@ from dataclasses import MISSING
 
 import typer
 
-from lgtool.format.settings import bounds, flag, parse_list, settings_of
+from lgtool.base.settings import bounds, flag, parse_list, settings_of
 from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
 
 

@@ -16,6 +16,11 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
+from lgtool.base import __version__
+from lgtool.base.arch import HEAD_DIM, Arch, first_error
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.normalization import Normalization
+from lgtool.base.outputs import check_output
 from lgtool.convert.official import (
     HEAD,
     NONBLOCK,
@@ -26,11 +31,6 @@ from lgtool.convert.official import (
     state_dict,
     training_args,
 )
-from lgtool.format import __version__
-from lgtool.format.arch import HEAD_DIM, Arch, first_error
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.normalization import Normalization
-from lgtool.format.outputs import check_output
 from lgtool.learngene import GeneMeta, Learngene, first_nonfinite, tensor_specs
 from lgtool.materialize import build_aux
 from lgtool.rules import RULES, rule_module

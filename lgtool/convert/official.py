@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from lgtool.format.arch import WIDTHS, Arch, one_line
-from lgtool.format.errors import InputError, LgtoolError, UsageError
-from lgtool.format.header import safetensors_header
+from lgtool.base.arch import WIDTHS, Arch, one_line
+from lgtool.base.errors import InputError, LgtoolError, UsageError
+from lgtool.base.header import safetensors_header
 from lgtool.rules import RULES
 
 NONBLOCK = ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed", "norm.weight", "norm.bias")

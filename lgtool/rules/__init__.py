@@ -3,11 +3,11 @@
 Every rule module has the same shape, `RuleModule` (rules/base.py), so the rest of lgtool asks the rule and never
 names a method. A new method is one module here plus one line in `RULES`.
 
-Rule modules never import torch at module level (`torch` there is `lgtool.format.lazy.torch`), so `inspect` can
+Rule modules never import torch at module level (`torch` there is `lgtool.base.lazy.torch`), so `inspect` can
 ask a rule its limits cheaply.
 """
 
-from lgtool.format.errors import UsageError
+from lgtool.base.errors import UsageError
 from lgtool.rules import sws, tleg, wave
 from lgtool.rules.base import RuleModule, fresh_slot, sized_name
 

@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from lgtool.format.arch import Arch
-from lgtool.format.lazy import torch
+from lgtool.base.arch import Arch
+from lgtool.base.lazy import torch
 
 
 class RuleModule(Protocol):

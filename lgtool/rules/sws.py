@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lgtool.format.arch import MAX_DEPTH, SLOTS, first_error
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.lazy import torch
+from lgtool.base.arch import MAX_DEPTH, SLOTS, first_error
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.lazy import torch
 from lgtool.rules.base import fresh_slot
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)

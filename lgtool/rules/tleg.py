@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from lgtool.format.arch import SLOTS, WIDTHS
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.lazy import torch
+from lgtool.base.arch import SLOTS, WIDTHS
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.lazy import torch
 from lgtool.rules.base import fresh_slot
 
 TEMPLATES = ("intercept", "slope")

@@ -24,9 +24,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lgtool.format.arch import MAX_EMBED_DIM
-from lgtool.format.errors import InputError
-from lgtool.format.lazy import torch
+from lgtool.base.arch import MAX_EMBED_DIM
+from lgtool.base.errors import InputError
+from lgtool.base.lazy import torch
 from lgtool.rules.base import fresh_slot, sized_name
 
 MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")

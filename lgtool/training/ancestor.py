@@ -11,12 +11,12 @@ import torch
 from huggingface_hub import try_to_load_from_cache
 from safetensors.torch import load_file
 
-from lgtool.format.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
-from lgtool.format.compat import offline
-from lgtool.format.errors import InputError
-from lgtool.format.header import safetensors_header
-from lgtool.format.lazy import timm
-from lgtool.format.normalization import Normalization
+from lgtool.base.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
+from lgtool.base.compat import offline
+from lgtool.base.errors import InputError
+from lgtool.base.header import safetensors_header
+from lgtool.base.lazy import timm
+from lgtool.base.normalization import Normalization
 from lgtool.learngene import first_nonfinite
 from lgtool.training.data import View
 

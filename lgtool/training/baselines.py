@@ -11,9 +11,9 @@ would not throw away a head that fits); the paper re-initializes it because its 
 
 from __future__ import annotations
 
-from lgtool.format.arch import Arch, build_vit
-from lgtool.format.errors import InputError
-from lgtool.format.lazy import torch  # lazy: `lgtool expand --help` reads LAYER_POLICIES without torch
+from lgtool.base.arch import Arch, build_vit
+from lgtool.base.errors import InputError
+from lgtool.base.lazy import torch  # lazy: `lgtool expand --help` reads LAYER_POLICIES without torch
 
 LAYER_POLICIES = ("first", "spaced")  # the paper's first N blocks; evenly spaced (with repetition past the depth)
 

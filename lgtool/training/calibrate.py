@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from lgtool.base.arch import Arch
+from lgtool.base.errors import InputError
 from lgtool.family import resize_gene
-from lgtool.format.arch import Arch
-from lgtool.format.errors import InputError
 from lgtool.learngene import Learngene
 from lgtool.materialize import build_aux
 from lgtool.rules import RULES

@@ -13,13 +13,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from lgtool.base.arch import Arch, build_vit, check_memory
+from lgtool.base.atomic import scoped
+from lgtool.base.errors import CheckError, UsageError
+from lgtool.base.lazy import lazy, timm, torch
+from lgtool.base.outputs import check_output
+from lgtool.base.settings import check_settings, flag, setting, settings_of
 from lgtool.family import describe_layers, target_arch
-from lgtool.format.arch import Arch, build_vit, check_memory
-from lgtool.format.atomic import scoped
-from lgtool.format.errors import CheckError, UsageError
-from lgtool.format.lazy import lazy, timm, torch
-from lgtool.format.outputs import check_output
-from lgtool.format.settings import check_settings, flag, setting, settings_of
 from lgtool.hub import CARD, CONFIG, WEIGHTS, lineage, write_descnet
 from lgtool.learngene import GeneMeta, read_header, read_learngene
 from lgtool.training.baselines import LAYER_POLICIES
@@ -31,7 +31,7 @@ data = lazy("lgtool.training.data")
 
 @dataclass
 class ExpandConfig:
-    """What `lgtool expand` is asked to make: one field per flag (`lgtool.format.settings`)."""
+    """What `lgtool expand` is asked to make: one field per flag (`lgtool.base.settings`)."""
 
     depth: int | None = setting(
         None, "Desc-Net depth (default: the Aux depth; with --ancestor, its depth).", lo=1, flags=("--depth", "-d")

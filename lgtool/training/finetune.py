@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from lgtool.format.arch import Arch, build_vit, check_memory, default_patch_size, one_line, parse_width
-from lgtool.format.atomic import WriteFailed, scoped, write_json
-from lgtool.format.errors import InputError
-from lgtool.format.outputs import check_inside, check_output
+from lgtool.base.arch import Arch, build_vit, check_memory, default_patch_size, one_line, parse_width
+from lgtool.base.atomic import WriteFailed, scoped, write_json
+from lgtool.base.errors import InputError
+from lgtool.base.outputs import check_inside, check_output
 from lgtool.hub import CONFIG, check_channels, read_config, write_descnet
 from lgtool.learngene import first_nonfinite
 from lgtool.training.ancestor import load_ancestor, load_folder, resolve_ancestor, shipped_ancestor, weights_file
@@ -99,7 +99,7 @@ def plan_finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None) -> F
 
 
 def _check_outputs(s: FinetuneConfig) -> None:
-    """The output folder and what finetune writes inside it, checked and claimed (`lgtool.format.outputs`)."""
+    """The output folder and what finetune writes inside it, checked and claimed (`lgtool.base.outputs`)."""
 
     inputs = [
         s.src and (shipped_ancestor(s.src) or s.src),

@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lgtool.base import __version__
+from lgtool.base.arch import check_memory, default_patch_size, parse_width
+from lgtool.base.atomic import WriteFailed, discard, scoped
+from lgtool.base.errors import InputError
+from lgtool.base.outputs import check_output
 from lgtool.family import family_targets, size_key, with_size_tensors
-from lgtool.format import __version__
-from lgtool.format.arch import check_memory, default_patch_size, parse_width
-from lgtool.format.atomic import WriteFailed, discard, scoped
-from lgtool.format.errors import InputError
-from lgtool.format.outputs import check_output
 from lgtool.learngene import init_learngene, rule_depth
 from lgtool.materialize import build_aux
 from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, resolve_ancestor, shipped_ancestor
@@ -117,7 +117,7 @@ def plan_learn(settings: LearnConfig, cfg: TrainConfig | None = None) -> LearnPl
 
 
 def _check_outputs(s: LearnConfig) -> Path:
-    """The learngene file and its checkpoint, checked and claimed (`lgtool.format.outputs`), so that a bad -o fails
+    """The learngene file and its checkpoint, checked and claimed (`lgtool.base.outputs`), so that a bad -o fails
     now, not after training; no output is an input or another output. Returns the checkpoint's path."""
 
     inputs = [shipped_ancestor(s.ancestor) or s.ancestor, s.ancestor_weights, *data_paths(s.data, s.data_dir)]

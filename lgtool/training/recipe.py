@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lgtool.format.errors import UsageError
-from lgtool.format.lazy import timm
+from lgtool.base.errors import UsageError
+from lgtool.base.lazy import timm
 from lgtool.training.view import View, seeded
 
 TIMM_COLOR_JITTER = 0.4  # timm's create_transform / train.py default strength

@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from lgtool.format.errors import InputError
+from lgtool.base.errors import InputError
 from lgtool.learngene import Learngene
 from lgtool.rules import rule_module
 from lgtool.training.baselines import select

@@ -14,12 +14,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from lgtool.format.arch import Arch, build_vit, check_memory, one_line, parse_width
-from lgtool.format.atomic import scoped
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.lazy import lazy, torch
-from lgtool.format.normalization import Normalization
-from lgtool.format.outputs import check_output
+from lgtool.base.arch import Arch, build_vit, check_memory, one_line, parse_width
+from lgtool.base.atomic import scoped
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.lazy import lazy, torch
+from lgtool.base.normalization import Normalization
+from lgtool.base.outputs import check_output
 from lgtool.hub import check_channels, selection_lineage, write_descnet
 from lgtool.training.baselines import layer_plan, selected_model
 from lgtool.training.expand import ExpandConfig, verifier, would_write

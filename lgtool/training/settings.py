@@ -1,6 +1,6 @@
 """What a training command is told: how to train (`TrainConfig`, shared by `learn` and `finetune`), and what each
 command trains (`LearnConfig`, `FinetuneConfig`). One field per setting, each with its flag, help and range
-(`lgtool.format.settings`). The CLI builds every flag of `learn` and `finetune` from these fields, so a flag is
+(`lgtool.base.settings`). The CLI builds every flag of `learn` and `finetune` from these fields, so a flag is
 declared once and its default is the field's. Torch-free: `--help` stays fast.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lgtool.base.arch import MAX_DEPTH, check_size_options
+from lgtool.base.errors import UsageError
+from lgtool.base.lazy import lazy
+from lgtool.base.settings import check_settings, setting
 from lgtool.family import family_grid, parse_sizes
-from lgtool.format.arch import MAX_DEPTH, check_size_options
-from lgtool.format.errors import UsageError
-from lgtool.format.lazy import lazy
-from lgtool.format.settings import check_settings, setting
 from lgtool.learngene import check_rule_options
 from lgtool.rules import RULES
 

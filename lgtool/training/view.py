@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lgtool.format.normalization import Normalization
+from lgtool.base.normalization import Normalization
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from lgtool.format.errors import InputError
+from lgtool.base.errors import InputError
 from lgtool.training.data.fashion_mnist import FASHION_MNIST, FASHION_MNIST_DIR, fashion_mnist, fashion_mnist_files
 from lgtool.training.data.folder import FolderSplit, check_folder, image_folder, usable_workers
 from lgtool.training.data.memory import TensorSplit

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lgtool.format.errors import InputError
-from lgtool.format.normalization import Normalization
+from lgtool.base.errors import InputError
+from lgtool.base.normalization import Normalization
 from lgtool.training.data.memory import TensorSplit
 from lgtool.training.view import View
 

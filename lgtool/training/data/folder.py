@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lgtool.format.errors import InputError
-from lgtool.format.lazy import timm
-from lgtool.format.normalization import Normalization
+from lgtool.base.errors import InputError
+from lgtool.base.lazy import timm
+from lgtool.base.normalization import Normalization
 from lgtool.training import recipe as recipes
 from lgtool.training.data.split import Pass, Split
 from lgtool.training.settings import TrainConfig

@@ -5,7 +5,7 @@ evaluation at each epoch end, a checkpoint. `checkpoint.py` is what a checkpoint
 training stands) and how it is written and read back; `distributed.py` is this process's rank and device.
 """
 
-from lgtool.format.interrupt import Interrupted
+from lgtool.base.interrupt import Interrupted
 from lgtool.training.loop.checkpoint import Position
 from lgtool.training.loop.distributed import Dist
 from lgtool.training.loop.train import Diverged, TrainConfig, evaluate, fit

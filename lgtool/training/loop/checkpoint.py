@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from lgtool.format.arch import one_line
-from lgtool.format.atomic import atomic_file
-from lgtool.format.errors import InputError
+from lgtool.base.arch import one_line
+from lgtool.base.atomic import atomic_file
+from lgtool.base.errors import InputError
 from lgtool.training.settings import TrainConfig
 
 

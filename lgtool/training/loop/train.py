@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lgtool.format.atomic import WriteFailed
-from lgtool.format.errors import InputError, LgtoolError
-from lgtool.format.interrupt import Interrupted, defer_signals, stopped_by
+from lgtool.base.atomic import WriteFailed
+from lgtool.base.errors import InputError, LgtoolError
+from lgtool.base.interrupt import Interrupted, defer_signals, stopped_by
 from lgtool.training import recipe
 from lgtool.training.data import batch_generator
 from lgtool.training.loop.checkpoint import Position, load_checkpoint, save_checkpoint

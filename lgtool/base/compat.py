@@ -1,6 +1,6 @@
 """The one place for environment compatibility: the torchvision import shim and offline defaults.
 
-Inside lgtool, timm is `lgtool.format.lazy.timm`, which calls `import_timm()` on first use; scripts and
+Inside lgtool, timm is `lgtool.base.lazy.timm`, which calls `import_timm()` on first use; scripts and
 tests call `import_timm()` instead of `import timm`. It is a no-op cost on a normal install.
 """
 

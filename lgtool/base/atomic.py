@@ -7,7 +7,7 @@ holds either the old or the new content. Replacing a folder swaps the two in one
 restores that folder if NAME is missing (or deletes it if NAME exists) and deletes the temporaries of processes
 that no longer run; those of a running process are never touched.
 
-`check_output` (lgtool.format.outputs) runs before the work and claims each output: what its name held then
+`check_output` (lgtool.base.outputs) runs before the work and claims each output: what its name held then
 (nothing, or the entry `--force` was given for). The final rename re-checks the claim: a name that has since
 appeared or changed is left alone, and the new result is kept beside it under a name the error reports (exit 3).
 """
@@ -23,7 +23,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from lgtool.format.errors import InputError, LgtoolError
+from lgtool.base.errors import InputError, LgtoolError
 
 _TOKEN_HEX = 3  # 6 hex digits: short names leave room for long target names
 

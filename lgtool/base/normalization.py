@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lgtool.format.arch import MAX_IN_CHANS
-from lgtool.format.errors import InputError
+from lgtool.base.arch import MAX_IN_CHANS
+from lgtool.base.errors import InputError
 
 # strict: a bool or a string of digits is a bad file, not a number
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]

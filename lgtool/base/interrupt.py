@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from lgtool.format.errors import LgtoolError
+from lgtool.base.errors import LgtoolError
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 

@@ -1,6 +1,6 @@
 """Check an output path before any work, and claim it: `check_output` refuses (one line, exit 3) an output that
 could not be written, is one of the inputs in any form, or exists without --force, and records what the name
-holds now, which the final rename of `lgtool.format.atomic` re-checks."""
+holds now, which the final rename of `lgtool.base.atomic` re-checks."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import stat
 import struct
 from pathlib import Path
 
-from lgtool.format.atomic import claim, tmp_overhead
-from lgtool.format.errors import InputError
+from lgtool.base.atomic import claim, tmp_overhead
+from lgtool.base.errors import InputError
 
 try:
     import fcntl

@@ -9,8 +9,8 @@ import struct
 from contextlib import nullcontext
 from pathlib import Path
 
-from lgtool.format.arch import numel
-from lgtool.format.errors import InputError
+from lgtool.base.arch import numel
+from lgtool.base.errors import InputError
 
 MAX_HEADER = 100 << 20  # safetensors' own limit
 # Bytes per element of every safetensors dtype of whole bytes; a learngene holds only the floating ones.

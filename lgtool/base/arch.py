@@ -1,6 +1,6 @@
 """The model family: timm VisionTransformer arguments, width names, ancestor aliases, parameter counts.
 
-Torch-free: `build_vit` reaches timm through `lgtool.format.lazy`, so `inspect` and `--help` stay fast.
+Torch-free: `build_vit` reaches timm through `lgtool.base.lazy`, so `inspect` and `--help` stay fast.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lgtool.format.errors import InputError, UsageError
-from lgtool.format.lazy import timm, torch
+from lgtool.base.errors import InputError, UsageError
+from lgtool.base.lazy import timm, torch
 
 WIDTHS = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
 ANCESTOR_ALIASES = {

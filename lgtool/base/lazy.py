@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from lgtool.format.compat import import_timm
+from lgtool.base.compat import import_timm
 
 
 class LazyModule:

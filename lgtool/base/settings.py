@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, field, fields
 
-from lgtool.format.errors import UsageError
+from lgtool.base.errors import UsageError
 
 
 def setting(
