@@ -9,7 +9,7 @@ Measures (medians; every baseline is timed interleaved with what it is compared 
   expand     `lgtool expand GENE --depth 12 -o DIR` for base-width TLEG and SWS (stages 3,3,2,2,2)
              learngenes, as a subprocess, vs a subprocess that imports torch + safetensors, loads the
              very same Desc-Net state dict (pre-saved) and writes it with `safetensors.torch.save_file`.
-             Also in-process: `lgtool.training.expand.expand_folder` (what the command runs) vs `save_file`
+             Also in-process: `lgtool.training.descnet.expand_folder` (what the command runs) vs `save_file`
              of the same state dict already in memory (process start-up and torch import drop out).
              Target: <= 1.3x the baseline.
 
@@ -106,7 +106,7 @@ def bench_in_process(method: str, gene_path: Path, work: Path, repeats: int) -> 
     same state dict; returns the row and a plain copy of the state dict for the subprocess baseline."""
     from safetensors.torch import load_file, save_file
 
-    from lgtool.training.expand import ExpandConfig, expand_folder
+    from lgtool.training.descnet import ExpandConfig, expand_folder
 
     out_dir, plain = work / f"inproc-{method}", work / f"plain-{method}.safetensors"
 

@@ -53,9 +53,9 @@ def test_layer_map_is_used_and_recorded(run_cli, tmp_path):
 
 
 def test_check_failure_exits_4_and_writes_nothing(run_cli, gene_file, tmp_path, monkeypatch):
-    import lgtool.training.expand
+    import lgtool.training.descnet
 
-    monkeypatch.setattr(lgtool.training.expand, "check_descnet", lambda *a, **k: {"max_abs_diff_timm": 1.0})
+    monkeypatch.setattr(lgtool.training.descnet, "check_descnet", lambda *a, **k: {"max_abs_diff_timm": 1.0})
     code, out, err = run_cli("expand", gene_file, "--depth", 5, "--check", "-o", tmp_path / "d", "--json")
     assert code == 4 and "--check failed" in err and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == [gene_file.name]  # no folder, no temporary left

@@ -396,17 +396,17 @@ def test_final_rename_of_a_folder_that_appeared(tmp_path):
 
 
 def test_expand_keeps_a_folder_that_appeared_and_reports_its_own(run_cli, tmp_path, monkeypatch):
-    import lgtool.training.expand
+    import lgtool.training.descnet
 
     gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
-    real = lgtool.training.expand.check_descnet
+    real = lgtool.training.descnet.check_descnet
 
     def another_run_writes_first(*args, **kwargs):  # --check runs between the last check and the rename
         (tmp_path / "desc").mkdir()
         (tmp_path / "desc" / "theirs.txt").write_text("another run's")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lgtool.training.expand, "check_descnet", another_run_writes_first)
+    monkeypatch.setattr(lgtool.training.descnet, "check_descnet", another_run_writes_first)
     got, stdout, stderr = run_cli("expand", gene, "--depth", 2, "--check", "-o", tmp_path / "desc")
     kept = tmp_path / f"desc.{os.getpid()}"
     line = error_line(3, got, stdout, stderr)

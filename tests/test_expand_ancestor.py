@@ -142,9 +142,9 @@ def test_check_passes_and_plain_timm_loads_the_folder(run_cli, tmp_path):
 
 
 def test_a_failed_check_exits_4_and_writes_nothing(run_cli, tmp_path, monkeypatch):
-    import lgtool.training.expand
+    import lgtool.training.descnet
 
-    monkeypatch.setattr(lgtool.training.expand, "check_descnet", lambda *a, **k: {"max_abs_diff_timm": 1.0})
+    monkeypatch.setattr(lgtool.training.descnet, "check_descnet", lambda *a, **k: {"max_abs_diff_timm": 1.0})
     refused(run_cli, tmp_path, "expand", "--ancestor", "fmnist-vit", "--depth", 3, "--check", "-o", tmp_path / "d",
             code=4, says="--check failed")  # fmt: skip
 
@@ -190,7 +190,7 @@ def _no_weights_read(monkeypatch):
     import safetensors.torch
 
     import lgtool.training.ancestor
-    import lgtool.training.expand
+    import lgtool.training.descnet
 
     def forbidden(*a, **k):
         raise AssertionError("a dry run read tensors")
@@ -198,7 +198,7 @@ def _no_weights_read(monkeypatch):
     for module, name in [
         (lgtool.training.ancestor, "load_ancestor"),
         (lgtool.training.ancestor, "load_file"),
-        (lgtool.training.expand, "read_learngene"),
+        (lgtool.training.descnet, "read_learngene"),
         (safetensors.torch, "load_file"),
         (torch, "load"),
     ]:

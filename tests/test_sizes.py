@@ -39,12 +39,12 @@ def test_num_heads_changes_the_config_not_the_weights(run_cli, gene_file, tmp_pa
 def test_num_heads_that_do_not_divide_the_width_are_usage_errors_before_any_work(
     run_cli, gene_file, tmp_path, monkeypatch, args
 ):
-    import lgtool.training.expand
+    import lgtool.training.descnet
 
     def no_tensors(*_):
         raise AssertionError("tensors were read before the usage check")
 
-    monkeypatch.setattr(lgtool.training.expand, "read_learngene", no_tensors)
+    monkeypatch.setattr(lgtool.training.descnet, "read_learngene", no_tensors)
     code, out, err = run_cli("expand", gene_file, "--depth", 4, *args, "-o", tmp_path / "d", "--json")
     assert code == 2, err
     assert "not divisible" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

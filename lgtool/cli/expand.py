@@ -10,7 +10,7 @@ from lgtool.base.text import literal
 from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, out, plural, show_plan
 from lgtool.cli.options import takes
 from lgtool.cli.progress import Reporter
-from lgtool.training.expand import ExpandConfig, expand_folder, plan_expand
+from lgtool.training.descnet import ExpandConfig, expand_folder, plan_expand
 from lgtool.training.selection import plan_selection, select_folder
 
 DEFAULT_GENE = Path("learngene.safetensors")

@@ -22,7 +22,7 @@ from lgtool.base.normalization import Normalization
 from lgtool.base.outputs import check_output
 from lgtool.hub import check_channels, selection_lineage, write_descnet
 from lgtool.training.baselines import layer_plan, selected_model
-from lgtool.training.expand import ExpandConfig, verifier, would_write
+from lgtool.training.descnet import ExpandConfig, verifier, would_write
 
 ancestors = lazy("lgtool.training.ancestor")  # torch at first use: `lgtool expand --help` stays torch-free
 
