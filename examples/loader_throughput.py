@@ -140,7 +140,7 @@ def run_learn(args, data_path: Path, teacher: Path, out: Path, steps_per_epoch: 
         img_size=args.img_size,
         **gene_options(args),
     )
-    learn(settings, cfg, log=log, evaluate_ancestor=False)
+    learn(settings, cfg, on_event=log, evaluate_ancestor=False)
     assert len(ends) == args.epochs, ends
     seen, clock = zip(*ends, strict=True)
     return {"images_per_s": epoch_rate(seen, clock), "epoch_seconds": _diffs(clock)}

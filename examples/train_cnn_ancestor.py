@@ -99,7 +99,7 @@ def main(out: Path, ship: bool) -> None:
         identity={"kind": "cnn-ancestor", "architecture": ARCHITECTURE, "model_args": MODEL_ARGS},
         checkpoint=checkpoint,
         resume=checkpoint if checkpoint.is_file() else None,
-        log=lambda **e: "epoch_end" in e and print(f"epoch {e['epoch_end']}/{e['epochs']}: top-1 {e['top1']:.4f}"),
+        on_event=lambda **e: "epoch_end" in e and print(f"epoch {e['epoch_end']}/{e['epochs']}: top-1 {e['top1']:.4f}"),
     )
     top1 = evaluate(model, data.test, data.view)
     config = hub_config(model, data.view, top1, len(data.train))

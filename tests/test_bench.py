@@ -30,7 +30,9 @@ def test_finetune_resume_is_exact(ancestor, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(Interrupted):
-        finetune(FinetuneConfig(src=str(ancestor), train_samples=1280, output=tmp_path / "cut"), cfg, log=interrupt)
+        finetune(
+            FinetuneConfig(src=str(ancestor), train_samples=1280, output=tmp_path / "cut"), cfg, on_event=interrupt
+        )
     assert (tmp_path / "cut" / "best" / "model.safetensors").is_file() and not (tmp_path / "cut" / "last").exists()
     resumed = finetune(
         FinetuneConfig(

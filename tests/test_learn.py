@@ -33,8 +33,10 @@ def _learn(ancestor, method, out, **kw):
     options.pop("num_heads")
     if method == "sws":
         options.pop("aux_depth")
-    cfg, log = kw.pop("cfg", quick()), kw.pop("log", None)
-    return learn(LearnConfig(ancestor=str(ancestor), method=method, output=out, **options, **kw), cfg, log=log)
+    cfg, on_event = kw.pop("cfg", quick()), kw.pop("on_event", None)
+    return learn(
+        LearnConfig(ancestor=str(ancestor), method=method, output=out, **options, **kw), cfg, on_event=on_event
+    )
 
 
 @pytest.mark.parametrize("method", ["sws", "tleg", "wave"])
@@ -59,7 +61,7 @@ def test_sigint_saves_and_resume_is_exact(ancestor, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(Interrupted, match="interrupted at step 50"):
-        _learn(ancestor, "tleg", tmp_path / "cut.safetensors", cfg=cfg, log=interrupt)
+        _learn(ancestor, "tleg", tmp_path / "cut.safetensors", cfg=cfg, on_event=interrupt)
     assert not (tmp_path / "cut.safetensors").exists() and (tmp_path / "cut.ckpt").is_file()
     resumed = _learn(ancestor, "tleg", tmp_path / "cut.safetensors", cfg=cfg, resume=tmp_path / "cut.ckpt")
     assert resumed["steps"] == full["steps"]

@@ -109,7 +109,7 @@ class Bench:
             dataset=self.data,
             evaluate_on=self.data.val,
             evaluate_ancestor=False,
-            log=reporter(self.log, f"learn {method}"),
+            on_event=reporter(self.log, f"learn {method}"),
         )
         return {
             "aux_val_top1": r["aux_top1"],

@@ -50,7 +50,7 @@ def expand(
         )
         return show_plan(plan_of, as_json, _planned, read="no weights read")
     if from_gene:
-        result = expand_folder(gene or DEFAULT_GENE, output, cfg, force=force, log=_reporter)
+        result = expand_folder(gene or DEFAULT_GENE, output, cfg, force=force, progress=_reporter)
     else:
         result = select_folder(output, cfg, force=force)
     emit(result, as_json, _render_expand)

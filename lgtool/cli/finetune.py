@@ -38,7 +38,7 @@ def finetune(
     if dry_run:
         return show_plan(lambda: finetuning.plan_finetune(settings, cfg), as_json, _planned)
     with Reporter(f"finetune {settings.src or settings.init}", err) as report:
-        result = finetuning.finetune(settings, cfg, log=report)
+        result = finetuning.finetune(settings, cfg, on_event=report)
     if is_main():
         emit(result, as_json, _render_finetune)
 

@@ -38,7 +38,7 @@ def learn(
     if dry_run:
         return show_plan(lambda: learning.plan_learn(settings, cfg), as_json, _planned)
     with Reporter(f"learn {settings.method}", err) as report:
-        result = learning.learn(settings, cfg, log=report)
+        result = learning.learn(settings, cfg, on_event=report)
     if is_main():
         emit(result, as_json, _render_learn)
 

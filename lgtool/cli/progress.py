@@ -9,7 +9,7 @@ from lgtool.base.text import literal
 
 
 class Reporter:
-    """A `log(**event)` callback for `loop.fit`: step events (loss, images/s) and epoch-end events (top1)."""
+    """An `on_event(**event)` callback for `loop.fit`: step events (loss, images/s) and epoch-end events (top1)."""
 
     def __init__(self, description: str, console: Console | None = None):
         self.console = console or Console(stderr=True)

@@ -24,7 +24,7 @@ def calibrate(
     batch_size: int = 64,
     lr: float = 1e-2,
     seed: int = 0,
-    log=None,
+    on_event=None,
     measure_before: bool = True,
     evaluate_on=None,
 ) -> tuple[Learngene, dict]:
@@ -49,7 +49,7 @@ def calibrate(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, warmup_epochs=0.0, kd="none", max_steps=steps,
         eval_each_epoch=False, seed=seed, log_every=max(1, steps // 10),
     )  # fmt: skip
-    summary = fit(aux, dataset, view, cfg, identity={"kind": "calibrate"}, log=log, evaluate_on=evaluate_on,
+    summary = fit(aux, dataset, view, cfg, identity={"kind": "calibrate"}, on_event=on_event, evaluate_on=evaluate_on,
                   trainable=lambda n: n.removeprefix("gene.") in learned)  # fmt: skip
     calibrated = aux.to("cpu").to_learngene()
     calibrated.meta.provenance.update(

@@ -155,13 +155,13 @@ def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, forc
     return ExpandPlan(Path(gene_path), header, target, layers, output, cfg, force)
 
 
-def run_expand(plan: ExpandPlan, log=None) -> dict:
+def run_expand(plan: ExpandPlan, progress=None) -> dict:
     """The plan, done: the learngene read once, the Desc-Net built (calibrated first if asked), its folder
-    written and, with `check`, verified before it takes its name. `log()`: a progress context for calibration."""
+    written and, with `check`, verified before it takes its name. `progress()`: a progress context for calibration."""
     gene, sha256 = read_learngene(plan.gene_path, plan.header)
     info = lineage(gene.meta, plan.gene_path, sha256, plan.target, plan.layers)
     if plan.cfg.calibrate is not None:
-        state = _calibrated_state(plan, gene, info, log)
+        state = _calibrated_state(plan, gene, info, progress)
     else:
         state = expansion.desc_state_dict(gene, plan.target, plan.layers)
     checked = {}
@@ -171,17 +171,19 @@ def run_expand(plan: ExpandPlan, log=None) -> dict:
 
 
 @scoped
-def expand_folder(gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False, log=None) -> dict:
+def expand_folder(
+    gene_path, output=None, cfg: ExpandConfig | None = None, *, force: bool = False, progress=None
+) -> dict:
     """`lgtool expand`: learngene file -> Desc-Net folder, as a plan and its run. The output's claim guards this
     call's own write only."""
-    return run_expand(plan_expand(gene_path, output, cfg, force=force), log)
+    return run_expand(plan_expand(gene_path, output, cfg, force=force), progress)
 
 
-def _calibrated_state(plan: ExpandPlan, gene, info: dict, log) -> dict:
+def _calibrated_state(plan: ExpandPlan, gene, info: dict, progress) -> dict:
     """The Desc-Net of a learngene whose size-specific tensors were first learned at the target size (at the
     learngene's resolution, on the data `calibrate` names); records how in `info`."""
     cfg = plan.cfg
-    with log() if log else nullcontext(None) as report:
+    with progress() if progress else nullcontext(None) as report:
         calibrated, info["calibration"] = calibration.calibrate(
             gene,
             Arch.checked(plan.target, img_size=gene.arch.img_size),
@@ -189,7 +191,7 @@ def _calibrated_state(plan: ExpandPlan, gene, info: dict, log) -> dict:
             data_dir=cfg.data_dir,
             samples=cfg.calibrate_samples,
             steps=cfg.calibrate_steps,
-            log=report,
+            on_event=report,
         )
     return expansion.desc_state_dict(calibrated, plan.target)
 

@@ -67,11 +67,11 @@ class FinetunePlan:
 
 
 @scoped
-def finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None, *, log=None) -> dict:
+def finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None, *, on_event=None) -> dict:
     """Train `settings.src` (or a fresh ViT with `init="scratch"`) on `settings.data`; with `settings.ancestor`,
     distil from it as a teacher with `cfg`'s KD settings (the loss `learn` uses). `cfg` defaults to no KD."""
 
-    return run_finetune(plan_finetune(settings, cfg), log=log)
+    return run_finetune(plan_finetune(settings, cfg), on_event=on_event)
 
 
 def plan_finetune(settings: FinetuneConfig, cfg: TrainConfig | None = None) -> FinetunePlan:
@@ -114,7 +114,7 @@ def _check_outputs(s: FinetuneConfig) -> None:
     check_inside(s.output, {CHECKPOINT: False}, inputs=inputs, others=[s.output / n for n in inside])
 
 
-def run_finetune(plan: FinetunePlan, *, log=None) -> dict:
+def run_finetune(plan: FinetunePlan, *, on_event=None) -> dict:
     """Load the data and the model, train, and write OUT/best/, OUT/last/ and OUT/metrics.json, as `plan` says."""
 
     s, cfg, output = plan.settings, plan.cfg, plan.settings.output
@@ -139,7 +139,7 @@ def run_finetune(plan: FinetunePlan, *, log=None) -> dict:
 
     identity = {"kind": "finetune", "arch": arch.model_dump(), "source": str(s.src) if s.src else "scratch"}
     summary = fit(model, dataset, view, cfg, identity=identity, checkpoint=output / CHECKPOINT, resume=s.resume,
-                  teacher=teacher, log=log, on_epoch=on_epoch, evaluate_on=dataset.val)  # fmt: skip
+                  teacher=teacher, on_event=on_event, on_epoch=on_epoch, evaluate_on=dataset.val)  # fmt: skip
     best_row, reported = {"top1": None, "epoch": None}, {}
     if Dist.from_env().main:
         history = summary["history"]

@@ -82,7 +82,7 @@ def learn(
     dataset=None,
     evaluate_on=None,
     evaluate_ancestor: bool = True,
-    log=None,
+    on_event=None,
 ) -> dict:
     """Train a learngene's templates through its Aux-Net by distillation from `settings.ancestor`; write it to
     `settings.output`. `cfg`: how to train (default: `learn`'s own settings, `TrainConfig.for_command`).
@@ -97,7 +97,9 @@ def learn(
     through `family_samples` of them (`lgtool.family`); by default the Aux size alone, as the papers."""
 
     plan = plan_learn(settings, cfg)
-    return run_learn(plan, dataset=dataset, evaluate_on=evaluate_on, evaluate_ancestor=evaluate_ancestor, log=log)
+    return run_learn(
+        plan, dataset=dataset, evaluate_on=evaluate_on, evaluate_ancestor=evaluate_ancestor, on_event=on_event
+    )
 
 
 def plan_learn(settings: LearnConfig, cfg: TrainConfig | None = None) -> LearnPlan:
@@ -137,7 +139,9 @@ def _check_outputs(s: LearnConfig) -> Path:
     return checkpoint
 
 
-def run_learn(plan: LearnPlan, *, dataset=None, evaluate_on=None, evaluate_ancestor: bool = True, log=None) -> dict:
+def run_learn(
+    plan: LearnPlan, *, dataset=None, evaluate_on=None, evaluate_ancestor: bool = True, on_event=None
+) -> dict:
     """Load the data and the ancestor, distil the learngene and write it, as `plan` says (see `learn`)."""
 
     s, cfg = plan.settings, plan.cfg
@@ -152,7 +156,7 @@ def run_learn(plan: LearnPlan, *, dataset=None, evaluate_on=None, evaluate_ances
     aux, identity = _aux_net(gene, s, cfg)
     started = time.time()
     summary = fit(aux, dataset, view, cfg, identity=identity, checkpoint=plan.checkpoint, resume=s.resume,
-                  teacher=teacher, log=log, evaluate_on=evaluate_on)  # fmt: skip
+                  teacher=teacher, on_event=on_event, evaluate_on=evaluate_on)  # fmt: skip
     learned = aux.to("cpu").to_learngene()
     family = {**identity["family"], "images": aux.family_report()} if aux.family else None
     learned.meta.provenance.update(_provenance(plan, len(dataset.train), summary, init, family, started))

@@ -101,7 +101,7 @@ class _Run:
     evaluate_on: object  # the split evaluated at epoch ends
     checkpoint: Path | None
     identity: dict
-    log: Callable
+    on_event: Callable
     on_epoch: Callable | None
 
 
@@ -132,7 +132,7 @@ def fit(
     resume: Path | None = None,
     teacher: nn.Module | None = None,
     trainable=None,
-    log=None,
+    on_event=None,
     on_epoch=None,
     evaluate_on=None,
 ) -> dict:
@@ -145,7 +145,7 @@ def fit(
     fit returns. `identity` (what is trained: method, architecture, ...) is saved in checkpoints and must
     match on resume."""
     evaluate_on = data.test if evaluate_on is None else evaluate_on
-    run = _setup(model, data, view, cfg, teacher, trainable, log,
+    run = _setup(model, data, view, cfg, teacher, trainable, on_event,
                  evaluate_on=evaluate_on, checkpoint=checkpoint, identity=identity, on_epoch=on_epoch)  # fmt: skip
     pos, meter = _start(run, resume), _Meter.on(run.dist.device)
     # Ctrl-C or SIGTERM (torchrun forwards both to every rank): each rank saves (rank 0 writes) and stops
@@ -172,7 +172,7 @@ def fit(
     return _summary(run, pos, meter)
 
 
-def _setup(model, data, view, cfg: TrainConfig, teacher, trainable, log, **asked) -> _Run:
+def _setup(model, data, view, cfg: TrainConfig, teacher, trainable, on_event, **asked) -> _Run:
     """The ranks, the trainable parameters and their optimizer, the EMA, DDP and compile, the teacher and its
     cache, mixing, and the schedule; `asked` are fit's other arguments, kept as given."""
     dist = Dist.from_env()
@@ -198,9 +198,9 @@ def _setup(model, data, view, cfg: TrainConfig, teacher, trainable, log, **asked
     cache = TeacherCache(teacher) if teacher is not None and live is None else None
     mix = recipe.mixup(cfg, len(data.classes))
     schedule = Schedule.of(cfg, len(data.train), dist.world)
-    log = log if (log and dist.main) else (lambda *a, **k: None)
+    on_event = on_event if (on_event and dist.main) else (lambda *a, **k: None)
     return _Run(cfg, dist, model, step_model, ddp, optimizer, average, teacher, cache, live, mix, schedule, view,
-                log=log, **asked)  # fmt: skip
+                on_event=on_event, **asked)  # fmt: skip
 
 
 def param_groups(model: nn.Module, named_params, weight_decay: float) -> list[dict]:
@@ -297,7 +297,7 @@ def _optimizer_step(run: _Run, pos: Position, meter: _Meter, epoch: int) -> None
         _check_finite(run, meter)
         loss = (meter.running / cfg.log_every / cfg.accum_steps).item()
         speed = meter.seen / max(meter.wall + time.perf_counter() - meter.t0, 1e-9)
-        run.log(step=pos.step, total=run.schedule.total, epoch=epoch, loss=loss, images_per_s=speed)
+        run.on_event(step=pos.step, total=run.schedule.total, epoch=epoch, loss=loss, images_per_s=speed)
         meter.running.zero_()
 
 
@@ -310,7 +310,7 @@ def _epoch_end(run: _Run, pos: Position, meter: _Meter, epoch: int, done: bool) 
         judged = run.model if run.average is None else run.average.module
         top1 = evaluate(judged, run.evaluate_on, run.view, device=dist.device) if dist.main else float("nan")
         pos.history.append({"epoch": epoch + 1, "step": pos.step, "top1": top1})
-        run.log(epoch_end=epoch + 1, epochs=cfg.epochs, top1=top1)
+        run.on_event(epoch_end=epoch + 1, epochs=cfg.epochs, top1=top1)
         if run.on_epoch is not None and dist.main:
             run.on_epoch(epoch + 1, top1, pos.history, judged)
     pos.epoch, pos.batch = epoch + 1, 0
