@@ -18,8 +18,9 @@ from pathlib import Path
 
 from lgtool.base.errors import InputError
 from lgtool.bench.plan import BenchConfig
+from lgtool.family import target_arch
 from lgtool.learngene import load_learngene
-from lgtool.materialize import expand, target_arch
+from lgtool.materialize import expand
 from lgtool.rules import RULES
 from lgtool.training.data import View, load_data
 from lgtool.training.learn import learn

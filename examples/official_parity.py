@@ -24,7 +24,8 @@ import torch
 import lgtool
 from lgtool.base.compat import import_timm
 from lgtool.convert import convert
-from lgtool.materialize import build_aux, desc_state_dict, describe_layers, target_arch
+from lgtool.family import describe_layers, target_arch
+from lgtool.materialize import build_aux, desc_state_dict
 
 MODELS = {"sws": "aux_deit_small_patch16_224_L16_33433", "tleg": "aux_deit_small_patch16_224"}
 

@@ -36,10 +36,6 @@ st = lazy("safetensors.torch")
 SCHEMA = "learngene/1"
 METADATA_KEY = "learngene"
 
-# Tensor-name patterns that learngene/1 files written by lgtool 0.1.0 stored in their rule; no code read them.
-LEGACY_RULE_KEYS = {"stage", "intercept", "slope", "template", "scaler", "layerwise"}
-
-
 class GeneMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -69,7 +65,6 @@ class GeneMeta(BaseModel):
             return rule
         if not isinstance(rule, dict) or not isinstance(rule.get("method"), str) or rule["method"] not in RULES:
             raise ValueError(f"rule.method must be one of {', '.join(RULES)}")
-        rule = {k: v for k, v in rule.items() if k not in LEGACY_RULE_KEYS}
         return RULES[rule["method"]].Rule.model_validate(rule)
 
     @model_validator(mode="after")
@@ -123,7 +118,7 @@ class Learngene:
 
     def save(self, path) -> Path:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
-        # files without trained sizes read exactly as before the field existed
+        # `sizes` only where a family-aware learn trained some: a single-size learngene's header stays minimal
         dump = self.meta.model_dump_json(by_alias=True, exclude=None if self.meta.sizes else {"sizes"})
         metadata = {"format": "pt", METADATA_KEY: dump}
         with atomic_file(path) as tmp:

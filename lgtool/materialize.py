@@ -19,7 +19,7 @@ from lgtool.family import describe_layers, is_aux_only, sandwich, selection_sour
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 
-__all__ = ["build_aux", "desc_state_dict", "describe_layers", "expand", "materialize", "target_arch"]
+__all__ = ["build_aux", "desc_state_dict", "expand", "materialize"]
 
 
 def evenly_spaced(n: int, m: int) -> torch.Tensor:

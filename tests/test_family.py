@@ -116,7 +116,7 @@ def test_a_family_of_the_aux_size_alone_is_todays_learning_bit_for_bit(ancestor,
 
 @needs_fashion_mnist
 def test_a_family_aware_wave_learngene_expands_at_a_trained_size_with_no_calibration(ancestor, tmp_path, run_cli):
-    from lgtool.materialize import target_arch
+    from lgtool.family import target_arch
     from lgtool.rules.wave import resize
     from lgtool.training.data import load_data
     from lgtool.training.learn import learn

@@ -6,7 +6,8 @@ from conftest import tiny_gene
 
 import lgtool
 from lgtool.base.errors import InputError
-from lgtool.materialize import materialize, target_arch
+from lgtool.family import target_arch
+from lgtool.materialize import materialize
 
 
 def test_expanding_at_aux_size_reproduces_the_aux_net(method):

@@ -9,7 +9,8 @@ import toy_rule
 from conftest import TINY
 
 import lgtool
-from lgtool.materialize import build_aux, describe_layers, target_arch
+from lgtool.family import describe_layers, target_arch
+from lgtool.materialize import build_aux
 from lgtool.rules import RULES
 from lgtool.rules.base import RuleModule
 

@@ -7,7 +7,8 @@ import torch
 import lgtool
 from lgtool.base.arch import Arch, build_vit
 from lgtool.base.errors import InputError, UsageError
-from lgtool.materialize import desc_state_dict, target_arch
+from lgtool.family import target_arch
+from lgtool.materialize import desc_state_dict
 from lgtool.rules import tleg, wave
 from lgtool.training.baselines import select
 from lgtool.training.seed import seed_from_ancestor

@@ -8,9 +8,9 @@ from conftest import tiny_gene
 from safetensors.torch import load_file
 
 import lgtool
+from lgtool.family import describe_layers, target_arch
 from lgtool.hub import lineage, write_descnet
 from lgtool.learngene import read_learngene
-from lgtool.materialize import describe_layers, target_arch
 
 
 def _write(tmp_path, method, depth, **target):

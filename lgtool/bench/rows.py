@@ -26,9 +26,9 @@ from lgtool.bench.plan import (
     SAME_START,
     BenchConfig,
 )
-from lgtool.family import makeable
+from lgtool.family import makeable, target_arch
 from lgtool.learngene import init_learngene, load_learngene
-from lgtool.materialize import expand, target_arch
+from lgtool.materialize import expand
 from lgtool.rules import RULES
 from lgtool.training.baselines import layer_policies, selected_model, start_seed
 from lgtool.training.calibrate import calibrate

@@ -163,7 +163,7 @@ class LearnConfig:
         if self.aux_depth is not None and self.aux_depth > MAX_DEPTH:
             raise UsageError(f"--aux-depth {self.aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
         check_rule_options(self.method, self.aux_depth, self.rule_options)
-        grid = self._grid()  # a size that is no size is a usage error now
+        grid = self._grid()  # a size that is no size is a usage error, before any work
         if grid is not None and self.family is not None:
             raise UsageError("give the family as sizes or as --family-depths and --family-widths, not both")
 
