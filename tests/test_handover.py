@@ -149,3 +149,40 @@ def test_no_family_keeps_no_model_but_still_writes_the_recipe(ws_bench, tmp_path
     family = json.loads((out / "family" / "family.json").read_text())
     assert all(e["path"] is None for e in family.values()) and (out / "family" / "recipe.sh").is_file()
     assert sorted(p.name for p in (out / "family").iterdir()) == ["README.md", "family.json", "family.png", "recipe.sh"]
+
+
+@needs_fashion_mnist
+def test_the_first_command_of_every_route_in_a_recipe_passes_its_dry_run(tmp_path):
+    """A recipe with every kind of route: learn (a learngene, as expanded and fine-tuned), expand --ancestor
+    (weight selection, +KD) and finetune --init scratch (kd-scratch) each start a route and check dry."""
+    from dataclasses import asdict
+
+    from lgtool.base.arch import Arch
+    from lgtool.bench.rebuild import recipe
+    from lgtool.bench.settings import BenchConfig, BenchIO
+
+    arch = Arch(img_size=28, patch_size=7, in_chans=1, embed_dim=64, num_heads=2, depth=8, num_classes=10)
+    report = {"config": asdict(BenchConfig()), "arch": arch.model_dump(), "ancestor": {"name": "fmnist-vit"},
+              "learngenes": {"sws": {"init": "ancestor"}, "wave": {"init": "ancestor"}}}  # fmt: skip
+    routes = {"d6-w64": ("sws", 0), "d12-w64": ("wave", 1), "d2-w64": ("weight-selection+kd", 2),
+              "d4-w64": ("kd-scratch", 1)}  # fmt: skip
+    family = {}
+    for size, (init, epochs) in routes.items():
+        depth = int(size[1:].split("-")[0])
+        family[size] = {"route": f"{init}@{epochs}", "init": init, "epochs": epochs, "depth": depth, "width": 64,
+                        "val_top1": 0.8, "top1": 0.8, "lr": 2e-3, "warmup_epochs": 0.2, "layer_policy": "spaced",
+                        "calibration_images": 100 if init == "wave" else 0}  # fmt: skip
+    path = tmp_path / "recipe.sh"
+    path.write_text(recipe(family, report, BenchIO(), {}))
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    prelude, blocks = recipe_blocks(path)
+    learns = blocks.pop("learngenes")
+    assert len(learns) == 2 and all(" learn " in line for line in learns)  # once per learngene used
+    first = [*learns, *(lines[0] for lines in blocks.values() if " expand \"$OUT/" not in lines[0])]
+    assert sum(" expand --ancestor " in line for line in first) == 1 and sum("--init scratch" in line for line in first)
+    for line in first:
+        dry = bash(prelude + "\n" + line + " --dry-run", {"OUT": str(tmp_path / "out")}, tmp_path)
+        assert dry.returncode == 0, line + "\n" + dry.stderr
+    assert os.listdir(tmp_path / "out") == []  # nothing written by any dry run
+    assert "--ancestor \"$ANCESTOR\" --kd soft" in blocks["d2-w64"][1] and "--calibrate" in blocks["d12-w64"][0]
+    assert len(blocks["d6-w64"]) == 1 and blocks["d6-w64"][0].endswith('-o "$OUT/d6-w64"')  # as expanded: no finetune

@@ -81,6 +81,12 @@ def show_plan(plan_of, as_json: bool, words, read: str = "no data read") -> None
         )
 
 
+def data_words(p: dict) -> str:
+    """A training plan's data in words: "6,000 images of fashion-mnist" (a validation share held out, if asked)."""
+    data = f"{p['train_samples']:,} images of {p['data']}" if p["train_samples"] else p["data"]
+    return data + (f", {p['val_fraction']:.0%} held out for validation" if p.get("val_fraction") else "")
+
+
 def emit(result: dict, as_json: bool, render) -> None:
     if as_json:
         sys.stdout.write(dumps(result) + "\n")  # strict: NaN and Infinity from a crafted file become null

@@ -22,10 +22,11 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
     dry_run: bool = dry_run_option(),
 ):
-    """Does a learngene family pay off? Learngene inits against scratch, kd-scratch and weight selection, on real data.
+    """Compare learngene routes with scratch, distillation and weight selection on real data; hand over the family.
 
     With no arguments: Fashion-MNIST with the shipped ancestor fmnist-vit, depths 2, 6, 12, every route with its
-    rates chosen on validation (under 10 minutes on 2 CPU cores).
+    rates chosen on validation (under 10 minutes on 2 CPU cores). OUT/family/ holds the best model per size on
+    validation, family.json, a card and recipe.sh, the commands that rebuild it on full data.
 
     Examples:
 
@@ -45,9 +46,11 @@ def bench(
         emit(report, True, None)
     else:
         out.print((plan.out / "results.md").read_text(), markup=False, highlight=False)
+        family = "" if plan.io.no_family else "the best model per size, "
         out.print(
             f"wrote {literal(plan.out)}/results.json, results.md, accuracy_vs_depth.png and time_to_accuracy.png "
-            f"in {report['wall_seconds']:.0f} s"
+            f"in {report['wall_seconds']:.0f} s; the family in {literal(plan.out)}/family/ ({family}family.json, "
+            "README.md, recipe.sh)"
         )
 
 

@@ -34,8 +34,9 @@ def convert(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
     dry_run: bool = dry_run_option(reads="(the checkpoint is read: its tensors are what is checked)"),
 ):
-    """Convert an Aux-Net trained with the papers' official code (eddiexia98/SWS, Robbo4729/MaskLG's TLEG release)
-    into a learngene. Loads safely: tensors, containers and argparse.Namespace only; nothing pickled runs.
+    """Convert an Aux-Net trained with the papers' official code (eddiexia98/SWS, Robbo4729/MaskLG) into a learngene.
+
+    Loads safely: tensors, containers and argparse.Namespace only; nothing pickled runs.
 
     Examples:
 

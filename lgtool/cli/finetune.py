@@ -6,7 +6,7 @@ import typer
 
 from lgtool.base.lazy import lazy
 from lgtool.base.text import literal
-from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, is_main, out, plural, show_plan
+from lgtool.cli.app import SEE_EXIT_CODES, app, data_words, dry_run_option, emit, err, is_main, out, plural, show_plan
 from lgtool.cli.options import takes, train_options
 from lgtool.cli.progress import Reporter
 from lgtool.training.settings import FinetuneConfig, TrainConfig
@@ -55,9 +55,9 @@ def _planned(p: dict) -> str:
     what = f"fine-tune {literal(p['source'])}" if p["source"] else "train a ViT from timm's init"
     classes = f"{p['num_classes']} classes" if p["num_classes"] else "the data's classes"
     teacher = f", distilled from {literal(p['teacher'])} ({p['kd']} KD)" if p["teacher"] else ""
-    data = f"{p['train_samples']:,} images of {p['data']}" if p["train_samples"] else p["data"]
     resume = f", continuing {p['resume']}" if p["resume"] else ""
     return (
         f"{what} (width {p['width']}, depth {p['depth']}, {classes}) for {plural(p['epochs'], 'epoch')} on "
-        f"{literal(data)}{teacher}{literal(resume)} into [bold]{literal(p['output'])}/[/] ({', '.join(p['writes'])})"
+        f"{literal(data_words(p))}{teacher}{literal(resume)} into [bold]{literal(p['output'])}/[/] "
+        f"({', '.join(p['writes'])})"
     )

@@ -6,7 +6,7 @@ import typer
 
 from lgtool.base.lazy import lazy
 from lgtool.base.text import literal
-from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, err, is_main, out, plural, show_plan
+from lgtool.cli.app import SEE_EXIT_CODES, app, data_words, dry_run_option, emit, err, is_main, out, plural, show_plan
 from lgtool.cli.options import takes, train_options
 from lgtool.cli.progress import Reporter
 from lgtool.training.settings import LearnConfig, TrainConfig
@@ -57,10 +57,9 @@ def _render_learn(r: dict) -> None:
 def _planned(p: dict) -> str:
     width = f"width {p['width']}" if p["width"] else "the ancestor's width"
     family = f", for {plural(len(p['family']), 'size')} at once" if p["family"] else ""
-    data = f"{p['train_samples']:,} images of {p['data']}" if p["train_samples"] else p["data"]
     resume = f", continuing {p['resume']}" if p["resume"] else ""
     return (
         f"learn a {p['method'].upper()} learngene from {literal(p['ancestor'])} ({width}, Aux depth {p['aux_depth']}"
-        f"{family}, {plural(p['epochs'], 'epoch')} on {literal(data)}{literal(resume)}) into "
+        f"{family}, {plural(p['epochs'], 'epoch')} on {literal(data_words(p))}{literal(resume)}) into "
         f"[bold]{literal(p['output'])}[/]{' (replacing it)' if p['replaces'] else ''}"
     )

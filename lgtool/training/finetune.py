@@ -22,7 +22,7 @@ from lgtool.learngene import first_nonfinite
 from lgtool.training.ancestor import load_ancestor, load_folder, resolve_ancestor, shipped_ancestor, weights_file
 from lgtool.training.data import View, check_data, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
-from lgtool.training.settings import FinetuneConfig
+from lgtool.training.settings import FinetuneConfig, training_description
 
 CHECKPOINT = "checkpoint.ckpt"
 # What finetune writes inside its output folder: name -> whether it is a folder.
@@ -54,12 +54,7 @@ class FinetunePlan:
             "num_classes": s.num_classes or classes,  # None: the data's
             "teacher": s.ancestor if self.teaches else None,
             "kd": cfg.kd if self.teaches else None,
-            "data": s.data,
-            "data_dir": s.data_dir,
-            "train_samples": s.train_samples,
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
-            "lr": cfg.lr,
+            **training_description(s, cfg),
             "output": str(s.output),
             "writes": [f"{name}/" if is_dir else name for name, is_dir in OUTPUTS.items()],
             "resume": None if s.resume is None else str(s.resume),

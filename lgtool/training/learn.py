@@ -23,7 +23,7 @@ from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, resol
 from lgtool.training.data import check_data, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
 from lgtool.training.seed import seed_from_ancestor
-from lgtool.training.settings import LearnConfig
+from lgtool.training.settings import LearnConfig, training_description
 
 # Training settings worth keeping in a learngene's provenance when they are on.
 RECIPE_RECORD = (
@@ -60,12 +60,7 @@ class LearnPlan:
             "aux_depth": rule_depth(s.method, s.aux_depth, s.rule_options),
             "init": s.init,  # None: chosen once the ancestor is loaded (`default_init`)
             "family": s.sizes,
-            "data": s.data,
-            "data_dir": s.data_dir,
-            "train_samples": s.train_samples,
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
-            "lr": cfg.lr,
+            **training_description(s, cfg),
             "output": str(s.output),
             "replaces": os.path.lexists(s.output),
             "checkpoint": str(self.checkpoint),

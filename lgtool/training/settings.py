@@ -183,6 +183,19 @@ class LearnConfig:
         return family_grid(depths, parse_sizes(self.family_widths, "--family-widths"))
 
 
+def training_description(settings, cfg: TrainConfig) -> dict:
+    """What a training plan's `describe()` says of its data and schedule (`LearnConfig`, `FinetuneConfig`)."""
+    return {
+        "data": settings.data,
+        "data_dir": settings.data_dir,
+        "train_samples": settings.train_samples,
+        "val_fraction": settings.val_fraction,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+    }
+
+
 FINETUNE_INITS = ("pretrained", "scratch")  # `finetune --init`: SRC's weights, or timm's init
 
 
