@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -256,3 +257,43 @@ def test_check_output_path_knows_the_longest_name_that_works(tmp_path, monkeypat
     assert f"at most {len(longest)} bytes" in check_error(tmp_path / (longest + "n"))
     assert "over this filesystem's limit" in check_error(tmp_path / ("n" * (limit + 1)), is_dir=True)
     assert "at most" in check_error(tmp_path / ("é" * (len(longest) // 2 + 1)))  # bytes, not characters
+
+
+def _recording_fsyncs(monkeypatch, final: Path):
+    """Every fsync as (path synced, whether `final` existed then), in order."""
+    synced, real = [], os.fsync
+
+    def fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), os.path.exists(final)))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names an fd by /proc (Linux)")
+def test_a_file_is_flushed_before_its_rename_and_its_folder_after(tmp_path, monkeypatch):
+
+    final = tmp_path / "results.json"
+    synced = _recording_fsyncs(monkeypatch, final)
+    write_json(final, {"a": 1})
+    (data, existed), (folder, after) = synced
+    assert Path(data).name.startswith(".results.json.") and data.endswith(".tmp") and not existed
+    assert folder == str(tmp_path) and after and json.loads(final.read_text()) == {"a": 1}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names an fd by /proc (Linux)")
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_is_flushed_file_by_file_before_its_rename_and_its_parent_after(tmp_path, monkeypatch, force):
+
+    final = tmp_path / "desc"
+    if force:
+        final.mkdir()
+    synced = _recording_fsyncs(monkeypatch, final / "model.safetensors")
+    with atomic_dir(final, force=force) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"weights")
+        (tmp / "config.json").write_text("{}")
+    inside = [Path(p) for p, existed in synced[:-1] if not existed]
+    assert {p.name for p in inside} == {"model.safetensors", "config.json", Path(inside[-1]).name}
+    assert inside[-1].name.startswith(".desc.") and inside[-1].parent == tmp_path  # the folder itself, before
+    assert synced[-1] == (str(tmp_path), True)  # then its parent, once the new name holds it

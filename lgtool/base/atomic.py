@@ -120,15 +120,40 @@ def _create_file(tmp: Path) -> None:
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 less the umask, like open()
 
 
+def _flush(path: Path) -> None:
+    """fsync `path`, a file or a folder (its entries). Data first, then the rename, then its folder: SQLite's and
+    git's order, so that a machine crash cannot leave the new name on an empty or partial file (ext4's and XFS's
+    delayed allocation) nor lose the rename itself."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if not (path.is_dir() and e.errno in (errno.EINVAL, errno.EBADF)):  # some filesystems sync no folders
+            raise
+    finally:
+        os.close(fd)
+
+
+def _flush_tree(root: Path) -> None:
+    """fsync every file and folder under `root`, folders after what they hold, `root` last."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            _flush(Path(folder) / name)
+        _flush(Path(folder))
+
+
 @contextmanager
 def atomic_file(path):
-    """Yields a temporary path beside `path`; on success it replaces `path` in one rename."""
+    """Yields a temporary path beside `path`; on success it replaces `path` in one rename, the data flushed to
+    disk before it and the folder after it."""
     path = Path(path)
     tmp = _begin(path, _create_file)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # writers that recreate the file (safetensors) leave it 0600
+        _flush(tmp)
         _commit(tmp, path, os.replace)
+        _flush(path.parent)
     except WriteFailed:
         raise
     except OSError as e:
@@ -298,19 +323,22 @@ def _replace_dir(tmp: Path, path: Path) -> None:
 
 @contextmanager
 def atomic_dir(path, force: bool = False):
-    """Yields a temporary folder beside `path`; on success it becomes `path`.
+    """Yields a temporary folder beside `path`; on success it becomes `path`, everything in it flushed to disk
+    before the rename and the folder that holds it after.
 
     With `force`, an existing `path` is replaced; it is deleted only once the new one is in place."""
     path = Path(path)
     tmp = _begin(path, lambda p: os.mkdir(p, 0o777))  # 0o777 less the umask, like mkdir
     try:
         yield tmp
+        _flush_tree(tmp)
         if _key(path) in _claims:
             _commit(tmp, path, _replace_dir)
         elif force and os.path.lexists(path):
             _replace_dir(tmp, path)
         else:
             os.replace(tmp, path)
+        _flush(path.parent)
     except WriteFailed:
         raise
     except OSError as e:
