@@ -36,6 +36,7 @@ st = lazy("safetensors.torch")
 SCHEMA = "learngene/1"
 METADATA_KEY = "learngene"
 
+
 class GeneMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -106,14 +106,24 @@ def _new_tmp(path: Path, make) -> Path:
             continue
 
 
+@contextmanager
+def _refused_as_write_failed(path: Path):
+    """What the system refuses while `path` is written (no space, a quota, an immutable file) is a WriteFailed:
+    one line, exit 1."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except OSError as e:
+        raise WriteFailed(path, e) from e
+
+
 def _begin(path: Path, make) -> Path:
     """Cleans up after killed writers of `path` and makes its temporary with `make`."""
-    try:
+    with _refused_as_write_failed(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         _recover(path)
         return _new_tmp(path, make)
-    except OSError as e:
-        raise WriteFailed(path, e) from e
 
 
 def _create_file(tmp: Path) -> None:
@@ -149,15 +159,12 @@ def atomic_file(path):
     path = Path(path)
     tmp = _begin(path, _create_file)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # writers that recreate the file (safetensors) leave it 0600
-        _flush(tmp)
-        _commit(tmp, path, os.replace)
-        _flush(path.parent)
-    except WriteFailed:
-        raise
-    except OSError as e:
-        raise WriteFailed(path, e) from e
+        with _refused_as_write_failed(path):
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_umask())  # writers that recreate the file (safetensors) leave it 0600
+            _flush(tmp)
+            _commit(tmp, path, os.replace)
+            _flush(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -330,19 +337,16 @@ def atomic_dir(path, force: bool = False):
     path = Path(path)
     tmp = _begin(path, lambda p: os.mkdir(p, 0o777))  # 0o777 less the umask, like mkdir
     try:
-        yield tmp
-        _flush_tree(tmp)
-        if _key(path) in _claims:
-            _commit(tmp, path, _replace_dir)
-        elif force and os.path.lexists(path):
-            _replace_dir(tmp, path)
-        else:
-            os.replace(tmp, path)
-        _flush(path.parent)
-    except WriteFailed:
-        raise
-    except OSError as e:
-        raise WriteFailed(path, e) from e
+        with _refused_as_write_failed(path):
+            yield tmp
+            _flush_tree(tmp)
+            if _key(path) in _claims:
+                _commit(tmp, path, _replace_dir)
+            elif force and os.path.lexists(path):
+                _replace_dir(tmp, path)
+            else:
+                os.replace(tmp, path)
+            _flush(path.parent)
     finally:
         _remove(tmp)
 

@@ -110,7 +110,7 @@ def _size(size: str, e: dict, report: dict) -> str:
 
 def _family_flags(report: dict) -> list[str]:
     cfg = report["config"]
-    depths = sorted({d for d in cfg["depths"]} | set(cfg["width_depths"] or []))
+    depths = sorted({*cfg["depths"], *(cfg["width_depths"] or [])})
     widths = sorted({report["arch"]["embed_dim"], *cfg["widths"]})
     return [f"--family-depths {','.join(map(str, depths))}", f"--family-widths {','.join(map(str, widths))}"]
 
