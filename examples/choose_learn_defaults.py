@@ -60,8 +60,8 @@ def makes(gene, depth: int) -> bool:
 
 def main(out: Path) -> None:
     bench = BenchConfig()
-    data = load_data("fashion-mnist", train_samples=bench.train_samples, seed=bench.seed)
-    tuning = data.held_out(bench.val_fraction, bench.seed + 1)
+    data = load_data("fashion-mnist", train_samples=bench.train_samples, seed=bench.seeds[0])
+    tuning = data.held_out(bench.val_fraction, bench.seeds[0] + 1)
     (out / "learngenes").mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else []

@@ -42,8 +42,8 @@ def family_of(method: str, options: dict) -> list:
 
 def main(out: Path) -> None:
     bench = BenchConfig()
-    data = load_data("fashion-mnist", train_samples=bench.train_samples, seed=bench.seed)
-    tuning = data.held_out(bench.val_fraction, bench.seed + 1)
+    data = load_data("fashion-mnist", train_samples=bench.train_samples, seed=bench.seeds[0])
+    tuning = data.held_out(bench.val_fraction, bench.seeds[0] + 1)
     teacher = load_ancestor("fmnist-vit", num_classes=10)
     view = ancestor_view(teacher, data.view)
     (out / "learngenes").mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,8 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["val_images"] == 70 and report["train_images"] == 704 - 70
     assert trained_on and all(len(d.train) == 634 and judged is d.val and len(d.val) == 70 for d, judged in trained_on)
-    rows = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"]}
+    assert report["config"]["seeds"] == [0, 1] and {r["seed"] for r in report["rows"]} == {0, 1}
+    rows = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"] if r["seed"] == 0}
     assert "smaller than the 3 SWS stages" in rows[(1, 32, "sws", 1)]["skipped"]
     for only_wave_widens in ("sws", "tleg"):  # narrower, SWS and TLEG select; wider, only WAVE can make it
         assert "WAVE" in rows[(3, 64, only_wave_widens, 1)]["skipped"]
@@ -103,10 +104,14 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     assert rows[(1, 32, "wave", 1)]["calibration_images"] == 3 * 64
     assert rows[(3, 32, "wave", 1)]["calibration_images"] == 0  # the Aux size itself
     md = (out / "results.md").read_text()
+    for r in report["mean_rows"]:  # results.md gives the mean over the seeds, and every mean is of every seed's row
+        if "top1" in r:
+            runs = [x for x in report["rows"] if (x["depth"], x["width"], x["init"], x["epochs"]) == _key(r)]
+            assert len(runs) == 2 and r["top1"] == sum(x["top1"] for x in runs) / 2 and f"{r['top1']:.4f}" in md
     for r in report["rows"]:
         if "top1" not in r:
             continue
-        assert f"{r['top1']:.4f}" in md and r["train_images"] == r["epochs"] * 576  # 9 full batches of 64
+        assert r["train_images"] == r["epochs"] * 576  # 9 full batches of 64
         if r["init"] in ("kd-scratch", "weight-selection+kd"):  # the teacher runs once per distinct input (its cache)
             assert 0 < r["teacher_images"] <= r["train_images"]
             assert r["epochs"] > 1 or r["teacher_images"] == r["train_images"]  # one epoch: no input repeats
@@ -116,33 +121,45 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
             best = max(r["tried"], key=lambda t: t["val_top1"])
             assert (r["lr"], r["warmup_epochs"], r["val_top1"]) == (best["lr"], best["warmup_epochs"], best["val_top1"])
             assert {t["lr"] for t in r["tried"]} == set(cfg.lr_grid)
-        else:  # a longer budget reuses the choice made at the first one
-            assert len(r["tried"]) == 1 and r["lr"] == rows[(r["depth"], r["width"], r["init"], 1)]["lr"]
+        else:  # a longer budget reuses the choice its seed made at the first one
+            first = next(
+                x for x in report["rows"] if (*_key(x)[:3], x["epochs"], x["seed"]) == (*_key(r)[:3], 1, r["seed"])
+            )
+            assert len(r["tried"]) == 1 and r["lr"] == first["lr"]
     cost = report["cost"]
     assert set(cost) == {"sws", "tleg", "wave"} and report["flops"]["teacher"] > report["flops"]["d1-w32"] > 0
     for c in cost.values():
         assert c["route_flops"] == c["learn_flops"] + c["sizes_flops"]
         assert c["ratio_flops"] == round(c["alternative_flops"] / c["route_flops"], 2)
+        low, high = c["ratio_flops_interval"]
+        assert low <= high and c["verdict"] == (
+            "cheaper" if low > 1 else "dearer" if high < 1 and c["exact"] else "tie"
+        )
+        assert c["marginal_flops"]["learngene"] > 0 and set(c["per_size"]) == set(c["alternative_per_size"])
+    assert report["margin"]["value"] > 0 and f"{report['margin']['value']:.4f}" in md
+    assert set(report["cost_at_budget"]) == {"0", "1"} and "every size @0" in md
     assert set(report["recommendation"]) == {"d1-w32", "d3-w32", "d3-w16", "d3-w64"}
     assert "cheapest route" in md and report["best_learngene"] in md
     # the family: at every size, the best on validation of every budget trained there (learngenes also as expanded)
     family = json.loads((out / "family" / "family.json").read_text())
     assert set(family) == {"d1-w32", "d3-w32", "d3-w16", "d3-w64"}
-    for size, e in family.items():
-        here = [r for r in report["rows"] if f"d{r['depth']}-w{r['width']}" == size and "val_top1" in r]
+    for size, e in family.items():  # the first seed's models
+        here = [
+            r for r in report["rows"] if f"d{r['depth']}-w{r['width']}" == size and "val_top1" in r and not r["seed"]
+        ]
         offered = [r["val_top1"] for r in here] + [r["val_at_init"] for r in here if r["init"] in LEARNGENES]
         assert e["val_top1"] == max(offered) and (out / "family" / e["path"] / "model.safetensors").is_file()
     assert report["ancestor"]["top1"] > 0.6 and report["ancestor"]["training_images"] == 2 * 6000
 
-    # resume: a finished bench redoes nothing; a lost row is redone alone
+    # resume: a finished bench redoes nothing; a lost row is redone alone, with its own seed
     data = json.loads((out / "results.json").read_text())
-    data["rows"] = [r for r in data["rows"] if (r["depth"], r["width"], r["init"]) != (3, 32, "tleg")]
+    data["rows"] = [r for r in data["rows"] if (r["depth"], r["width"], r["init"], r["seed"]) != (3, 32, "tleg", 1)]
     (out / "results.json").write_text(json.dumps(data))
     lines.clear()
     run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=out, resume=True)), log=lines.append)
     lines = [line.split("] ", 1)[1] for line in lines]  # drop the elapsed-time stamp
     trained = [line for line in lines if line.startswith("d") and "test" in line]
-    assert len(trained) == 1 and trained[0].startswith("d3 w32 tleg")
+    assert len(trained) == 1 and trained[0].startswith("d3 w32 tleg @1ep s1")
     assert not any(line.startswith("learn ") for line in lines)  # learngenes are reused
 
     # a learngene passed in: its learning cost comes from its provenance (steps x batch size)
@@ -152,9 +169,13 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
     again = run_bench(plan_bench(cfg2, io), log=lines.append)
     assert again["learngenes"]["tleg"]["images"] == report["learngenes"]["tleg"]["images"] == 576
     # --epochs 0: the family as expanded; the alternatives still start at one epoch
-    zero = {(r["init"], r["epochs"]): r for r in again["rows"]}
+    zero = {(r["init"], r["epochs"]): r for r in again["rows"] if r["seed"] == 0}
     assert zero[("tleg", 0)]["train_images"] == 0 and zero[("tleg", 0)]["top1"] == zero[("tleg", 0)]["top1_at_init"]
     assert ("scratch", 1) in zero and ("scratch", 0) not in zero
+
+
+def _key(r):
+    return r["depth"], r["width"], r["init"], r["epochs"]
 
 
 def test_a_family_aware_bench_learns_every_benched_size_and_counts_each(ancestor, tmp_path):
@@ -171,6 +192,7 @@ def test_a_family_aware_bench_learns_every_benched_size_and_counts_each(ancestor
         batch_size=64,
         aux_depth=3,
         learn_family=True,
+        seeds=[0],
     )
     report = run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=tmp_path / "f")), log=lambda m: None)
     learned = report["learngenes"]["tleg"]
@@ -185,7 +207,7 @@ def test_a_family_aware_bench_learns_every_benched_size_and_counts_each(ancestor
 def test_a_family_aware_wave_learngene_is_benched_at_its_trained_sizes_without_calibration(ancestor, tmp_path):
     cfg = BenchConfig(depths=[1, 3], width=32, widths=[16], width_depths=[3], inits=["wave"], epochs=0,
                       learn_epochs=1, max_epochs=1, train_samples=704, batch_size=64, aux_depth=3,
-                      learn_family=True, rule_options={"template_size": 16}, calibrate_steps=2)  # fmt: skip
+                      learn_family=True, rule_options={"template_size": 16}, calibrate_steps=2, seeds=[0])  # fmt: skip
     report = run_bench(plan_bench(cfg, BenchIO(ancestor=str(ancestor), output=tmp_path / "w")), log=lambda m: None)
     rows = {(r["depth"], r["width"]): r for r in report["rows"] if r["init"] == "wave"}
     assert set(rows) == {(1, 32), (3, 32), (3, 16)}
@@ -216,12 +238,14 @@ def test_unknown_init_is_a_usage_error():
     [
         "[1, 2]",
         '{"schema": "lgtool-bench/2", "rows": []}',
-        '{"schema": "lgtool-bench/3", "rows": [{"depth": "2", "width": 64, "init": "sws", "epochs": 1}]}',
-        '{"schema": "lgtool-bench/3", "rows": [{"depth": 2, "width": 64, "init": "magic", "epochs": 1}]}',
-        '{"schema": "lgtool-bench/3", "rows": [{"depth": 2, "width": 64, "init": "sws", "epochs": 1, "top1": 7.0}]}',
-        '{"schema": "lgtool-bench/3", "rows": [{"depth": 2, "width": 64, "init": "sws", "epochs": -1}]}',
-        '{"schema": "lgtool-bench/3", "rows": {"not": "a list"}}',
-        '{"schema": "lgtool-bench/3", "learngenes": {"sws": {"images": "many"}}}',
+        '{"schema": "lgtool-bench/4", "rows": [{"depth": "2", "width": 64, "init": "sws", "epochs": 1, "seed": 0}]}',
+        '{"schema": "lgtool-bench/4", "rows": [{"depth": 2, "width": 64, "init": "magic", "epochs": 1, "seed": 0}]}',
+        '{"schema": "lgtool-bench/4", "rows": [{"depth": 2, "width": 64, "init": "sws", "epochs": 1, "seed": 0, '
+        '"top1": 7.0}]}',
+        '{"schema": "lgtool-bench/4", "rows": [{"depth": 2, "width": 64, "init": "sws", "epochs": -1, "seed": 0}]}',
+        '{"schema": "lgtool-bench/4", "rows": {"not": "a list"}}',
+        '{"schema": "lgtool-bench/4", "learned": {"0": {"sws": {"images": "many"}}}}',
+        '{"schema": "lgtool-bench/4", "rows": [{"depth": 2, "width": 64, "init": "sws", "epochs": 1, "seed": -1}]}',
         "[" * 100_000,
     ],
 )

@@ -20,9 +20,10 @@ def card(family: dict, report: dict) -> str:
         f"images). Ancestor: `{anc['name']}`, test top-1 {anc['top1']:.4f}, {_n(flops['teacher'])} FLOPs per image.",
         "",
         "At every benched size, the model that scored best on the validation split among every route the bench",
-        "trained there (equal validation top-1: the cheaper route). The test split only reports. Training FLOPs:",
-        "a student step is 3 forwards, a teacher forward its own FLOPs; a learngene's learning is shared equally",
-        "by the sizes it makes.",
+        f"trained there on its first seed ({report['config']['seeds'][0]}; equal validation top-1: the cheaper "
+        f"route). The test split only reports: {_test_images(family)} images. Training FLOPs: a student step is "
+        "3 forwards, a teacher forward its own FLOPs; a learngene's learning is shared equally by the sizes it "
+        "makes.",
         "",
         "| size | route | params | FLOPs / image | training FLOPs | val top-1 | test top-1 | rate | warmup | layers |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -53,6 +54,11 @@ def card(family: dict, report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _test_images(family: dict) -> str:
+    counts = sorted({e.get("test_images") for e in family.values()} - {None})
+    return " or ".join(f"{n:,}" for n in counts) or "its"
 
 
 def plot_front(family: dict, report: dict, path: Path) -> None:

@@ -3,11 +3,12 @@
 Cost is compute: a student step costs 3x its forward (forward + backward), a teacher forward its own FLOPs,
 both per image. Routes:
 - a learngene: learning it once (Aux-Net steps + teacher forwards), calibrating every size (WAVE), and the
-  fine-tune of every size (0 epochs: nothing); a fine-tuned size may be used as expanded instead, where that
-  saves more against the best alternative (which then only has to match the expanded model);
+  fine-tune of every size at its budget, fixed from its own rows before the race: used as expanded (0 epochs)
+  where that scores within the tie margin of its fine-tuned model on validation;
 - the best alternative: per size, the cheapest alternative run (scratch, kd-scratch, weight selection, weight
-  selection + KD, at any budget on its curve) whose validation top-1 matches the learngene's there. Where none
-  matches, the cheapest longest run is counted and the size is marked ">", so the ratio is a lower bound.
+  selection + KD, at any budget on its curve) whose validation top-1 is within the tie margin of the learngene's
+  there. Where none is, the cheapest longest run is counted and the size is marked ">", so the ratio is a lower
+  bound.
 The rate search is not counted for any route: every route searches the same grid.
 """
 
@@ -23,6 +24,7 @@ ALTERNATIVES = ("scratch", "kd-scratch", "weight-selection", "weight-selection+k
 INITS = (*LEARNGENES, *ALTERNATIVES)
 DISTILLED = ("kd-scratch", "weight-selection+kd")  # the ancestor teaches while they train
 STEP = 3  # a training step's FLOPs per image, in forwards: forward + backward (2x)
+EPS = 1e-9  # top-1 within the margin "exactly" still matches despite floating point
 
 
 def size_name(depth: int, width: int) -> str:
@@ -86,35 +88,48 @@ def budgets_of(row: dict) -> list[dict]:
     return [row, {**row, **measured, "epochs": 0, "train_images": 0, "teacher_images": 0}]
 
 
-def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, alternatives=ALTERNATIVES) -> dict:
+def learngene_budget(options: list[dict], margin: float) -> dict:
+    """A learngene's budget at one size, read from its own budgets there only (never an alternative's result): the
+    fewest fine-tune epochs whose validation top-1 is within `margin` of its best budget's."""
+    best = max(o["val_top1"] for o in options)
+    return min((o for o in options if o["val_top1"] >= best - margin - EPS), key=lambda o: o["epochs"])
+
+
+def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, margin: float = 0.0, budget: int | None = None,
+                alternatives=ALTERNATIVES) -> dict:  # fmt: skip
     """Per learngene: its route and the best alternative route over the sizes both cover, and their ratio.
 
-    At each size the learngene takes the budget (fine-tuned, or used as expanded) that saves the most FLOPs
-    against the best alternative matching it there; both are judged on validation, as every choice here."""
+    At each size the learngene's budget is fixed before the race (`learngene_budget`; or `budget` epochs, 0 or
+    `epochs`, at every size), and the best alternative is the cheapest run whose validation top-1 is within `margin`
+    of that budget's. `per_size` holds both routes' FLOPs at each size (the learning not included)."""
     curve = curves(rows)
     out = {}
     for method, info in learn_rows.items():
-        sizes, budgets, route, other, route_images, other_images, exact = {}, {}, 0, 0, 0, 0, True
+        per_size, chosen, budgets, exact = {}, {}, {}, True
+        route_images = other_images = 0
         for r in rows:
             if r["init"] != method or r["epochs"] != epochs or "val_top1" not in r:
                 continue
-            options = []  # (FLOPs saved against the best alternative, the learngene's budget, that alternative)
-            for own in budgets_of(r):
-                found = cheapest_match(r["depth"], r["width"], own["val_top1"], curve, flops, alternatives)
-                if found is not None:
-                    options.append((row_flops(found[0], flops) - row_flops(own, flops), own, found))
-            if not options:
+            options = budgets_of(r)
+            fixed = [o for o in options if o["epochs"] == budget]
+            own = fixed[0] if budget is not None else learngene_budget(options, margin)
+            if budget is not None and not fixed:
+                continue  # this size was not measured at that budget
+            found = cheapest_match(r["depth"], r["width"], own["val_top1"] - margin - EPS, curve, flops, alternatives)
+            if found is None:
                 continue  # a size without alternatives is in neither route
-            _, own, (alt, hit) = max(options, key=lambda o: o[0])  # ties: the fine-tuned budget, listed first
+            alt, hit = found
             exact &= hit
-            route += row_flops(own, flops)
+            size = size_name(r["depth"], r["width"])
+            per_size[size] = {"learngene": row_flops(own, flops), "alternative": row_flops(alt, flops)}
             route_images += own["train_images"] + own.get("calibration_images", 0)
-            other += row_flops(alt, flops)
             other_images += alt["train_images"]
-            sizes[size_name(r["depth"], r["width"])] = f"{alt['init']}@{alt['epochs']}" + ("" if hit else " (>)")
-            budgets[size_name(r["depth"], r["width"])] = own["epochs"]
+            chosen[size] = f"{alt['init']}@{alt['epochs']}" + ("" if hit else " (>)")
+            budgets[size] = own["epochs"]
         learned = learn_flops(info, flops)
-        known = bool(sizes) and learned is not None
+        known = bool(per_size) and learned is not None
+        route = sum(s["learngene"] for s in per_size.values())
+        other = sum(s["alternative"] for s in per_size.values())
         total = route + (learned or 0)
         total_images = route_images + (info.get("images") or 0)
         out[method] = {
@@ -124,8 +139,9 @@ def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, alternatives=A
             "route_images": total_images if known else None,
             "alternative_flops": other if known else None,
             "alternative_images": other_images if known else None,
-            "alternative_per_size": sizes,
+            "alternative_per_size": chosen,
             "epochs_per_size": budgets,  # the learngene's fine-tune epochs at each size (0: used as expanded)
+            "per_size": per_size,
             "ratio_flops": round(other / total, 2) if known and total else None,
             "ratio_images": round(other_images / total_images, 2) if known and total_images else None,
             "exact": exact,  # False: some size was never matched, the ratios are lower bounds
@@ -133,8 +149,8 @@ def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, alternatives=A
     return out
 
 
-def recommend(rows, learn_rows: dict, flops: dict, epochs: int) -> dict:
-    """Per size: the cheapest route that reaches the best learngene's validation top-1 there, and its cost.
+def recommend(rows, learn_rows: dict, flops: dict, epochs: int, margin: float = 0.0) -> dict:
+    """Per size: the cheapest route within `margin` of the best learngene's validation top-1 there, and its cost.
 
     A learngene's learning is shared by every size it makes, so a size is charged its equal share."""
     curve = curves(rows)
@@ -152,9 +168,10 @@ def recommend(rows, learn_rows: dict, flops: dict, epochs: int) -> dict:
             if learned is not None:
                 options.append((learned / len(made[r["init"]]) + row_flops(r, flops), r))
         target = max((r["val_top1"] for r in genes), default=None)
-        reaching = [(c, r) for c, r in options if r["val_top1"] >= target] if target is not None else []
+        reached = None if target is None else target - margin - EPS
+        reaching = [(c, r) for c, r in options if r["val_top1"] >= reached] if target is not None else []
         if target is not None:
-            found = cheapest_match(depth, width, target, curve, flops)
+            found = cheapest_match(depth, width, reached, curve, flops)
             if found and found[1]:
                 reaching.append((row_flops(found[0], flops), found[0]))
         else:  # nobody sets a target: the alternative that does best on validation

@@ -118,9 +118,10 @@ def read_kept(folder: Path) -> dict:
     return kept
 
 
-def family_entries(rows: list, kept: dict, shares: dict, flops: dict, sizes: list) -> dict:
-    """family.json: per benched size, the model kept for it (its `path`, relative to the family folder), or,
-    where none was kept (--no-family, or rows from a run that kept none), the best row's budget with `path` None.
+def family_entries(rows: list, kept: dict, shares: dict, flops: dict, sizes: list, test_images=None) -> dict:
+    """family.json: per benched size, the model kept for it (its `path`, relative to the family folder, its test
+    top-1 measured on the whole test split), or, where none was kept (--no-family, or rows from a run that kept
+    none), the best row's budget with `path` None and its test top-1 on the bench's `test_images`.
     A kept model that is not the best row (that row's model was not kept) says so in `note`."""
     out = {}
     for depth, width in sizes:
@@ -132,14 +133,14 @@ def family_entries(rows: list, kept: dict, shares: dict, flops: dict, sizes: lis
             if best is not None and better(best, kept[size]):
                 out[size]["note"] = f"{best['route']} scored higher on validation, but its model was not kept"
         elif best is not None:
-            out[size] = {"path": None, **best}
+            out[size] = {"path": None, **best, "test_images": test_images}
     return out
 
 
 def write_family(folder: Path, report: dict, io, given: dict, shares: dict, kept: dict) -> dict:
     """family.json, the family card (README.md, family.png) and recipe.sh in `folder`; returns family.json."""
     sizes = list(dict.fromkeys((r["depth"], r["width"]) for r in report["rows"]))
-    family = family_entries(report["rows"], kept, shares, report["flops"], sizes)
+    family = family_entries(report["rows"], kept, shares, report["flops"], sizes, report.get("test_images"))
     folder.mkdir(exist_ok=True)
     write_json(folder / "family.json", family)
     with atomic_file(folder / "README.md") as tmp:

@@ -26,7 +26,7 @@ from lgtool.training.data import check_data
 SAME_START = {"kd-scratch": "scratch", "weight-selection+kd": "weight-selection"}
 CURVE_ORDER = ("weight-selection", "scratch", "weight-selection+kd", "kd-scratch")
 DEFAULT_ANCESTORS = {"fashion-mnist": "fmnist-vit"}  # shipped, already trained: the bench never trains one
-SCHEMA = "lgtool-bench/3"
+SCHEMA = "lgtool-bench/4"  # 4: rows per seed, learngenes per seed ("learned")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class _Row(BaseModel):
     width: Annotated[int, Field(ge=1)]
     init: Literal[INITS]
     epochs: _Count
+    seed: Annotated[int, Field(ge=0)]
     skipped: str | None = None
     val_top1: _Share | None = None
     val_at_init: _Share | None = None
@@ -134,7 +135,7 @@ class _Learned(BaseModel):
 class _Resumed(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     ancestor: dict[str, object] = {}
-    learngenes: dict[Literal[LEARNGENES], _Learned] = {}
+    learned: dict[str, dict[Literal[LEARNGENES], _Learned]] = {}
     rows: list[_Row] = []
 
 
@@ -181,4 +182,4 @@ def check_family(cfg: BenchConfig, ancestor: str, ancestor_num_heads: int | None
 
 
 def row_key(row: dict) -> tuple:
-    return row["depth"], row["width"], row["init"], row["epochs"]
+    return row["depth"], row["width"], row["init"], row["epochs"], row["seed"]

@@ -47,7 +47,7 @@ def recipe(family: dict, report: dict, io, given: dict) -> str:
         data_dir=shlex.quote(str(io.data_dir)) if io.data_dir else "",
         train_samples=cfg["train_samples"] or "",
         val_fraction=cfg["val_fraction"],
-        seed=cfg["seed"],
+        seed=cfg["seeds"][0],  # the family is the first seed's
     )
     used = [m for m in LEARNGENES if any(e["init"] == m for e in family.values())]
     blocks = [_learngenes(used, report, given)] if used else []

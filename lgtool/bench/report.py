@@ -3,31 +3,44 @@ results.md and the two plots."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 from lgtool.base.atomic import atomic_file, write_json
 from lgtool.base.lazy import lazy
-from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, family_cost, learn_flops, recommend, row_flops, size_name
+from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, learn_flops, recommend, row_flops, size_name
+from lgtool.bench.verdict import BUDGET_RULE, by_seed, mean_learned, mean_rows, measured_margin, seeded_cost
 
 matplotlib, plt = lazy("matplotlib"), lazy("matplotlib.pyplot")  # only when a plot is drawn
 
 
 def write_report(cfg, report: dict, out: Path) -> dict:
-    """Add the verdict to `report` (from `run_bench`), write every file, and return it."""
+    """Add the verdict over the seeds to `report` (from `run_bench`), write every file, and return it."""
     rows = sorted(report["rows"], key=_row_order)
-    flops, learned = report["flops"], report["learngenes"]
-    best = family_cost(rows, learned, flops, cfg.epochs)
-    scratch = family_cost(rows, learned, flops, cfg.epochs, alternatives=("scratch",))
+    flops, seeds, epochs = report["flops"], cfg.seeds, cfg.epochs
+    seeded = by_seed(rows)
+    if "margin" not in report:  # no learngene row ran the race (a bench of alternatives only)
+        report["margin"] = measured_margin(seeded, seeds, report["val_images"], cfg.tie_margin)
+    margin = report["margin"]["value"]
+    mean, learned = mean_rows(seeded, seeds), mean_learned(report["learned"], seeds)
+    best = seeded_cost(seeded, report["learned"], seeds, flops, epochs, margin)
+    at_budget = {str(b): seeded_cost(seeded, report["learned"], seeds, flops, epochs, margin, budget=b)
+                 for b in sorted({0, epochs})}  # fmt: skip
+    scratch = seeded_cost(seeded, report["learned"], seeds, flops, epochs, margin, alternatives=("scratch",))
     ranked = [m for m in best if best[m]["ratio_flops"] is not None]
     report = {
         **report,
         "config": asdict(cfg),
         "rows": rows,
+        "mean_rows": mean,
+        "learngenes": learned,
+        "budget_rule": BUDGET_RULE,
         "cost": best,
+        "cost_at_budget": at_budget,
         "cost_vs_scratch": scratch,
         "best_learngene": max(ranked, key=lambda m: best[m]["ratio_flops"]) if ranked else None,
-        "recommendation": recommend(rows, learned, flops, cfg.epochs),
+        "recommendation": recommend(mean, learned, flops, epochs, margin),
     }
     write_json(out / "results.json", report)
     with atomic_file(out / "results.md") as tmp:
@@ -38,7 +51,7 @@ def write_report(cfg, report: dict, out: Path) -> dict:
 
 
 def _row_order(r):
-    return r["width"], r["depth"], INITS.index(r["init"]), r["epochs"]
+    return r["width"], r["depth"], INITS.index(r["init"]), r["epochs"], r.get("seed", 0)
 
 
 def _n(x, unit="") -> str:
@@ -55,45 +68,68 @@ def _ratio(c: dict, key: str) -> str:
     return "—" if c[key] is None else f"{'' if c['exact'] else '≥ '}{c[key]}×"
 
 
+def _interval(c: dict) -> str:
+    low_high = c.get("ratio_flops_interval")
+    return "—" if low_high is None else f"{low_high[0]}–{low_high[1]}×"
+
+
+VERDICT_WORDS = {"cheaper": "cheaper than", "dearer": "dearer than", "tie": "tied with"}
+
+
 def headline(report: dict) -> str:
-    """One sentence: the best learngene's route against the best alternative, in FLOPs and images. Where some
-    size was never matched the alternative's cost is a lower bound, and the sentence says so."""
+    """One sentence: the best learngene's route against the best alternative, in the verdict word its interval over
+    the seeds allows, with the ratio, the interval and the margin. Where some size was never matched the ratio is a
+    lower bound, and the sentence says so."""
     m = report["best_learngene"]
     if m is None:
         return "No learngene route could be compared with an alternative (no sizes in common, or no learn cost)."
     c, s = report["cost"][m], report["cost_vs_scratch"][m]
-    bound = "" if c["exact"] else "at least " if c["ratio_flops"] >= 1 else "at most "
-    verdict = (
-        f"{bound}{c['ratio_flops']}× cheaper than"
-        if c["ratio_flops"] >= 1
-        else f"{bound}{round(1 / c['ratio_flops'], 2)}× more expensive than"
-    )
+    seeds = len(report["config"]["seeds"])
+    bound = "" if c["exact"] else "at least "
+    route = f"The {m.upper()} learngene route ({_n(c['route_flops'])}FLOP, {_n(c['route_images'])} images)"
+    other = f"the best alternative ({_n(c['alternative_flops'])}FLOP)"
+    margin = f"tie margin {_points(report['margin']['value'])}"
+    scratch = f"Against scratch alone (the papers' comparison): {_ratio(s, 'ratio_flops')} ({s['verdict']})."
+    if seeds < 2:  # a point without its noise decides nothing
+        return (
+            f"{route} against {other}: {bound}{c['ratio_flops']}× in FLOPs on one seed, {margin}; with no interval "
+            f"its verdict is `tie` (bench at least 2 seeds for one). {scratch}"
+        )
     return (
-        f"The {m.upper()} learngene route ({_n(c['route_flops'])}FLOP, {_n(c['route_images'])} images) is {verdict} "
-        f"the best alternative ({_n(c['alternative_flops'])}FLOP, {_n(c['alternative_images'])} images; "
-        f"{_ratio(c, 'ratio_images')} in images). Against scratch alone (the papers' comparison): "
-        f"{_ratio(s, 'ratio_flops')} in FLOPs."
+        f"{route} is {VERDICT_WORDS[c['verdict']]} {other}: {bound}{c['ratio_flops']}× in FLOPs, {_interval(c)} over "
+        f"{seeds} seeds, {margin}. {scratch}"
     )
+
+
+def _points(share: float) -> str:
+    return f"{100 * share:.2g} points"
 
 
 def markdown(report: dict) -> str:
-    """results.md: the top-1 table, the alternatives' curves, the routes, the recommendation, the footer."""
+    """results.md: the top-1 table, the alternatives' curves, the routes and their verdicts, the budgets, the
+    recommendation, the footer."""
     cfg = report["config"]
     inits = [i for i in INITS if i in cfg["inits"]]
-    by_key = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"]}
-    sizes = list(dict.fromkeys((r["depth"], r["width"]) for r in report["rows"]))
+    by_key = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["mean_rows"]}
+    sizes = list(dict.fromkeys((r["depth"], r["width"]) for r in report["mean_rows"]))
     lines = [
         *_top1_table(report, inits, by_key, sizes),
         *_curves(inits, by_key, sizes),
         *_routes(report),
+        *_budgets(report),
         *_recommendation(report),
         *_footer(report),
     ]
     return "\n".join(lines) + "\n"
 
 
+def _spread(r: dict, field: str) -> str:
+    low, high = r.get(f"{field}_range") or (r[field], r[field])
+    return f"±{(high - low) / 2:.4f}" if high > low else ""
+
+
 def _top1_table(report: dict, inits: list, by_key: dict, sizes: list) -> list[str]:
-    """The ancestor, the headline, and test top-1 per size and init (at 0 epochs in brackets)."""
+    """The ancestor, the headline, the scale, and mean test top-1 per size and init (at 0 epochs in brackets)."""
     cfg, anc = report["config"], report["ancestor"]
     first = max(1, cfg["epochs"])
     lines = [
@@ -102,10 +138,14 @@ def _top1_table(report: dict, inits: list, by_key: dict, sizes: list) -> list[st
         "",
         "**" + headline(report) + "**",
         "",
-        f"Test top-1 after {cfg['epochs']} fine-tune epoch(s) for the learngenes and {first} for the alternatives; "
-        "in brackets, at 0 epochs (WAVE at a new size: after calibrating its scalers). Every choice was made on "
-        f"{report['val_images']} validation images held out of the {report['train_images'] + report['val_images']} "
-        "training images; the test split only gives these numbers.",
+        *_scale(report),
+        "",
+        f"Test top-1 after {cfg['epochs']} fine-tune epoch(s) for the learngenes and {first} for the alternatives, "
+        f"the mean over the seeds ± half their spread (min to max); in brackets, at 0 epochs (WAVE at a new size: "
+        f"after calibrating its scalers). Every choice was made on {report['val_images']} validation images held out "
+        f"of each seed's {report['train_images'] + report['val_images']} training images; the test split "
+        f"({report.get('test_images', '?')} "
+        "images, the same for every seed) only gives these numbers.",
         "",
         "| depth | width | " + " | ".join(inits) + " |",
         "|---" * (2 + len(inits)) + "|",
@@ -115,15 +155,44 @@ def _top1_table(report: dict, inits: list, by_key: dict, sizes: list) -> list[st
         for i in inits:
             r = by_key.get((depth, width, i, cfg["epochs"] if i in LEARNGENES else first))
             cells.append(
-                "" if r is None else "skipped" if "skipped" in r else f"**{r['top1']:.4f}** ({r['top1_at_init']:.3f})"
+                ""
+                if r is None
+                else "skipped"
+                if "skipped" in r
+                else f"**{r['top1']:.4f}**{_spread(r, 'top1')} ({r['top1_at_init']:.3f})"
             )
         lines.append(f"| {depth} | {width} | " + " | ".join(cells) + " |")
     return lines
 
 
+def _scale(report: dict) -> list[str]:
+    """What this bench measured, and what a quicker bench gave up against a bench whose verdict can be relied on."""
+    cfg, sizes = report["config"], {(r["depth"], r["width"]) for r in report["mean_rows"]}
+    seeds, images = len(cfg["seeds"]), report["train_images"] + report["val_images"]
+    margin = report["margin"]
+    lines = [
+        f"Scale: {seeds} seed{'s' if seeds > 1 else ''} ({', '.join(map(str, cfg['seeds']))}), {images:,} training "
+        f"images, {len(sizes)} sizes. Tie margin: {margin['value']:.4f} validation top-1, from {margin['source']} "
+        f"(the noise of a mean over the seeds: the split's standard error {margin['standard_error']:.4f}, the "
+        f"seeds' spread {margin['seed_spread'] or '—'}). An alternative matches a learngene within it, and stops "
+        "doubling its epochs once it does.",
+    ]
+    short = [f"{seeds} seed{'s' if seeds > 1 else ''}"] if seeds < 3 else []
+    short += [f"{images:,} training images"] if images < 20_000 else []
+    short += [f"{len(sizes)} sizes"] if len(sizes) < 6 else []
+    if short:
+        lines.append(
+            f"This bench is a quick one ({', '.join(short)}; a verdict to rely on wants at least 3 seeds, 20,000 "
+            "training images and 6 sizes): its intervals are wide or missing, and a `tie` is its likeliest honest "
+            "verdict. Rerun larger before relying on it (e.g. `--seeds 0,1,2 --train-samples 20000 --depths "
+            "2,4,6,8,10,12`)."
+        )
+    return lines
+
+
 def _curves(inits: list, by_key: dict, sizes: list) -> list[str]:
-    """Each alternative's runs at each size, by epochs: validation / test top-1."""
-    lines = ["", "The alternatives trained until they match (epochs: validation / test top-1):", ""]
+    """Each alternative's runs at each size, by epochs: mean validation / test top-1."""
+    lines = ["", "The alternatives trained until they match (epochs: mean validation / test top-1):", ""]
     for depth, width in sizes:
         for i in [i for i in inits if i in ALTERNATIVES]:
             runs = sorted(
@@ -136,31 +205,61 @@ def _curves(inits: list, by_key: dict, sizes: list) -> list[str]:
 
 
 def _routes(report: dict) -> list[str]:
-    """Each learngene's route to the family against the best alternative and against scratch."""
+    """Each learngene's route to the family against the best alternative: ratio, interval, verdict, break-even."""
     lines = [
         "",
         "Routes to the family (a student step is 3 forwards, a teacher forward its own FLOPs; learning counted "
-        "once). The best alternative takes, per size, the cheapest alternative run that matches the learngene on "
-        "validation; '(>)': none matched, so the ratio is a lower bound. A learngene size marked @0 is used as "
-        "expanded, with no fine-tune, where that saves more FLOPs against the best alternative (judged on "
-        "validation). Ratio = alternative ÷ learngene (above 1: the learngene is cheaper).",
+        "once). The best alternative takes, per size, the cheapest alternative run whose mean validation top-1 is "
+        "within the tie margin of the learngene's; '(>)': none was, so the ratio is a lower bound. Ratio = "
+        "alternative ÷ learngene (above 1: the learngene is cheaper), on the means over the seeds; the interval is "
+        "the 95% bootstrap over the seeds, and the verdict is `cheaper` or `dearer` only where it lies wholly above "
+        "or below 1 (an interval of one value: every resample of the seeds made the same matches). The learngene's "
+        "budget per size (@0: used as expanded) follows the rule: " + report["budget_rule"] + ".",
         "",
         "| learngene | learn | sizes | route (images) | best alternative (images) | chosen per size | ratio FLOPs "
-        "| ratio images | vs scratch only |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| interval | verdict | vs scratch only |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, c in report["cost"].items():
         s = report["cost_vs_scratch"][m]
         budgets = c.get("epochs_per_size", {})
-        chosen = ", ".join(
-            f"{k}{' (' + m + '@0)' if budgets.get(k) == 0 and report['config']['epochs'] else ''}: {v}"
-            for k, v in c["alternative_per_size"].items()
-        )
+        chosen = ", ".join(f"{k} ({m}@{budgets.get(k)}): {v}" for k, v in c["alternative_per_size"].items())
         lines.append(
             f"| {m} | {_n(c['learn_flops'])} | {_n(c['sizes_flops'])} | {_n(c['route_flops'])} "
             f"({_n(c['route_images'])}) | {_n(c['alternative_flops'])} ({_n(c['alternative_images'])}) | {chosen} "
-            f"| **{_ratio(c, 'ratio_flops')}** | {_ratio(c, 'ratio_images')} | {_ratio(s, 'ratio_flops')} |"
+            f"| **{_ratio(c, 'ratio_flops')}** | {_interval(c)} | **{c['verdict']}** | {_ratio(s, 'ratio_flops')} |"
         )
+    lines.append("")
+    for m, c in report["cost"].items():
+        marginal, even = c["marginal_flops"], c["break_even_sizes"]
+        if marginal is None:
+            continue
+        pays = "never pays for itself (a size saves nothing on average)" if even is None else (
+            f"pays for itself from {even} size{'s' if even > 1 else ''} like these"
+        )  # fmt: skip
+        lines.append(
+            f"- **{m}**: one more size costs {_n(marginal['learngene'])}FLOP by the learngene (expand and its budget) "
+            f"against {_n(marginal['alternative'])}FLOP by the alternative that matches it; its learning "
+            f"({_n(c['learn_flops'])}FLOP) {pays}."
+        )
+    return lines
+
+
+def _budgets(report: dict) -> list[str]:
+    """The ratio with every size at one fixed budget, so the budget rule's choice can be checked against both."""
+    at = report.get("cost_at_budget", {})
+    if len(at) < 2:
+        return []
+    lines = [
+        "",
+        "The same routes with the learngene's budget fixed at every size (ratio FLOPs, interval, verdict):",
+        "",
+        "| learngene | " + " | ".join(f"every size @{b}" for b in at) + " |",
+        "|---" * (1 + len(at)) + "|",
+    ]
+    for m in report["cost"]:
+        cells = [f"{_ratio(c[m], 'ratio_flops')} ({_interval(c[m])}) {c[m]['verdict']}" for c in at.values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -168,8 +267,8 @@ def _recommendation(report: dict) -> list[str]:
     """Per size, the cheapest route that reaches the best learngene's validation top-1."""
     lines = [
         "",
-        "Recommendation per size: the cheapest route that reaches the best learngene's validation top-1 there "
-        "(a learngene's learning shared equally by the sizes it makes):",
+        "Recommendation per size: the cheapest route within the tie margin of the best learngene's mean validation "
+        "top-1 there (a learngene's learning shared equally by the sizes it makes):",
         "",
         "| size | route | FLOPs | validation top-1 (target) | test top-1 |",
         "|---|---|---|---|---|",
@@ -185,14 +284,20 @@ def _recommendation(report: dict) -> list[str]:
 
 def _footer(report: dict) -> list[str]:
     """The choices made on validation, forward FLOPs per image, the learngenes and the skipped rows."""
-    lines = ["", "Choices made on validation (rate, warmup epochs, weight selection's layers and head):", ""]
+    lines = [
+        "",
+        "Choices made on validation, seed by seed (rate, warmup epochs, weight selection's layers and head):",
+        "",
+    ]
+    chosen = {}
     for r in report["rows"]:
         if "lr" in r:
-            extra = f", layers {r['layer_policy']} {r['layers']}, head {r['head']}" if "layer_policy" in r else ""
-            lines.append(
-                f"- {size_name(r['depth'], r['width'])} {r['init']}@{r['epochs']}: lr {r['lr']:g}, warmup "
-                f"{r['warmup_epochs']:g}{extra}"
-            )
+            chosen.setdefault((r["depth"], r["width"], r["init"], r["epochs"]), []).append(r)
+    for (depth, width, init, epochs), runs in chosen.items():
+        said = [f"lr {_each(runs, 'lr')}", f"warmup {_each(runs, 'warmup_epochs')}"]
+        if "layer_policy" in runs[0]:
+            said += [f"layers {_each(runs, 'layer_policy')} {_each(runs, 'layers')}", f"head {_each(runs, 'head')}"]
+        lines.append(f"- {size_name(depth, width)} {init}@{epochs}: {', '.join(said)}")
     flops = report["flops"]
     lines += ["", "Forward FLOPs per image: " + ", ".join(f"{k} {_n(v)}" for k, v in flops.items())]
     for m, g in report["learngenes"].items():
@@ -205,10 +310,16 @@ def _footer(report: dict) -> list[str]:
         )
     lines += [
         f"- skipped: {size_name(r['depth'], r['width'])} {r['init']}: {r['skipped']}"
-        for r in report["rows"]
+        for r in report["mean_rows"]
         if "skipped" in r
     ]
     return lines
+
+
+def _each(runs: list, field: str) -> str:
+    """A row's choice over the seeds: once where every seed made it, else seed by seed ("a / b")."""
+    said = [f"{r[field]:g}" if isinstance(r[field], float) else str(r[field]) for r in runs]
+    return said[0] if len(set(said)) == 1 else " / ".join(said)
 
 
 def _color(init: str) -> str:
@@ -235,7 +346,7 @@ def plot_accuracy(report: dict, path: Path) -> None:
     """Test top-1 against depth at the family width: each learngene at its budget and at 0 epochs, each
     alternative at its first budget and at the longest one it needed."""
     cfg, width = report["config"], _family_width(report)
-    rows = [r for r in report["rows"] if r["width"] == width and "top1" in r]
+    rows = [r for r in report["mean_rows"] if r["width"] == width and "top1" in r]
 
     def draw(fig, ax):
         for init in [i for i in INITS if i in cfg["inits"]]:
@@ -284,18 +395,20 @@ def plot_accuracy(report: dict, path: Path) -> None:
 
 
 def plot_time_to_accuracy(report: dict, path: Path) -> None:
-    """Test top-1 against training FLOPs, one curve per route, at a few depths. A learngene's curve starts at
-    its whole one-off learning cost (shared in truth by every size), so it is drawn at its most expensive; the
-    best alternative (the cheapest that matches the best learngene) is ringed."""
+    """Mean test top-1 over the seeds against training FLOPs, one curve per route, at a few depths. A learngene's
+    curve starts at its size's equal share of the learning (shared by every size it makes) plus its calibration;
+    the best alternative (the cheapest that matches the best learngene) is ringed."""
     width, flops = _family_width(report), report["flops"]
-    depths = sorted({r["depth"] for r in report["rows"] if r["width"] == width})
+    depths = sorted({r["depth"] for r in report["mean_rows"] if r["width"] == width})
+    made = Counter(r["init"] for r in report["mean_rows"] if r["init"] in LEARNGENES and "top1" in r
+                   and r["epochs"] == report["config"]["epochs"])  # fmt: skip
     shown = list(dict.fromkeys([depths[0], depths[len(depths) // 2], depths[-1]]))
     best = report["cost"].get(report["best_learngene"] or "", {}).get("alternative_per_size", {})
 
     def draw(fig, axes):
         axes = axes if hasattr(axes, "__len__") else [axes]
         for ax, depth in zip(axes, shown, strict=False):
-            here = [r for r in report["rows"] if (r["depth"], r["width"]) == (depth, width) and "top1" in r]
+            here = [r for r in report["mean_rows"] if (r["depth"], r["width"]) == (depth, width) and "top1" in r]
             for init in ALTERNATIVES:
                 pts = sorted((row_flops(r, flops), r["top1"], r["epochs"]) for r in here if r["init"] == init)
                 if pts:
@@ -310,6 +423,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
                 learned = learn_flops(report["learngenes"].get(r["init"], {}), flops)
                 if r["init"] not in LEARNGENES or learned is None:
                     continue
+                learned /= made[r["init"]]  # this size's share
                 start = learned + row_flops({**r, "train_images": 0}, flops)  # learning + calibration
                 end = learned + row_flops(r, flops)
                 xs, ys = ([start, end], [r["top1_at_init"], r["top1"]]) if end > start else ([start], [r["top1"]])
@@ -326,6 +440,6 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
                 labelled.setdefault(label, handle)
         order = [i for i in (*INITS, "best alternative") if i in labelled]
         axes[-1].legend([labelled[i] for i in order], order, fontsize=6, loc="lower right")
-        fig.suptitle("time to accuracy (learngene curves include the whole one-off learn cost)", fontsize=9)
+        fig.suptitle("time to accuracy, mean over seeds (a learngene's learning shared by its sizes)", fontsize=9)
 
     figure(path, draw, ncols=len(shown), figsize=(4 * len(shown), 3.6), sharey=True)

@@ -1,5 +1,6 @@
-"""The bench's rows: what every row of one bench shares (`Bench`), how each init makes its model at a size,
-picks its rate on validation, trains, and how an alternative's budget doubles along its curve."""
+"""The bench's rows: what every row of one seed shares (`Bench`), how each init makes its model at a size, picks
+its rate on validation and trains; and how an alternative's budget doubles along its curve, every seed at each
+budget, until its mean over the seeds matches the best learngene's within the tie margin (`race`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from lgtool.base.errors import InputError
 from lgtool.bench.cost import (
     ALTERNATIVES,
     DISTILLED,
+    EPS,
     LEARNGENES,
     forward_flops,
     row_flops,
@@ -40,9 +42,10 @@ from lgtool.training.settings import LearnConfig
 
 @dataclass
 class Bench:
-    """What every row of one bench shares: settings, family architecture, data, ancestor."""
+    """What every row of one seed shares: settings, the seed, family architecture, that seed's data, ancestor."""
 
     cfg: BenchConfig
+    seed: int
     arch: Arch
     data: object  # Data: train less the validation split, val (every choice), test (reported numbers only)
     view: object
@@ -53,8 +56,8 @@ class Bench:
     keep: object = None  # keep(row, models by budget, arch): offered every finished row's models (the family)
 
     def learngenes(self, ancestor, out, given: dict, previous, resume):
-        """Each benched learngene, distilled once on the training images less the validation split (or `given`:
-        method -> (path, learngene) loaded), with what learning it cost."""
+        """Each benched learngene, distilled once per seed on that seed's training images less its validation split
+        (or `given`: method -> (path, learngene) loaded, the same for every seed), with what learning it cost."""
 
         genes, learn_rows = {}, {}
         for method in [i for i in self.cfg.inits if i in LEARNGENES]:
@@ -62,11 +65,13 @@ class Bench:
                 path, genes[method] = given[method]
             else:
                 kind = f"{method}-family" if self.cfg.learn_family else method  # never resumed as the other kind
-                path = out / "learngenes" / f"{kind}.safetensors"
+                path = out / "learngenes" / f"s{self.seed}" / f"{kind}.safetensors"
                 if not path.is_file():
+                    path.parent.mkdir(parents=True, exist_ok=True)
                     learn_rows[method] = self.learn(ancestor, method, path, resume)
                 genes[method] = load_learngene(path)
-            learn_rows.setdefault(method, previous.get("learngenes", {}).get(method, {"images": None}))
+            known = previous.get("learned", {}).get(str(self.seed), {}).get(method, {"images": None})
+            learn_rows.setdefault(method, known)
             prov = genes[method].meta.provenance  # a given learngene: its cost from what `learn` recorded
             if learn_rows[method].get("images") is None and prov.get("steps") and prov.get("batch_size"):
                 learn_rows[method]["images"] = prov["steps"] * prov["batch_size"]
@@ -85,7 +90,7 @@ class Bench:
         cfg = self.cfg
         # A learngene is seeded from the ancestor's blocks only when it has some (a ViT); else the papers' init.
         init = cfg.learn_init if self.vit_ancestor else "official"
-        self.log(f"learn {method}: {cfg.learn_epochs} epochs of distillation, init {init}")
+        self.log(f"learn {method} (seed {self.seed}): {cfg.learn_epochs} epochs of distillation, init {init}")
         options = {k: v for k, v in cfg.rule_options.items() if k in RULES[method].OPTIONS}
         t0 = time.perf_counter()
         checkpoint = path.with_suffix(".ckpt")
@@ -104,12 +109,12 @@ class Bench:
                 **options,
             ),
             TrainConfig.for_command(
-                "learn", epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, seed=cfg.seed
+                "learn", epochs=cfg.learn_epochs, batch_size=cfg.batch_size, lr=cfg.learn_lr, seed=self.seed
             ),
             dataset=self.data,
             evaluate_on=self.data.val,
             evaluate_ancestor=False,
-            on_event=reporter(self.log, f"learn {method}"),
+            on_event=reporter(self.log, f"learn {method} (seed {self.seed})"),
         )
         return {
             "aux_val_top1": r["aux_top1"],
@@ -142,7 +147,7 @@ class Bench:
         """The Desc-Net of one row before fine-tuning, the images spent making it (WAVE calibration) and what
         weight selection did. InputError says why an init cannot make this size."""
 
-        torch.manual_seed(start_seed(depth, width))  # fresh heads and scratch weights: the same in every run
+        torch.manual_seed(start_seed(depth, width, self.seed))  # fresh heads and scratch weights: one per seed
         target = self.arch.resized(depth, width)
         if init in LEARNGENES:
             gene, spent = genes[init], 0
@@ -154,7 +159,7 @@ class Bench:
         if init.startswith("weight-selection"):
             if not self.vit_ancestor:
                 raise InputError("the ancestor is not a ViT: weight selection cuts a ViT's tensors from a ViT's")
-            model, selection = selected_model(self.teacher.state_dict(), target, layers)  # as `expand --ancestor`
+            model, selection = selected_model(self.teacher.state_dict(), target, layers, self.seed)  # as `expand`
             return model, 0, selection
         return build_vit(target), 0, {}
 
@@ -163,9 +168,9 @@ class Bench:
 
         cfg = self.cfg
         data = copy.copy(self.data)
-        data.train = data.train.subset(balanced_subset(data.train.labels, cfg.calibrate_samples, cfg.seed + 2))
+        data.train = data.train.subset(balanced_subset(data.train.labels, cfg.calibrate_samples, self.seed + 2))
         calibrated, info = calibrate(  # the row measures the calibrated model itself: skip the "before" pass
-            gene, target, dataset=data, steps=cfg.calibrate_steps, lr=cfg.calibrate_lr, seed=cfg.seed,
+            gene, target, dataset=data, steps=cfg.calibrate_steps, lr=cfg.calibrate_lr, seed=self.seed,
             measure_before=False, evaluate_on=data.val,
         )  # fmt: skip
         return calibrated, info["images"]
@@ -173,7 +178,7 @@ class Bench:
     def candidates(self, init: str, depth: int, width: int, epochs: int, rows: dict) -> list[dict]:
         """The settings this row may train with: the grid, or the choice made at this init's first budget here."""
 
-        first = rows.get((depth, width, init, self.cfg.curve_epochs()[0]))
+        first = rows.get((depth, width, init, self.cfg.curve_epochs()[0], self.seed))
         if init in ALTERNATIVES and first and "lr" in first and first["epochs"] != epochs:
             return [{k: first[k] for k in ("lr", "warmup_epochs", "layer_policy") if k in first}]
         grid = [{"lr": lr, "warmup_epochs": w} for lr, w in itertools.product(self.cfg.lr_grid, self.cfg.warmup_grid)]
@@ -183,7 +188,7 @@ class Bench:
         return grid
 
     def row(self, init: str, depth: int, width: int, epochs: int, genes: dict, rows: dict) -> dict:
-        row = {"depth": depth, "width": width, "init": init, "epochs": epochs}
+        row = {"depth": depth, "width": width, "init": init, "epochs": epochs, "seed": self.seed}
         t0 = time.perf_counter()
         starts, best = {}, None  # one initial model per layer policy, copied for every rate
         for choice in self.candidates(init, depth, width, epochs, rows):
@@ -238,51 +243,73 @@ class Bench:
             lr=choice["lr"],
             warmup_epochs=choice["warmup_epochs"],
             kd="none" if teacher is None else "soft",
-            seed=self.cfg.seed,
+            seed=self.seed,
             log_every=10**9,
             eval_each_epoch=False,
         )
         return fit(model, self.data, self.view, cfg, identity={}, teacher=teacher, evaluate_on=self.data.val)
 
-    def curve(self, init: str, depth: int, width: int, genes: dict, rows: dict, record, flops: dict) -> None:
-        """An alternative at its first budget, doubled until it matches the best learngene here on validation,
-        stops improving, or reaches `max_epochs`. With no learngene here, the first budget only. Past its first
-        budget, an alternative other than scratch stops once its next run would cost more than an alternative
-        that already matched here: it could no longer be the best alternative (scratch runs on regardless: the
-        papers' comparison needs its whole curve)."""
-        here = [rows.get((depth, width, m, self.cfg.epochs), {}).get("val_top1") for m in LEARNGENES]
-        target = max((t for t in here if t is not None), default=None)
-        last = None
-        for epochs in self.cfg.curve_epochs():
-            key = (depth, width, init, epochs)
-            if key not in rows:
-                if (
-                    last is not None
-                    and init != "scratch"
-                    and 2 * row_flops(rows[_key_at(key, last)], flops)
-                    > min((row_flops(r, flops) for r in _matches(rows, depth, width, target)), default=math.inf)
-                ):
-                    return
-                record(self.row(init, depth, width, epochs, genes, rows))
-            row = rows[key]
-            if "skipped" in row or target is None or row["val_top1"] >= target:
-                return
-            if last is not None and row["val_top1"] - last["val_top1"] < self.cfg.min_gain:
-                return
-            last = row
+
+def race(benches: list, init: str, depth: int, width: int, genes: dict, rows: dict, record, flops: dict,
+         margin: float) -> None:  # fmt: skip
+    """An alternative at its first budget on every seed, doubled until its mean validation top-1 over the seeds is
+    within `margin` of the best learngene's here (at either of its budgets), stops improving, or reaches
+    `max_epochs`. With no learngene here, the first budget only. Past its first budget, an alternative other than
+    scratch stops once its next budget would cost more than an alternative that already matched here: it could no
+    longer be the best alternative (scratch runs on regardless: the papers' comparison needs its whole curve).
+    `genes`: seed -> method -> learngene; `rows`: (depth, width, init, epochs, seed) -> row."""
+    cfg, seeds = benches[0].cfg, [b.seed for b in benches]
+    target = _target(rows, depth, width, cfg.epochs, seeds)
+    last = None
+    for epochs in cfg.curve_epochs():
+        if (
+            last is not None
+            and init != "scratch"
+            and 2 * last["cost"] > _cheapest_match(rows, depth, width, seeds, target, margin, flops)
+        ):
+            return  # fmt: skip
+        for bench in benches:
+            if (depth, width, init, epochs, bench.seed) not in rows:
+                record(bench.row(init, depth, width, epochs, genes[bench.seed], rows))
+        runs = [rows[(depth, width, init, epochs, s)] for s in seeds]
+        if any("skipped" in r for r in runs) or target is None:
+            return
+        val = _mean([r["val_top1"] for r in runs])
+        if val >= target - margin - EPS:
+            return
+        if last is not None and val - last["val"] < cfg.min_gain:
+            return
+        last = {"val": val, "cost": _mean([row_flops(r, flops) for r in runs])}
 
 
-def _key_at(key: tuple, row: dict) -> tuple:
-    return (*key[:3], row["epochs"])
+def _mean(values: list) -> float:
+    return sum(values) / len(values)
 
 
-def _matches(rows: dict, depth: int, width: int, target: float | None):
-    """The alternative runs at this size that already reach `target` on validation."""
-    return [
-        r
-        for (d, w, init, _), r in rows.items()
-        if (d, w) == (depth, width) and init in ALTERNATIVES and target is not None and r.get("val_top1", -1) >= target
-    ]
+def _target(rows: dict, depth: int, width: int, epochs: int, seeds: list) -> float | None:
+    """The best learngene's mean validation top-1 over the seeds here, fine-tuned or as expanded."""
+    best = None
+    for method in LEARNGENES:
+        runs = [rows.get((depth, width, method, epochs, s), {}) for s in seeds]
+        for measured in ("val_top1", "val_at_init"):
+            values = [r.get(measured) for r in runs]
+            if all(v is not None for v in values):
+                best = max(best or 0.0, _mean(values))
+    return best
+
+
+def _cheapest_match(rows: dict, depth: int, width: int, seeds: list, target, margin: float, flops: dict) -> float:
+    """The mean cost of the cheapest alternative budget here whose mean over the seeds is already within `margin` of
+    `target`; infinity where none is."""
+    if target is None:
+        return math.inf
+    costs = []
+    for d, w, init, epochs, seed in rows:
+        if (d, w) == (depth, width) and init in ALTERNATIVES and seed == seeds[0]:
+            runs = [rows.get((d, w, init, epochs, s), {}) for s in seeds]
+            if all("val_top1" in x for x in runs) and _mean([x["val_top1"] for x in runs]) >= target - margin - EPS:
+                costs.append(_mean([row_flops(x, flops) for x in runs]))
+    return min(costs, default=math.inf)
 
 
 def reporter(log, what):

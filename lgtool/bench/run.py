@@ -9,8 +9,11 @@ For every size (depths at the family width, and more widths where asked):
   ancestor's own weights, head kept when the labels match). Each doubles its epochs until it matches the
   best learngene there or gains less than `min_gain`, up to `max_epochs`.
 Every init picks its learning rate, warmup (and weight selection its layer policy) on a validation split
-carved from the training data; the test split only produces the reported numbers. What the routes cost,
-in FLOPs and images, and which is cheapest per size, is `cost.py`'s business.
+carved from the training data; the test split only produces the reported numbers. Every row, learngenes
+included, is repeated per seed (`cfg.seeds`: subset, validation split, init, data order); an alternative's curve
+is decided on its mean over the seeds, within the tie margin measured once the learngene rows are in. What the
+routes cost, in FLOPs and images, is `cost.py`'s business; the verdict over the seeds is `verdict.py`'s. The
+family is handed over from the first seed.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from lgtool.bench.plan import (
     row_key,
 )
 from lgtool.bench.report import write_report
-from lgtool.bench.rows import Bench
+from lgtool.bench.rows import Bench, race
+from lgtool.bench.verdict import by_seed, measured_margin
 from lgtool.family import makeable
 from lgtool.learngene import load_learngene
-from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor
-from lgtool.training.data import load_data
+from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, load_folder
+from lgtool.training.data import balanced_subset, load_data
 from lgtool.training.loop import evaluate
 
 __all__ = ["BenchConfig", "BenchIO", "BenchPlan", "plan_bench", "run_bench"]
@@ -51,37 +55,51 @@ class Loaded:
     """What a planned bench loads before it writes anything: each step can still refuse the bench."""
 
     given: dict  # method -> (path, Learngene) of the learngenes passed in
-    data: object  # Data: train less the validation split, val (every choice), test (reported numbers only)
+    data: dict  # seed -> Data: train less the validation split, val (every choice), test (reported numbers only)
     teacher: object  # the ancestor
     vit_ancestor: bool
     view: object
     arch: Arch  # the family's architecture, at the Aux depth
+    full_test: object  # the whole test split: the family handed over is measured on it
 
 
 def run_bench(plan: BenchPlan, log=print) -> dict:
     """Run a bench `plan_bench` checked: load the learngenes given, the data and the ancestor (a fault in any of
-    them still refuses the bench before its folder exists), then make the folder and its learngenes, train every
-    row (the learngenes' at their budget, then each alternative's curve), and write the report."""
+    them still refuses the bench before its folder exists), then make the folder and every seed's learngenes,
+    train every row (the learngenes' at their budget on every seed, then each alternative's curve), and write the
+    report and the family."""
     started = time.perf_counter()
     log = stamped(log, started)
     cfg = plan.cfg
-    bench, genes, results = begin(plan, load(plan), log, started)
-    rows, flops = results.rows, results.head["flops"]
-    makes = {m: makeable(gene, cfg.sizes()) for m, gene in genes.items()}
-    shares = learn_shares(results.head["learngenes"], makes, lambda info: learn_flops(info, flops))
-    made_from = sources(plan.ancestor, results.head["learngenes"])
-    keeper = None if plan.io.no_family else Keeper(plan.out / FAMILY, flops, shares, bench.view.norm, made_from)
-    bench.keep = keeper and keeper.offer
+    loaded = load(plan)
+    benches, genes, results = begin(plan, loaded, log, started)
+    rows, flops, first = results.rows, results.head["flops"], cfg.seeds[0]
+    learned = results.head["learned"][str(first)]
+    makes = {m: makeable(gene, cfg.sizes()) for m, gene in genes[first].items()}
+    shares = learn_shares(learned, makes, lambda info: learn_flops(info, flops))
+    keeper = None
+    if not plan.io.no_family:
+        keeper = Keeper(plan.out / FAMILY, flops, shares, benches[0].view.norm, sources(plan.ancestor, learned))
+    benches[0].keep = keeper and keeper.offer  # the family: the first seed's models
     for depth, width in cfg.sizes():
-        for init in [i for i in cfg.inits if i in LEARNGENES]:
-            if (depth, width, init, cfg.epochs) not in rows:
-                results.record(bench.row(init, depth, width, cfg.epochs, genes, rows))
+        for bench in benches:
+            for init in [i for i in cfg.inits if i in LEARNGENES]:
+                if (depth, width, init, cfg.epochs, bench.seed) not in rows:
+                    results.record(bench.row(init, depth, width, cfg.epochs, genes[bench.seed], rows))
+    results.head["margin"] = margin = measured_margin(
+        by_seed(rows.values()), cfg.seeds, results.head["val_images"], cfg.tie_margin
+    )
+    log(f"tie margin {margin['value']:.4f} ({margin['source']})")
     for depth, width in cfg.sizes():
         for init in [i for i in CURVE_ORDER if i in cfg.inits]:
-            bench.curve(init, depth, width, genes, rows, results.record, flops)
+            race(benches, init, depth, width, genes, rows, results.record, flops, margin["value"])
     report = write_report(cfg, results.report(), plan.out)
     kept = keeper.kept if keeper else read_kept(plan.out / FAMILY)  # --no-family: what an earlier run kept
-    write_family(plan.out / FAMILY, report, plan.io, plan.given, shares, kept)
+    for size, entry in kept.items():  # the family's test top-1 on the whole test split, not the bench's subset
+        model = load_folder(plan.out / FAMILY / size)
+        entry.update(top1=evaluate(model, loaded.full_test, benches[0].view), test_images=len(loaded.full_test))
+    handed = {**report, "rows": [r for r in report["rows"] if r["seed"] == first], "learngenes": learned}
+    write_family(plan.out / FAMILY, handed, plan.io, plan.given, shares, kept)
     return report
 
 
@@ -97,14 +115,19 @@ def load(plan: BenchPlan) -> Loaded:
     cfg = plan.cfg
     loaded = [(Path(p), load_learngene(p)) for p in plan.io.learngenes]  # tensors and finiteness, before data
     given = {gene.method: (path, gene) for path, gene in loaded}
-    dataset = load_data(plan.io.data, plan.io.data_dir, cfg.train_samples, seed=cfg.seed)
-    if len(dataset.train) * (1 - cfg.val_fraction) < cfg.batch_size + dataset.num_classes:
-        raise InputError(
-            f"--data {plan.io.data}: {len(dataset.train)} training images, fewer than one batch of the bench "
-            f"({cfg.batch_size} images) once the validation split ({cfg.val_fraction:.0%}) is held out"
-        )
-    # Every choice (rates, warmup, layer policy, when a curve has matched) is made on this split.
-    data = dataset.held_out(cfg.val_fraction, cfg.seed + 1)
+    data, full_test = {}, None
+    for seed in cfg.seeds:  # each seed its own subset and validation split
+        dataset = load_data(plan.io.data, plan.io.data_dir, cfg.train_samples, seed=seed)
+        if len(dataset.train) * (1 - cfg.val_fraction) < cfg.batch_size + dataset.num_classes:
+            raise InputError(
+                f"--data {plan.io.data}: {len(dataset.train)} training images, fewer than one batch of the bench "
+                f"({cfg.batch_size} images) once the validation split ({cfg.val_fraction:.0%}) is held out"
+            )
+        full_test = full_test or dataset.test
+        # Only reported, never chosen on: the same test images for every seed, so that seeds differ in training only.
+        dataset.test = dataset.test.subset(balanced_subset(dataset.test.labels, cfg.test_samples, 0))
+        # Every choice (rates, warmup, layer policy, when a curve has matched) is made on this split.
+        data[seed] = dataset.held_out(cfg.val_fraction, seed + 1)
     teacher = load_ancestor(plan.ancestor, num_classes=dataset.num_classes)
     vit_ancestor = is_vit(teacher)
     view = ancestor_view(teacher, dataset.view)
@@ -122,34 +145,39 @@ def load(plan: BenchPlan) -> Loaded:
         depth=cfg.aux_depth,
         num_classes=dataset.num_classes,
     )
-    return Loaded(given, data, teacher, vit_ancestor, view, arch)
+    return Loaded(given, data, teacher, vit_ancestor, view, arch, full_test)
 
 
-def begin(plan: BenchPlan, loaded: Loaded, log, started: float) -> tuple[Bench, dict, Results]:
-    """The bench's folder, the ancestor's test top-1, its learngenes (learned or given) and the results so far."""
+def begin(plan: BenchPlan, loaded: Loaded, log, started: float) -> tuple[list, dict, Results]:
+    """The bench's folder, the ancestor's test top-1, one `Bench` per seed with its learngenes (learned or given),
+    and the results so far."""
     cfg, out = plan.cfg, plan.out
     out.mkdir(parents=True, exist_ok=True)
-    if any(m in LEARNGENES and m not in plan.given for m in cfg.inits):
-        (out / "learngenes").mkdir(exist_ok=True)  # learn() writes there and wants the folder to exist
-    teacher, view, test = loaded.teacher, loaded.view, loaded.data.test
+    first = loaded.data[cfg.seeds[0]]
+    teacher, view = loaded.teacher, loaded.view
     known_top1 = plan.previous.get("ancestor", {}).get("top1")
-    ancestor_top1 = known_top1 if is_share(known_top1) else evaluate(teacher, test, view)
+    ancestor_top1 = known_top1 if is_share(known_top1) else evaluate(teacher, first.test, view)
     log(f"ancestor {plan.ancestor}: test top-1 {ancestor_top1:.4f}")
-    bench = Bench(cfg, loaded.arch, loaded.data, view, teacher, loaded.vit_ancestor, log)
-    genes, learn_rows = bench.learngenes(plan.ancestor, out, loaded.given, plan.previous, plan.io.resume)
+    benches = [Bench(cfg, s, loaded.arch, loaded.data[s], view, teacher, loaded.vit_ancestor, log) for s in cfg.seeds]
+    genes, learned = {}, {}
+    for bench in benches:
+        genes[bench.seed], learned[str(bench.seed)] = bench.learngenes(
+            plan.ancestor, out, loaded.given, plan.previous, plan.io.resume
+        )
     ancestor = {"name": plan.ancestor, "top1": ancestor_top1, "vit": loaded.vit_ancestor}
     head = {
         "schema": SCHEMA,
         "data": plan.io.data,
         "ancestor": {**ancestor, **ancestor_cost(plan.ancestor)},
         "arch": loaded.arch.model_dump(),
-        "val_images": len(loaded.data.val),
-        "train_images": len(loaded.data.train),
-        "flops": bench.flops(),
-        "learngenes": learn_rows,
+        "val_images": len(first.val),
+        "train_images": len(first.train),
+        "test_images": len(first.test),
+        "flops": benches[0].flops(),
+        "learned": learned,  # str(seed) -> method -> what learning it cost and scored
     }
     rows = {row_key(r): r for r in plan.previous.get("rows", [])}
-    return bench, genes, Results(plan.results_path, head, rows, log, started)
+    return benches, genes, Results(plan.results_path, head, rows, log, started)
 
 
 class Results:
@@ -167,11 +195,12 @@ class Results:
         self.rows[row_key(row)] = row
         write_json(self.path, self.report())
         if "skipped" in row:
-            self.log(f"d{row['depth']} w{row['width']} {row['init']}: skipped ({row['skipped']})")
+            self.log(f"d{row['depth']} w{row['width']} {row['init']} s{row['seed']}: skipped ({row['skipped']})")
         else:
             how = f" lr {row['lr']:g}" if "lr" in row else ""
             self.log(
-                f"d{row['depth']} w{row['width']} {row['init']} @{row['epochs']}ep{how}: val {row['val_top1']:.4f} "
+                f"d{row['depth']} w{row['width']} {row['init']} @{row['epochs']}ep s{row['seed']}{how}: "
+                f"val {row['val_top1']:.4f} "
                 f"test {row['top1']:.4f} ({row['wall_seconds']:.0f} s)"
             )
 

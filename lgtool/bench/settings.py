@@ -60,15 +60,28 @@ class BenchConfig:
         cli=False,
     )  # fmt: skip
     batch_size: int = setting(128, "Images per step of every training run.", lo=1, cli=False)
-    train_samples: int | None = setting(5_000, "Class-balanced training subset.", lo=1)
+    train_samples: int | None = setting(4_000, "Class-balanced training subset.", lo=1)
     all_data: bool = setting(False, "Use every training image (overrides --train-samples).")
+    test_samples: int = setting(
+        5_000, "Class-balanced subset of the test split the numbers are reported on (10000: all of Fashion-MNIST's).",
+        lo=1,
+    )  # fmt: skip
     aux_depth: int = setting(8, "Depth of each learngene's Aux-Net.", lo=1, cli=False)
     # Each learngene's rule takes the options it knows (SWS: stages, WAVE: template size); the rule checks them.
     rule_options: dict = field(default_factory=lambda: {"stages": [2, 2, 2, 2], "template_size": 32})
     calibrate_steps: int = setting(200, "WAVE: steps calibrating a new size's scalers.", lo=1, cli=False)
     calibrate_samples: int = setting(2000, "WAVE: training images those steps draw from.", lo=1, cli=False)
     calibrate_lr: float = setting(1e-2, "WAVE: calibration learning rate.", above=0, cli=False)
-    seed: int = setting(0, "Seed of every initialization, split and data order.", lo=0, hi=2**63 - 1)
+    # Every row, learngenes included, is repeated per seed (subset, validation split, init, data order); the verdict
+    # is the mean over seeds with its interval. The family is handed over from the first seed.
+    seeds: list[int] = setting(
+        help="Seeds every row is repeated with (at least 2 for an interval).", lo=0, hi=2**31 - 1,
+        default_factory=lambda: [0, 1],
+    )  # fmt: skip
+    tie_margin: float | None = setting(
+        None, "Validation top-1 within which an alternative matches a learngene (default: measured noise).", lo=0,
+        below=1,
+    )  # fmt: skip
 
     def __post_init__(self):
         """Every setting in its range, as a one-line UsageError naming its flag, before anything is loaded; then
@@ -76,6 +89,8 @@ class BenchConfig:
         if self.all_data:
             self.train_samples = None
         check_settings(self)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UsageError(f"--seeds {','.join(map(str, self.seeds))}: a seed given twice")
         try:  # the width's spelling, and with --num-heads whether they divide it; the ancestor's heads come later
             parse_width(self.width, self.num_heads or 1)
         except InputError as e:

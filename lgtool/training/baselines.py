@@ -79,16 +79,17 @@ def weight_selection(ancestor_state: dict, target: torch.nn.Module, layers: str 
     return {"layers": plan, "layer_policy": layers, "head": "selected" if same_labels else "fresh"}
 
 
-def start_seed(depth: int, width: int) -> int:
-    """The seed a size's fresh weights (a head for other labels, scratch) are drawn with: the same in every run."""
-    return depth * 1000 + width
+def start_seed(depth: int, width: int, seed: int = 0) -> int:
+    """The seed a size's fresh weights (a head for other labels, scratch) are drawn with: the same in every run with
+    the same `seed`, and at seed 0 the one earlier versions drew with."""
+    return depth * 1000 + width + seed * 1_000_003
 
 
-def selected_model(ancestor_state: dict, target: Arch, layers: str):
+def selected_model(ancestor_state: dict, target: Arch, layers: str, seed: int = 0):
     """A timm ViT of `target`'s size cut from the ancestor's state dict, and what `weight_selection` did; what it
     does not cut (a head for other labels) is timm's init, seeded by the size. The one builder of both
     `lgtool expand --ancestor` and the bench's weight-selection rows, so that they cannot drift apart."""
-    torch.manual_seed(start_seed(target.depth, target.embed_dim))
+    torch.manual_seed(start_seed(target.depth, target.embed_dim, seed))
     model = build_vit(target)
     return model, weight_selection(ancestor_state, model, layers)
 
