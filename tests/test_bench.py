@@ -257,3 +257,27 @@ def test_a_crafted_results_json_is_refused_before_any_work(tmp_path, crafted):
     with pytest.raises(InputError, match="results.json"):  # the data folder does not exist: never reached
         plan_bench(BenchConfig(), BenchIO(data_dir=str(tmp_path / "no-data"), output=out, resume=True))
     assert (out / "results.json").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+@pytest.mark.parametrize("where", ["dangling link", "a file", "below a file"])
+def test_a_bench_output_that_cannot_be_a_folder_is_refused_before_any_data(tmp_path, where, run_cli):
+    out = tmp_path / "b"
+    if where == "dangling link":
+        out.symlink_to(tmp_path / "nowhere")
+    else:
+        (tmp_path / "f").write_text("mine")
+        out = tmp_path / "f" if where == "a file" else tmp_path / "f" / "b"
+    # the data folder does not exist: a refusal that came after loading data would name it instead
+    code, _, err = run_cli("bench", "--data-dir", tmp_path / "no-data", "-o", out)
+    assert code == 3 and len(err.strip().splitlines()) == 1 and "no-data" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["b"] if where == "dangling link" else ["f"])
+    assert not (tmp_path / "nowhere").exists() and (where == "dangling link" or (tmp_path / "f").read_text() == "mine")
+
+
+def test_a_deleted_working_folder_is_one_line_and_exit_3(tmp_path, run_cli, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    code, _, err = run_cli("bench", "--dry-run")
+    assert code == 3 and "current folder no longer exists" in err and len(err.strip().splitlines()) == 1

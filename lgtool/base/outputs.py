@@ -188,6 +188,28 @@ def _check_writable(path: Path, kind: str | None) -> None:
         )
 
 
+def check_work_folder(path) -> None:
+    """A folder a command makes (with any missing parents) and keeps writing into while it runs, as a resumable
+    bench does: refused in one line before any work if it is a dangling link or not a folder, or if it, or the
+    nearest folder above it that exists, cannot be written."""
+    path = Path(path)
+    kind = _kind(path, path)
+    if kind is None and os.path.islink(path):
+        raise InputError(f"{path} is a symbolic link to nothing; remove it or choose another output folder")
+    if kind == "file":
+        raise InputError(f"{path} is a file, not a folder; choose another output folder")
+    if kind == "dir":
+        _check_writable(path, kind)
+        return
+    above = path.absolute().parent
+    while not os.path.lexists(above):
+        above = above.parent
+    if _kind(above, above) != "dir":
+        raise InputError(f"{path}: {above} is not a folder; choose another output folder")
+    if not os.access(above, os.W_OK | os.X_OK) or _attributes(above) & (_IMMUTABLE_FL | _APPEND_FL):
+        raise InputError(f"{path}: folder {above} is not writable; choose a folder you can write to")
+
+
 def check_inside(folder, names: dict[str, bool], *, inputs=(), others=()) -> None:
     """Checks and claims the `names` (name -> is a folder) a command writes inside the output `folder`, each
     like `check_output` with --force (the folder was accepted with it)."""

@@ -18,6 +18,7 @@ from lgtool.bench.card import PLOT, card, plot_front
 from lgtool.bench.cost import LEARNGENES, budgets_of, row_flops, size_name
 from lgtool.bench.rebuild import recipe
 from lgtool.hub import read_config, write_descnet
+from lgtool.training.ancestor import load_folder
 
 FAMILY = "family"
 # What a family entry carries over from its row: how it was trained (the recipe repeats it) and what it scored.
@@ -116,6 +117,16 @@ def read_kept(folder: Path) -> dict:
         if isinstance(family, dict) and (sub / "model.safetensors").is_file() and "val_top1" in family:
             kept[sub.name] = family
     return kept
+
+
+def measure_kept(folder: Path, kept: dict, top1_of, test_images: int) -> None:
+    """Each kept model's test top-1 on the whole test split (`top1_of(model)`; the bench reports on a subset), into
+    its entry in `kept` and its folder's config.json, which says which row it is."""
+    for size, entry in kept.items():
+        entry.update(top1=top1_of(load_folder(folder / size)), test_images=test_images)
+        config = read_config(folder / size)
+        config["lgtool"]["family"] = entry
+        write_json(folder / size / "config.json", config)
 
 
 def family_entries(rows: list, kept: dict, shares: dict, flops: dict, sizes: list, test_images=None) -> dict:

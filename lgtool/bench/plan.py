@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lgtool.base.arch import Arch, first_error, parse_width
 from lgtool.base.errors import InputError, UsageError
+from lgtool.base.outputs import check_work_folder
 from lgtool.bench.cost import INITS, LEARNGENES
 from lgtool.bench.settings import BenchConfig, BenchIO
 from lgtool.learngene import read_header
@@ -73,8 +74,7 @@ def plan_bench(cfg: BenchConfig, io: BenchIO) -> BenchPlan:
     if results_path.is_file() and not io.resume:
         raise InputError(f"{out} already holds a bench; pass --resume to continue it or choose another -o")
     previous = previous_results(results_path) if io.resume and results_path.is_file() else {}
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: not a folder; choose another -o")
+    check_work_folder(out)  # a dangling link, a file, a folder that cannot be written: before any data
     resolve_ancestor(ancestor)
     given = {read_header(p)[1].method: Path(p) for p in io.learngenes}
     check_family(cfg, ancestor, ancestor_heads(ancestor), given)  # a folder ancestor declares its heads

@@ -26,7 +26,7 @@ from lgtool.base.arch import HEAD_DIM, Arch, default_patch_size, parse_width
 from lgtool.base.atomic import write_json
 from lgtool.base.errors import InputError
 from lgtool.bench.cost import ALTERNATIVES, LEARNGENES, learn_flops
-from lgtool.bench.handover import FAMILY, Keeper, learn_shares, read_kept, write_family
+from lgtool.bench.handover import FAMILY, Keeper, learn_shares, measure_kept, read_kept, write_family
 from lgtool.bench.plan import (
     CURVE_ORDER,
     SCHEMA,
@@ -43,7 +43,7 @@ from lgtool.bench.rows import Bench, race
 from lgtool.bench.verdict import by_seed, measured_margin
 from lgtool.family import makeable
 from lgtool.learngene import load_learngene
-from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, load_folder
+from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor
 from lgtool.training.data import balanced_subset, load_data
 from lgtool.training.loop import evaluate
 
@@ -95,9 +95,8 @@ def run_bench(plan: BenchPlan, log=print) -> dict:
             race(benches, init, depth, width, genes, rows, results.record, flops, margin["value"])
     report = write_report(cfg, results.report(), plan.out)
     kept = keeper.kept if keeper else read_kept(plan.out / FAMILY)  # --no-family: what an earlier run kept
-    for size, entry in kept.items():  # the family's test top-1 on the whole test split, not the bench's subset
-        model = load_folder(plan.out / FAMILY / size)
-        entry.update(top1=evaluate(model, loaded.full_test, benches[0].view), test_images=len(loaded.full_test))
+    measure_kept(plan.out / FAMILY, kept, lambda model: evaluate(model, loaded.full_test, benches[0].view),
+                 len(loaded.full_test))  # fmt: skip
     handed = {**report, "rows": [r for r in report["rows"] if r["seed"] == first], "learngenes": learned}
     write_family(plan.out / FAMILY, handed, plan.io, plan.given, shares, kept)
     return report

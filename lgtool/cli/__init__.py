@@ -6,6 +6,7 @@ With --json, stdout holds exactly one JSON object; logs and progress go to stder
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -29,6 +30,10 @@ def main() -> None:
 
 def _main() -> None:
     raise_on_sigterm()  # SIGTERM ends a command as Ctrl-C does (training saves first), with exit 143
+    try:
+        os.getcwd()  # every relative path is resolved against it
+    except FileNotFoundError:
+        _fail("the current folder no longer exists (deleted while this shell was in it); cd to one that does", 3)
     try:
         code = app(standalone_mode=False)  # parser errors come to us, so they get one line too
     except typer.Abort:
