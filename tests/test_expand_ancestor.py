@@ -268,6 +268,7 @@ def timm_ancestor(monkeypatch):
     import lgtool.training.ancestor
 
     monkeypatch.setattr(lgtool.training.ancestor, "offline", lambda: False)  # skips only the cache check
+    monkeypatch.setattr(lgtool.training.ancestor, "check_reachable", lambda *a, **k: None)  # and the hub probe
     torch.manual_seed(0)
     model = timm.create_model("test_vit", pretrained=False).eval()
     monkeypatch.setattr(lgtool.training.ancestor, "load_ancestor", lambda name, *a, **k: model)

@@ -5,10 +5,13 @@ name of an ancestor shipped with lgtool (`fmnist-vit`)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
-from huggingface_hub import try_to_load_from_cache
+from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+from huggingface_hub.utils import HfHubHTTPError
 from safetensors.torch import load_file
 
 from lgtool.base.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
@@ -21,16 +24,22 @@ from lgtool.learngene import first_nonfinite
 from lgtool.training.data import View
 
 
-def load_ancestor(name: str, weights: str | None = None, num_classes: int | None = None) -> torch.nn.Module:
-    """The ancestor in eval mode. `num_classes` is the data's class count, which the ancestor must match."""
-    folder = resolve_ancestor(name, weights)
+def load_ancestor(
+    name: str, weights: str | None = None, num_classes: int | None = None, *, weights_flag: bool = False
+) -> torch.nn.Module:
+    """The ancestor in eval mode. `num_classes` is the data's class count, which the ancestor must match.
+    `weights_flag`: the command takes --ancestor-weights, so an error may suggest it (`resolve_ancestor`)."""
+    folder = resolve_ancestor(name, weights, weights_flag=weights_flag)
     if folder is not None and weights is None:
         model = load_folder(folder, f"--ancestor {name}")
     elif folder is not None:
         model = _create(timm, f"local-dir:{folder.resolve()}", pretrained=False)
     else:
         arch = ANCESTOR_ALIASES.get(name, name)
-        model = _create(timm, arch, pretrained=weights is None, num_classes=num_classes if weights else None)
+        classes = num_classes if weights else None
+        model = _create(
+            timm, arch, pretrained=weights is None, ancestor=name, weights_flag=weights_flag, num_classes=classes
+        )
     if weights is not None:
         _load_weights(model, Path(weights))
     bad = first_nonfinite(model.state_dict())
@@ -47,11 +56,14 @@ def load_ancestor(name: str, weights: str | None = None, num_classes: int | None
     return model.eval()
 
 
-def resolve_ancestor(name: str, weights: str | None = None) -> Path | None:
+def resolve_ancestor(name: str, weights: str | None = None, *, weights_flag: bool = False) -> Path | None:
     """The cheap half of `load_ancestor`: what `name` is, checked without building a model or reading weights.
 
     Returns the folder of a folder ancestor (shipped or local), None for a timm name; one-line InputError for a
-    name that is none of them, a weights file given as the name, or pretrained weights that cannot be had offline."""
+    name that is none of them, a weights file given as the name, or pretrained weights that cannot be had: not
+    cached and offline, or a hub that one request without retries cannot reach (`check_reachable`). The error
+    says how to pass a local copy instead: a model folder, and --ancestor-weights where `weights_flag` says the
+    command takes it."""
     path = shipped_ancestor(name) or Path(name)
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -68,9 +80,60 @@ def resolve_ancestor(name: str, weights: str | None = None) -> Path | None:
             f"--ancestor {name}: not a timm model name, alias ({', '.join(ANCESTOR_ALIASES)}), shipped "
             f"ancestor ({', '.join(SHIPPED_ANCESTORS)}), or model folder"
         )
-    if weights is None and offline() and not _cached(timm, arch):
-        raise InputError(_OFFLINE.format(name=name))
+    if weights is None and not _cached(timm, arch):
+        if offline():
+            raise _offline_error(name, weights_flag)
+        check_reachable(name, weights_flag)
     return None
+
+
+def _offline_error(name: str, weights_flag: bool) -> InputError:
+    return InputError(
+        f"--ancestor {name}: no cached pretrained weights and offline (HF_HUB_OFFLINE=1); "
+        + local_copy_hint(name, weights_flag)
+    )
+
+
+def local_copy_hint(name: str, weights_flag: bool) -> str:
+    """How to pass a timm name's weights without the hub, as the command at hand takes them."""
+    folder = "a model folder (timm's hub layout: config.json + model.safetensors) as --ancestor"
+    if weights_flag:
+        return f"pass a local file with --ancestor {name} --ancestor-weights FILE, or {folder}"
+    return f"pass {folder}"
+
+
+# The hub's client retries a failed download 5 times with backoff (about 23 s a file, and timm asks for two):
+# one request without retries says first whether there is a hub to ask. HF_HUB_ETAG_TIMEOUT, where set,
+# gives it longer than this.
+_PROBE_TIMEOUT_S = 5.0
+
+
+def check_reachable(name: str, weights_flag: bool = False) -> None:
+    """One HEAD request for the pretrained weights of the timm name (or alias) `name`, with no retries: a
+    one-line InputError if the hub does not answer (no network, refused, timed out). Any answer, even a missing
+    file, lets timm's own loader take it from there; a model timm fetches by URL, not from the hub, is not
+    checked (that download fails at once, without retries)."""
+    arch = ANCESTOR_ALIASES.get(name, name)
+    hub_id = getattr(timm.models.get_pretrained_cfg(arch), "hf_hub_id", None)
+    if not hub_id:
+        return
+    repo, _, revision = hub_id.partition("@")  # timm's "repo@revision" spelling
+    url = hf_hub_url(repo, "model.safetensors", revision=revision or None)
+    try:
+        timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or _PROBE_TIMEOUT_S)
+    except ValueError:
+        timeout = _PROBE_TIMEOUT_S
+    try:
+        get_hf_file_metadata(url, timeout=timeout)
+    except HfHubHTTPError:
+        return  # the hub answered (a file it lacks, a gated repo): timm's loader handles those
+    except Exception as e:  # noqa: BLE001 - the transport's many types of "no answer"
+        where = urlsplit(url)
+        slow = "; HF_HUB_ETAG_TIMEOUT=SECONDS waits longer" if "Timeout" in type(e).__name__ else ""
+        raise InputError(
+            f"--ancestor {name}: cannot fetch its pretrained weights from {where.scheme}://{where.netloc} "
+            f"({_brief(e)}{slow}); " + local_copy_hint(name, weights_flag)
+        ) from None
 
 
 def ancestor_heads(name: str) -> int | None:
@@ -115,15 +178,11 @@ def shipped_ancestor(name: str) -> Path | None:
     return Path(__file__).parent.parent / "ancestors" / SHIPPED_ANCESTORS[name]  # lgtool/ancestors/
 
 
-_OFFLINE = (
-    "--ancestor {name}: no cached pretrained weights and offline (HF_HUB_OFFLINE=1); "
-    "pass a local file with --ancestor-weights FILE, or a model folder as --ancestor"
-)
-
-
-def _create(timm, name: str, pretrained: bool, **kwargs):
+def _create(timm, name: str, pretrained: bool, *, ancestor: str | None = None, weights_flag: bool = False, **kwargs):
+    """timm.create_model, its failures one line; `ancestor` is the name the user gave for the timm name `name`."""
+    ancestor = ancestor or name
     if pretrained and offline() and not name.startswith("local-dir:") and not _cached(timm, name):
-        raise InputError(_OFFLINE.format(name=name))
+        raise _offline_error(ancestor, weights_flag)
     try:
         return timm.create_model(name, pretrained=pretrained, **{k: v for k, v in kwargs.items() if v is not None})
     except Exception as e:  # noqa: BLE001 - hub/network failures come in many types
@@ -135,8 +194,7 @@ def _create(timm, name: str, pretrained: bool, **kwargs):
             ) from None
         why = "offline (HF_HUB_OFFLINE=1)" if offline() else f"{type(e).__name__}"
         raise InputError(
-            f"--ancestor {name}: cannot get pretrained weights ({why}); pass a local file with "
-            f"--ancestor-weights FILE, or a model folder as --ancestor"
+            f"--ancestor {ancestor}: cannot get pretrained weights ({why}); " + local_copy_hint(ancestor, weights_flag)
         ) from None
 
 

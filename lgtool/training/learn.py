@@ -105,7 +105,7 @@ def plan_learn(settings: LearnConfig, cfg: TrainConfig | None = None) -> LearnPl
     is there."""
 
     checkpoint = _check_outputs(settings)
-    resolve_ancestor(settings.ancestor, settings.ancestor_weights)
+    resolve_ancestor(settings.ancestor, settings.ancestor_weights, weights_flag=True)
     check_data(settings.data, settings.data_dir)
     if settings.resume is not None and not settings.resume.is_file():
         raise InputError(f"--resume {settings.resume}: no such checkpoint")
@@ -146,7 +146,7 @@ def run_learn(
             dataset = dataset.held_out(s.val_fraction, cfg.seed + 1)
     if evaluate_on is None:
         evaluate_on = dataset.test if dataset.val is None else dataset.val
-    teacher = load_ancestor(s.ancestor, s.ancestor_weights, num_classes=dataset.num_classes)
+    teacher = load_ancestor(s.ancestor, s.ancestor_weights, num_classes=dataset.num_classes, weights_flag=True)
     gene, view, init = _initial_learngene(s, cfg, teacher, dataset)
     aux, identity = _aux_net(gene, s, cfg)
     started = time.time()
