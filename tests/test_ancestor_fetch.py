@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parent.parent
 # Before the fail-fast check, the hub client's retries took 54 s here (22 lines of "Retrying in ..."). The
 # check answers in 4 to 7 s on a busy 2-core machine, nearly all of it Python and torch starting up.
-WITHIN_S = 15
+WITHIN_S = 30  # a loaded machine starts torch slowly; the retries this replaces took 54 s
 
 # Every command that takes --ancestor, with arguments that reach the ancestor check; and whether it takes
 # --ancestor-weights, the one command that may suggest it.

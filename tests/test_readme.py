@@ -1,5 +1,6 @@
 """README's commands are the ones CI and users run."""
 
+import json
 import re
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 # The README opens with the answer: what lgtool does, the verdict, and both commands on the first screen.
 FIRST_SCREEN = 40
 MAX_LINES = 200
-VERDICT_HEADER = re.compile(r"^\|\s*scenario\s*\|.*\bSWS\b.*\bTLEG\b.*\bWAVE\b.*\|$")
+VERDICT_HEADER = re.compile(r"^\| run \| seeds \| SWS \| TLEG \| WAVE \|")
 RATIO = re.compile(r"\d+(?:\.\d+)?\s*×")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
@@ -46,7 +47,7 @@ def test_both_commands_are_on_the_first_screen():
 def test_verdict_table_is_on_the_first_screen():
     first = _readme_lines()[:FIRST_SCREEN]
     header = [i for i, line in enumerate(first) if VERDICT_HEADER.match(line)]
-    assert header, "no `| scenario | SWS | TLEG | WAVE |` table in the README's first lines"
+    assert header, "no `| run | seeds | SWS | TLEG | WAVE |` table in the README's first lines"
     rows = [line for line in first[header[0] + 2 :] if line.startswith("|")]
     assert len(rows) >= 3 and all(RATIO.search(row) for row in rows[:3])
 
@@ -85,3 +86,14 @@ def test_no_ratio_is_called_more_expensive():
     for doc in _documents():  # nor across a line break
         flat = " ".join(doc.read_text().split())
         assert not re.search(r"×\s*more\s+(expensive|costly)", flat, re.I), doc.relative_to(ROOT)
+
+
+def test_the_default_runs_verdict_row_says_what_its_results_say():
+    """README's verdict words and ratios for the default run are the ones its committed results.json gives."""
+    results = json.loads((ROOT / "docs" / "bench-default" / "results.json").read_text())
+    row = next(line for line in _readme_lines()[:FIRST_SCREEN] if line.startswith("|") and "default" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")][2:]
+    for method, cell in zip(("sws", "tleg", "wave"), cells, strict=True):
+        cost = results["cost"][method]
+        low, high = cost["ratio_flops_interval"]
+        assert cell == f"{cost['verdict']}: {cost['ratio_flops']}× ({low}–{high})", (method, cell)
