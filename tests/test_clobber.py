@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_gene
+from test_atomic import MOVED_ASIDE, dead_pid, interrupted_swap, make_dir
 from test_bad_input import TINY_VIT
 from test_data_errors import write_fashion_mnist
 
@@ -466,6 +467,35 @@ def test_sigterm_before_training_is_one_line_and_exit_143(run_cli, tmp_path, ws,
 
     monkeypatch.setattr(lgtool.training.learn, "load_data", terminated_while_loading)
     refused(run_cli, tmp_path, *learn_args(ws, "-o", tmp_path / "g.safetensors"), code=143, says="SIGTERM")
+
+
+# --- a folder moved aside by a killed run ---
+
+
+def test_expand_beside_a_stale_aside_folder_writes_its_own_result(run_cli, tmp_path):
+    gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
+    stale = make_dir(tmp_path / f".desc.{dead_pid()}.old", "stale")  # no record says which run moved it, or why
+    before = tree(tmp_path)
+    got, stdout, stderr = run_cli("expand", gene, "--depth", 2, "-o", tmp_path / "desc")
+    assert got == 0 and "Traceback" not in stderr, stderr
+    assert (tmp_path / "desc" / "model.safetensors").is_file()
+    unchanged(before, tmp_path)  # left where it is, as it is
+    assert (stale / "who").read_text() == "stale"
+
+
+def test_expand_after_a_killed_forced_replace_finds_the_old_folder(run_cli, tmp_path):
+    gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
+    desc = make_dir(tmp_path / "desc", "mine")
+    aside, record = interrupted_swap(desc, MOVED_ASIDE)  # killed between moving it aside and renaming the new in
+    expand = ["expand", gene, "--depth", 2, "-o", desc]
+    refused(run_cli, tmp_path, *expand, says=f"{desc} already exists (as {aside.name}, moved aside by a run")
+    refused(run_cli, tmp_path, *expand, "--dry-run", says="already exists")
+    before = tree(tmp_path)
+    got, stdout, _ = run_cli(*expand, "--force", "--dry-run")
+    assert got == 0 and tree(tmp_path) == before
+    got, stdout, stderr = run_cli(*expand, "--force")
+    assert got == 0 and "Traceback" not in stderr, stderr
+    assert sorted(os.listdir(tmp_path)) == ["desc", "g.safetensors"] and (desc / "model.safetensors").is_file()
 
 
 # --- a full disk ---
