@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors import SafetensorError
 
 from lgtool.base import atomic
-from lgtool.base.atomic import atomic_dir, atomic_file, write_json, write_text
+from lgtool.base.atomic import WriteFailed, atomic_dir, atomic_file, write_json, write_text
 from lgtool.base.errors import InputError
 from lgtool.base.outputs import check_output, check_output_path
 
@@ -276,6 +278,61 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError
     assert names(tmp_path) == ["f"] and (tmp_path / "f").read_text() == "old"
+
+
+def test_a_refusal_reported_by_safetensors_or_torch_is_a_write_failed(tmp_path):
+    def refused(raise_it) -> WriteFailed:
+        with pytest.raises(WriteFailed) as e, atomic_file(tmp_path / "g.safetensors") as tmp:
+            tmp.write_bytes(b"half")
+            raise_it()
+        assert names(tmp_path) == [] and "\n" not in str(e.value) and e.value.exit_code == 1
+        return e.value
+
+    def safetensors_full():
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    def torch_full():  # torch.save to a Python file whose write the system refused
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 598")  # noqa: B904
+
+    def safetensors_eof():  # an I/O error with no errno
+        raise SafetensorError("Error while serializing: I/O error: failed to write whole buffer")
+
+    for raise_it in (safetensors_full, torch_full):
+        e = refused(raise_it)
+        assert e.errno == errno.ENOSPC and str(e).startswith(f"could not write {tmp_path / 'g.safetensors'}: No space")
+    e = refused(safetensors_eof)
+    assert e.errno == errno.EIO and ": failed to write whole buffer;" in str(e)
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [SafetensorError("Error while serializing: InvalidTensorView"), RuntimeError("shape mismatch"), ValueError("x")],
+    ids=["safetensors", "torch", "other"],
+)
+def test_a_programming_error_while_writing_stays_what_it_is(tmp_path, bug):
+    with pytest.raises(type(bug)) as e, atomic_file(tmp_path / "g") as tmp:
+        tmp.write_bytes(b"half")
+        raise bug
+    assert e.value is bug and names(tmp_path) == []
+
+
+def test_a_real_full_disk_is_a_write_failed_for_safetensors_and_torch(small_disk):
+    import safetensors.torch
+
+    from lgtool.training.loop.checkpoint import Position, save_checkpoint
+    from lgtool.training.settings import TrainConfig
+
+    model = torch.nn.Linear(256, 256)  # 257 KB of weights, on a 64 KiB disk
+    with pytest.raises(WriteFailed) as e, atomic_file(small_disk / "g.safetensors") as tmp:
+        safetensors.torch.save_file(model.state_dict(), str(tmp))
+    assert e.value.errno == errno.ENOSPC and os.listdir(small_disk) == []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(WriteFailed) as e:
+        save_checkpoint(small_disk / "run.ckpt", model, optimizer, {}, TrainConfig(), Position())
+    assert e.value.errno == errno.ENOSPC and os.listdir(small_disk) == []
 
 
 def check_error(path, **kwargs) -> str:

@@ -178,16 +178,39 @@ def _new_tmp(path: Path, make) -> Path:
             continue
 
 
+# safetensors' own error when the system refuses its write: "Error while serializing: I/O error: No space left on
+# device (os error 28)", perhaps followed by the path.
+_SAFETENSORS_IO = re.compile(r"I/O error: (.*?)(?: \(os error (\d+)\))?(?: at path .*)?$", re.S)
+
+
+def _refusal(e: Exception) -> OSError | None:
+    """The system's refusal behind `e`: an OSError, or one that a library reports as its own error; None for
+    anything else, which stays what it is (a programming error keeps its traceback)."""
+    if isinstance(e, OSError):
+        return e
+    if type(e).__name__ == "SafetensorError" and (m := _SAFETENSORS_IO.search(str(e))):
+        code = int(m.group(2)) if m.group(2) else errno.EIO
+        return OSError(code, os.strerror(code) if m.group(2) else m.group(1))
+    # torch.save writing to a Python file: the file's OSError, then torch's RuntimeError raised over it
+    cause = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    if isinstance(e, RuntimeError) and isinstance(cause, OSError) and cause.errno is not None:
+        return cause
+    return None
+
+
 @contextmanager
 def _refused_as_write_failed(path: Path):
     """What the system refuses while `path` is written (no space, a quota, an immutable file) is a WriteFailed:
-    one line, exit 1."""
+    one line, exit 1, whether it comes as an OSError or as safetensors' or torch's own error."""
     try:
         yield
     except WriteFailed:
         raise
-    except OSError as e:
-        raise WriteFailed(path, e) from e
+    except Exception as e:
+        refused = _refusal(e)
+        if refused is None:
+            raise
+        raise WriteFailed(path, refused) from e
 
 
 def _begin(path: Path, make) -> Path:
