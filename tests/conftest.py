@@ -76,3 +76,21 @@ def ancestor(tmp_path_factory):
     result = finetune(settings, cfg)
     assert result["best_top1"] > 0.6
     return out / "best"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a 64 KiB tmpfs, where a real write runs out of space (ENOSPC); skipped where mounting is not
+    allowed (not root, or a container without CAP_SYS_ADMIN)."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = os.geteuid() == 0 and (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True).returncode
+        == 0
+    )
+    if not mounted:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)

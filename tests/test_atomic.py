@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors import SafetensorError
 
 from lgtool.base import atomic
-from lgtool.base.atomic import atomic_dir, atomic_file, write_json, write_text
+from lgtool.base.atomic import WriteFailed, atomic_dir, atomic_file, write_json, write_text
 from lgtool.base.errors import InputError
-from lgtool.base.outputs import check_output_path
+from lgtool.base.outputs import check_output, check_output_path
 
 # Replaces a folder in a child process that dies (os._exit) just before filesystem step number `die_at`
 # (or inside the `with` body); prints the number of steps when it lives to the end.
@@ -38,6 +40,7 @@ def step(fn):
 if not exchange:
     atomic._exchange = lambda a, b: False
 atomic._exchange, atomic._remove, os.replace = step(atomic._exchange), step(atomic._remove), step(os.replace)
+atomic._write_record = step(atomic._write_record)
 with atomic.atomic_dir(target, force=True) as tmp:
     (tmp / "who").write_text("new")
     if die_at == "body":
@@ -132,19 +135,92 @@ def test_fallback_puts_the_old_folder_back_when_the_second_rename_fails(tmp_path
     assert names(tmp_path) == ["out"] and (target / "who").read_text() == "old"
 
 
-def test_moved_aside_folder_is_restored_or_deleted(tmp_path):
+# The fallback's steps (KILLED_WRITER): 0 exchange (refused), 1 write the record, 2 move the old folder aside,
+# 3 rename the new one in, 4 delete the old one, 5 delete the record.
+MOVED_ASIDE, RENAMED_IN = 3, 4
+
+
+def interrupted_swap(target: Path, die_at: int) -> tuple[Path, Path]:
+    """A forced replace of the folder `target` by the fallback, killed before step `die_at`: its aside folder and
+    its record."""
+    assert kill_writer(target, die_at, exchange=False) == 9
+    (aside,) = target.parent.glob(f".{target.name}.*.old")
+    return aside, aside.with_name(aside.name.removesuffix(".old") + ".rec")
+
+
+@pytest.fixture
+def claims(monkeypatch):
+    """A command's claims, forgotten after the test (as `scoped` forgets them after a command)."""
+    monkeypatch.setattr(atomic, "_claims", {})
+
+
+def test_a_folder_aside_without_its_record_is_never_put_back(tmp_path, claims):
     pid = dead_pid()
-    make_dir(tmp_path / f".out.{pid}.old", "old")
-    with atomic_file(tmp_path / "other"):  # another target leaves it alone
-        pass
-    assert (tmp_path / f".out.{pid}.old").is_dir()
-    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "out"):
-        raise RuntimeError  # even a run that then fails restores it first
-    assert names(tmp_path) == ["other", "out"] and (tmp_path / "out" / "who").read_text() == "old"
-    make_dir(tmp_path / f".out.{pid}.old", "older")
+    stale = [
+        make_dir(tmp_path / f".out.{pid}.old", "stale"),  # what lgtool 0.1.0 left, or anyone
+        make_dir(tmp_path / f".out.{pid}.abcdef.old", "stale"),  # today's name, no record
+        make_dir(tmp_path / f".out.{pid}.123456.old", "stale"),  # a record, but not whole
+        make_dir(tmp_path / f".out.{pid}.654321.old", "stale"),  # a record, for another name
+    ]
+    (tmp_path / f".out.{pid}.123456.rec").write_text('{"target": "ou')
+    other = {"target": "other", "aside": f".out.{pid}.654321.old", "new": [0, 0]}
+    (tmp_path / f".out.{pid}.654321.rec").write_text(json.dumps(other))
+    before = names(tmp_path)
+    out = tmp_path / "out"
+    assert atomic.pending_restore(out) is None
+    check_output(out, is_dir=True)  # a fresh run: nothing is at `out`
+    with atomic_dir(out) as tmp:
+        (tmp / "who").write_text("new")
+    assert (out / "who").read_text() == "new"
+    check_output(out, is_dir=True, force=True)  # and replacing it, by the fallback, leaves them too
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "who").write_text("newer")
+    assert (out / "who").read_text() == "newer"
+    assert names(tmp_path) == sorted([*before, "out"]) and all((d / "who").read_text() == "stale" for d in stale)
+
+
+def test_a_swap_killed_before_the_new_folder_took_the_name_puts_the_old_one_back(tmp_path, claims):
+    out = make_dir(tmp_path / "out", "old")
+    aside, record = interrupted_swap(out, MOVED_ASIDE)
+    assert not out.exists() and (aside / "who").read_text() == "old" and record.is_file()
+    json_record = json.loads(record.read_text())
+    assert json_record["target"] == "out" and json_record["aside"] == aside.name
+    assert atomic.pending_restore(out) == aside
+    before = names(tmp_path)
+    with pytest.raises(InputError, match=f"already exists \\(as {aside.name}, moved aside"):
+        check_output(out, is_dir=True)  # it is still the user's `out`: --force is needed to replace it
+    assert names(tmp_path) == before  # a check moves nothing (a dry run makes it too)
+    with pytest.raises(RuntimeError), atomic_dir(out):
+        raise RuntimeError  # the first write puts it back, even one that then fails
+    assert names(tmp_path) == ["out"] and (out / "who").read_text() == "old"
+
+    aside, record = interrupted_swap(out, MOVED_ASIDE)
+    check_output(out, is_dir=True, force=True)  # a fresh forced run: claims the folder where it lies
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "who").write_text("new")
+    assert names(tmp_path) == ["out"] and (out / "who").read_text() == "new"
+
+
+def test_a_swap_killed_after_the_new_folder_took_the_name_is_finished(tmp_path, claims):
+    out = make_dir(tmp_path / "out", "old")
+    aside, record = interrupted_swap(out, RENAMED_IN)
+    assert (out / "who").read_text() == "new" and (aside / "who").read_text() == "old" and record.is_file()
+    assert atomic.pending_restore(out) is None
+    write_text(tmp_path / "other", "x")  # a write of another name leaves them alone
+    assert aside.is_dir() and record.is_file()
+    check_output(out, is_dir=True, force=True)
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "who").write_text("third")
+    assert names(tmp_path) == ["other", "out"] and (out / "who").read_text() == "third"
+
+
+def test_a_recorded_folder_is_not_put_back_over_something_else(tmp_path, claims):
+    out = make_dir(tmp_path / "out", "old")
+    aside, record = interrupted_swap(out, MOVED_ASIDE)
+    make_dir(out, "made by hand meanwhile")  # not the folder the killed run renamed in
     with atomic_dir(tmp_path / "out", force=True) as tmp:
         (tmp / "who").write_text("new")
-    assert names(tmp_path) == ["other", "out"] and (tmp_path / "out" / "who").read_text() == "new"
+    assert (out / "who").read_text() == "new" and (aside / "who").read_text() == "old" and record.is_file()
 
 
 def test_leftovers_of_dead_writers_go_and_those_of_live_ones_stay(tmp_path):
@@ -202,6 +278,61 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError
     assert names(tmp_path) == ["f"] and (tmp_path / "f").read_text() == "old"
+
+
+def test_a_refusal_reported_by_safetensors_or_torch_is_a_write_failed(tmp_path):
+    def refused(raise_it) -> WriteFailed:
+        with pytest.raises(WriteFailed) as e, atomic_file(tmp_path / "g.safetensors") as tmp:
+            tmp.write_bytes(b"half")
+            raise_it()
+        assert names(tmp_path) == [] and "\n" not in str(e.value) and e.value.exit_code == 1
+        return e.value
+
+    def safetensors_full():
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    def torch_full():  # torch.save to a Python file whose write the system refused
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 598")  # noqa: B904
+
+    def safetensors_eof():  # an I/O error with no errno
+        raise SafetensorError("Error while serializing: I/O error: failed to write whole buffer")
+
+    for raise_it in (safetensors_full, torch_full):
+        e = refused(raise_it)
+        assert e.errno == errno.ENOSPC and str(e).startswith(f"could not write {tmp_path / 'g.safetensors'}: No space")
+    e = refused(safetensors_eof)
+    assert e.errno == errno.EIO and ": failed to write whole buffer;" in str(e)
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [SafetensorError("Error while serializing: InvalidTensorView"), RuntimeError("shape mismatch"), ValueError("x")],
+    ids=["safetensors", "torch", "other"],
+)
+def test_a_programming_error_while_writing_stays_what_it_is(tmp_path, bug):
+    with pytest.raises(type(bug)) as e, atomic_file(tmp_path / "g") as tmp:
+        tmp.write_bytes(b"half")
+        raise bug
+    assert e.value is bug and names(tmp_path) == []
+
+
+def test_a_real_full_disk_is_a_write_failed_for_safetensors_and_torch(small_disk):
+    import safetensors.torch
+
+    from lgtool.training.loop.checkpoint import Position, save_checkpoint
+    from lgtool.training.settings import TrainConfig
+
+    model = torch.nn.Linear(256, 256)  # 257 KB of weights, on a 64 KiB disk
+    with pytest.raises(WriteFailed) as e, atomic_file(small_disk / "g.safetensors") as tmp:
+        safetensors.torch.save_file(model.state_dict(), str(tmp))
+    assert e.value.errno == errno.ENOSPC and os.listdir(small_disk) == []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(WriteFailed) as e:
+        save_checkpoint(small_disk / "run.ckpt", model, optimizer, {}, TrainConfig(), Position())
+    assert e.value.errno == errno.ENOSPC and os.listdir(small_disk) == []
 
 
 def check_error(path, **kwargs) -> str:

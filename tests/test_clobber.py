@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_gene
+from safetensors import SafetensorError
+from test_atomic import MOVED_ASIDE, dead_pid, interrupted_swap, make_dir
 from test_bad_input import TINY_VIT
 from test_data_errors import write_fashion_mnist
 
@@ -468,26 +470,73 @@ def test_sigterm_before_training_is_one_line_and_exit_143(run_cli, tmp_path, ws,
     refused(run_cli, tmp_path, *learn_args(ws, "-o", tmp_path / "g.safetensors"), code=143, says="SIGTERM")
 
 
+# --- a folder moved aside by a killed run ---
+
+
+def test_expand_beside_a_stale_aside_folder_writes_its_own_result(run_cli, tmp_path):
+    gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
+    stale = make_dir(tmp_path / f".desc.{dead_pid()}.old", "stale")  # no record says which run moved it, or why
+    before = tree(tmp_path)
+    got, stdout, stderr = run_cli("expand", gene, "--depth", 2, "-o", tmp_path / "desc")
+    assert got == 0 and "Traceback" not in stderr, stderr
+    assert (tmp_path / "desc" / "model.safetensors").is_file()
+    unchanged(before, tmp_path)  # left where it is, as it is
+    assert (stale / "who").read_text() == "stale"
+
+
+def test_expand_after_a_killed_forced_replace_finds_the_old_folder(run_cli, tmp_path):
+    gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
+    desc = make_dir(tmp_path / "desc", "mine")
+    aside, record = interrupted_swap(desc, MOVED_ASIDE)  # killed between moving it aside and renaming the new in
+    expand = ["expand", gene, "--depth", 2, "-o", desc]
+    refused(run_cli, tmp_path, *expand, says=f"{desc} already exists (as {aside.name}, moved aside by a run")
+    refused(run_cli, tmp_path, *expand, "--dry-run", says="already exists")
+    before = tree(tmp_path)
+    got, stdout, _ = run_cli(*expand, "--force", "--dry-run")
+    assert got == 0 and tree(tmp_path) == before
+    got, stdout, stderr = run_cli(*expand, "--force")
+    assert got == 0 and "Traceback" not in stderr, stderr
+    assert sorted(os.listdir(tmp_path)) == ["desc", "g.safetensors"] and (desc / "model.safetensors").is_file()
+
+
 # --- a full disk ---
 
+ENOSPC_SAFETENSORS = "Error while serializing: I/O error: No space left on device (os error 28)"
 
-def _disk_full_after(nbytes: int):
+
+def _disk_full_after(nbytes: int, reported_as: str = "OSError"):
+    """A save that writes `nbytes` of its file, then is refused for want of space: reported as an OSError, as
+    safetensors reports it (its own SafetensorError), or as torch.save to a Python file does (its RuntimeError
+    raised while the file's OSError is handled)."""
+
     def write(*args, **kwargs):
-        path = next(a for a in (*args, *kwargs.values()) if isinstance(a, (str, Path)))
-        Path(path).write_bytes(b"\x00" * nbytes)  # a part of it, as a real full disk leaves
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        to = next(a for a in (*args, *kwargs.values()) if isinstance(a, (str, Path)) or hasattr(a, "write"))
+        part = b"\x00" * nbytes  # a part of it, as a real full disk leaves
+        to.write(part) if hasattr(to, "write") else Path(to).write_bytes(part)
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if reported_as == "safetensors":
+            raise SafetensorError(ENOSPC_SAFETENSORS)
+        if reported_as == "torch":
+            try:
+                raise full
+            except OSError:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 598")  # noqa: B904
+        raise full
 
     return write
 
 
-def test_disk_full_at_the_learngene_keeps_the_old_file_and_names_the_checkpoint(run_cli, tmp_path, ws, monkeypatch):
+@pytest.mark.parametrize("reported_as", ["OSError", "safetensors"])
+def test_disk_full_at_the_learngene_keeps_the_old_file_and_names_the_checkpoint(
+    run_cli, tmp_path, ws, monkeypatch, reported_as
+):
     import safetensors.torch
 
     out, checkpoint = tmp_path / "g.safetensors", tmp_path / "g.ckpt"
     out.write_bytes(b"my older learngene")
     before = tree(tmp_path)
     real = safetensors.torch.save_file
-    monkeypatch.setattr(safetensors.torch, "save_file", _disk_full_after(100))
+    monkeypatch.setattr(safetensors.torch, "save_file", _disk_full_after(100, reported_as))
     line = error_line(1, *run_cli(*learn_args(ws, "-o", out, "--force")))
     assert "No space left on device" in line and f"{out} was left as it was" in line
     assert f"--resume {checkpoint}" in line and checkpoint.is_file()
@@ -498,16 +547,37 @@ def test_disk_full_at_the_learngene_keeps_the_old_file_and_names_the_checkpoint(
     assert got == 0 and out.read_bytes() != b"my older learngene", stderr
 
 
-def test_disk_full_at_a_checkpoint_leaves_no_temporary(run_cli, tmp_path, ws, monkeypatch):
+@pytest.mark.parametrize("reported_as", ["OSError", "torch"])
+def test_disk_full_at_a_checkpoint_leaves_no_temporary(run_cli, tmp_path, ws, monkeypatch, reported_as):
     out = tmp_path / "out"
     _dir_inside(tmp_path, "notes")
     before = tree(tmp_path)
-    monkeypatch.setattr(torch, "save", _disk_full_after(10))
+    monkeypatch.setattr(torch, "save", _disk_full_after(10, reported_as))
     line = error_line(1, *run_cli(*finetune_args(ws, "-o", out, "--force")))
     assert f"could not write {out / 'checkpoint.ckpt'}: No space left on device" in line
     assert "no checkpoint was kept" in line
     unchanged(before, tmp_path)
     assert leftovers(tmp_path) == []
+
+
+def test_disk_full_at_the_desc_net_is_one_line_and_leaves_nothing(run_cli, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")
+    desc = make_dir(tmp_path / "desc", "mine")
+    before = tree(tmp_path)
+    monkeypatch.setattr(safetensors.torch, "save_file", _disk_full_after(100, "safetensors"))
+    line = error_line(1, *run_cli("expand", gene, "--depth", 2, "-o", desc, "--force"))
+    assert f"could not write {desc}: No space left on device; {desc} was left as it was" in line
+    assert tree(tmp_path) == before
+
+
+def test_a_real_full_disk_at_the_desc_net_is_one_line(run_cli, tmp_path, small_disk):
+    gene = tiny_gene("tleg").save(tmp_path / "g.safetensors")  # its Desc-Net at depth 2: over 64 KiB
+    desc = small_disk / "desc"
+    line = error_line(1, *run_cli("expand", gene, "--depth", 2, "-o", desc))
+    assert f"could not write {desc}: No space left on device; {desc} was left as it was" in line
+    assert os.listdir(small_disk) == []  # nothing under the final name, no temporary
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

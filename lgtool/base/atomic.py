@@ -2,10 +2,13 @@
 
 Every write goes to `.NAME.<pid>.<random>.tmp` beside NAME and is renamed to NAME only once complete, so NAME
 holds either the old or the new content. Replacing a folder swaps the two in one atomic rename (Linux
-`renameat2` with RENAME_EXCHANGE); where the filesystem cannot, the old folder is first renamed to
-`.NAME.<pid>.old`, and a kill before the new folder takes its place leaves only that. The next write to NAME
-restores that folder if NAME is missing (or deletes it if NAME exists) and deletes the temporaries of processes
-that no longer run; those of a running process are never touched.
+`renameat2` with RENAME_EXCHANGE); where the filesystem cannot, a record `.NAME.<pid>.<random>.rec` naming NAME,
+the aside name and the new folder is written and flushed first, then the old folder is renamed to
+`.NAME.<pid>.<random>.old`, the new one to NAME, and the old one and the record are deleted. The next write to
+NAME finishes what a killed run's record describes: the old folder goes back if NAME is missing, and is deleted
+if NAME holds that run's new folder; anything else is left as it is. A folder is never put back by its name
+alone: one without a record is not lgtool's to move. Temporaries of processes that no longer run are deleted;
+those of a running process are never touched.
 
 `check_output` (lgtool.base.outputs) runs before the work and claims each output: what its name held then
 (nothing, or the entry `--force` was given for). The final rename re-checks the claim: a name that has since
@@ -51,13 +54,16 @@ def _tmp_name(name: str, token: str) -> str:
     return f".{name}.{os.getpid()}.{token}.tmp"
 
 
-def _old_name(name: str) -> str:
-    return f".{name}.{os.getpid()}.old"
+def _swap_names(tmp: Path) -> tuple[Path, Path]:
+    """The aside name of the old folder and the record's name, for a folder swap whose new folder is `tmp`: the
+    temporary's name with another suffix of the same length, so that whatever fits one fits all three."""
+    base = tmp.name.removesuffix(".tmp")
+    return tmp.with_name(base + ".old"), tmp.with_name(base + ".rec")
 
 
 def _leftovers(name: str) -> re.Pattern:
-    """Matches what a killed writer of NAME leaves: group 1 is its pid, group 2 is set for a moved-aside folder."""
-    return re.compile(rf"\.{re.escape(name)}\.(\d+)\.(?:[0-9a-f]{{{2 * _TOKEN_HEX}}}\.tmp|(old))")
+    """Matches what a writer of NAME leaves if killed: group 1 is its pid, group 2 what it is (tmp, old, rec)."""
+    return re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]{{{2 * _TOKEN_HEX}}}\.(tmp|old|rec)")
 
 
 def _alive(pid: int) -> bool:
@@ -77,22 +83,88 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _recover(path: Path) -> None:
-    """Clean up after writers of `path` that were killed: restore a moved-aside folder, delete temporaries."""
+def _dead_leftovers(path: Path) -> list[tuple[Path, str]]:
+    """What writers of `path` that no longer run left beside it, each with its kind (tmp, old, rec)."""
     pattern = _leftovers(path.name)
-    dead = [
-        (path.parent / e.name, m.group(2) is not None)
+    return sorted(
+        (path.parent / e.name, m.group(2))
         for e in os.scandir(path.parent)
         if (m := pattern.fullmatch(e.name)) and not _alive(int(m.group(1)))
-    ]
-    for leftover, moved_aside in sorted(dead):
-        if moved_aside and not os.path.lexists(path):
+    )
+
+
+def _write_record(record: Path, path: Path, aside: Path, new: Path) -> None:
+    """Before a folder swap moves anything: which name it replaces, where the old folder goes, and the identity of
+    the new one, flushed to disk with its folder, so that a kill or a crash at any later point can be finished."""
+    st = os.lstat(new)
+    text = json.dumps({"target": path.name, "aside": aside.name, "new": [st.st_dev, st.st_ino]}) + "\n"
+    try:
+        with open(record, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        _flush(record.parent)
+    except BaseException:
+        record.unlink(missing_ok=True)
+        raise
+
+
+def _swap_outcome(path: Path, record: Path) -> tuple[Path, str | None]:
+    """How to finish the swap of `path` that a killed run recorded in `record`: its aside folder and "restore"
+    (killed before the new folder took the name: the old one goes back), "delete" (killed after it: the old one
+    goes, as that run was about to do), "forget" (nothing is aside: killed before moving it, or after deleting it)
+    or None (a record not whole or not for `path`, or a name that now holds something else: both are left)."""
+    aside = record.with_name(record.name.removesuffix(".rec") + ".old")
+    if not os.path.lexists(aside):
+        return aside, "forget"
+    try:
+        done = json.loads(record.read_text(encoding="utf-8"))
+        if done["target"] != path.name or done["aside"] != aside.name:
+            return aside, None
+        new = tuple(done["new"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return aside, None
+    now = _entry(path)
+    if now is None:
+        return aside, "restore"
+    return aside, "delete" if now[:2] == new else None
+
+
+def pending_restore(path) -> Path | None:
+    """The folder that the next write of `path` puts back there (a killed run had moved it aside while replacing
+    `path`, and recorded doing so), or None. Looks only: `check_output` judges `path` by it, a dry run included."""
+    path = Path(path)
+    try:
+        for leftover, kind in _dead_leftovers(path):
+            if kind == "rec" and (found := _swap_outcome(path, leftover))[1] == "restore":
+                return found[0]
+    except OSError:  # a parent that is missing or unreadable: the output checks say so
+        pass
+    return None
+
+
+def _recover(path: Path) -> None:
+    """Clean up after writers of `path` that were killed: finish the folder swaps they recorded, delete their
+    temporaries. An aside folder without a record is left where it is."""
+    dead = _dead_leftovers(path)
+    for record in (leftover for leftover, kind in dead if kind == "rec"):
+        aside, outcome = _swap_outcome(path, record)
+        if outcome == "restore":
+            before, key = _entry(aside), _key(path)
             try:
-                os.rename(leftover, path)
+                if not _rename_noreplace(aside, path):
+                    continue  # the name was taken meanwhile: keep the folder aside, and its record
+            except FileNotFoundError:  # another process put it back first
                 continue
-            except OSError:  # another process restored it first, or it is gone: fall through and delete it
-                pass
-        _remove(leftover)
+            if key in _claims and _claims[key] == before:  # claimed as it lay aside: the claim follows it
+                _claims[key] = _entry(path)
+        elif outcome == "delete":
+            _remove(aside)
+        if outcome is not None:
+            _remove(record)
+    for leftover, kind in dead:
+        if kind == "tmp":
+            _remove(leftover)
 
 
 def _new_tmp(path: Path, make) -> Path:
@@ -106,16 +178,39 @@ def _new_tmp(path: Path, make) -> Path:
             continue
 
 
+# safetensors' own error when the system refuses its write: "Error while serializing: I/O error: No space left on
+# device (os error 28)", perhaps followed by the path.
+_SAFETENSORS_IO = re.compile(r"I/O error: (.*?)(?: \(os error (\d+)\))?(?: at path .*)?$", re.S)
+
+
+def _refusal(e: Exception) -> OSError | None:
+    """The system's refusal behind `e`: an OSError, or one that a library reports as its own error; None for
+    anything else, which stays what it is (a programming error keeps its traceback)."""
+    if isinstance(e, OSError):
+        return e
+    if type(e).__name__ == "SafetensorError" and (m := _SAFETENSORS_IO.search(str(e))):
+        code = int(m.group(2)) if m.group(2) else errno.EIO
+        return OSError(code, os.strerror(code) if m.group(2) else m.group(1))
+    # torch.save writing to a Python file: the file's OSError, then torch's RuntimeError raised over it
+    cause = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    if isinstance(e, RuntimeError) and isinstance(cause, OSError) and cause.errno is not None:
+        return cause
+    return None
+
+
 @contextmanager
 def _refused_as_write_failed(path: Path):
     """What the system refuses while `path` is written (no space, a quota, an immutable file) is a WriteFailed:
-    one line, exit 1."""
+    one line, exit 1, whether it comes as an OSError or as safetensors' or torch's own error."""
     try:
         yield
     except WriteFailed:
         raise
-    except OSError as e:
-        raise WriteFailed(path, e) from e
+    except Exception as e:
+        refused = _refusal(e)
+        if refused is None:
+            raise
+        raise WriteFailed(path, refused) from e
 
 
 def _begin(path: Path, make) -> Path:
@@ -318,14 +413,17 @@ def _replace_dir(tmp: Path, path: Path) -> None:
     """Puts `tmp` at `path` and deletes the old `path`, in an order that a kill cannot make unrecoverable."""
     if _exchange(tmp, path):
         return
-    old = path.with_name(_old_name(path.name))
-    os.replace(path, old)  # a kill from here to the next rename leaves `old` for _recover to restore
+    old, record = _swap_names(tmp)
+    _write_record(record, path, old, tmp)
+    os.replace(path, old)  # a kill from here until the record is gone: the next write of `path` finishes it
     try:
         os.replace(tmp, path)
     except BaseException:
         os.replace(old, path)
+        _remove(record)
         raise
     _remove(old)
+    _remove(record)  # last: a kill while the old folder is being deleted leaves the record to finish it
 
 
 @contextmanager
@@ -362,9 +460,10 @@ def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def claim(path, *, absent: bool = False) -> None:
-    """Record what `path` holds now (or, with `absent`, nothing) as what its final rename must find there."""
-    _claims[_key(Path(path))] = None if absent else _entry(path)
+def claim(path, *, absent: bool = False, held_by=None) -> None:
+    """Record what `path` holds now (or, with `absent`, nothing) as what its final rename must find there.
+    `held_by`: where that entry lies now instead (a folder aside, which `_recover` puts back at `path`)."""
+    _claims[_key(Path(path))] = None if absent else _entry(held_by or path)
 
 
 def tmp_overhead() -> int:

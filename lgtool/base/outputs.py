@@ -10,7 +10,7 @@ import stat
 import struct
 from pathlib import Path
 
-from lgtool.base.atomic import claim, tmp_overhead
+from lgtool.base.atomic import claim, pending_restore, tmp_overhead
 from lgtool.base.errors import InputError
 
 try:
@@ -43,7 +43,7 @@ def check_output_path(path, *, is_dir: bool = False) -> None:
     limit, size = _name_max(parent), len(os.fsencode(path.name))
     if size > limit:
         raise InputError(f"{path}: name is {size} bytes, over this filesystem's limit of {limit}; choose a shorter one")
-    # the longest name written beside `path`; the old-folder name of atomic_dir is shorter than this
+    # the longest name written beside `path`; atomic_dir's aside and record names are as long
     overhead = tmp_overhead()
     if size + overhead > limit:
         raise InputError(
@@ -134,24 +134,30 @@ def check_output(path, *, inputs=(), force: bool = False, is_dir: bool = False, 
     or hard link, or a folder inside or around one), or one of the command's `others` outputs; one that is not
     a regular file or folder (a device, FIFO, socket, link loop); one of the wrong kind (a file where a folder
     goes, or the reverse); one that is read-only or immutable. Refused without `force`: one that exists, unless
-    it is in `keep` (e.g. the checkpoint being resumed)."""
+    it is in `keep` (e.g. the checkpoint being resumed).
+
+    A folder that a killed run moved aside while replacing `path` (and recorded doing so) is judged as `path`:
+    the run's first write puts it back there. Nothing is changed here (a dry run makes these checks too)."""
     path = Path(path)
-    kind = _kind(path, path)
+    aside = pending_restore(path)
+    seen = aside or path  # what `path` will hold when this run writes it
+    kind = _kind(seen, path)
     for given in _given(inputs):
         if _overlaps(path, given):
             raise InputError(f"{path} would overwrite this command's input {given}; choose another output path")
     for other in others:
         if other is not None and _overlaps(path, Path(other)):
             raise InputError(f"{path} and {other} are both outputs of this command; give each its own path")
-    exists = os.path.lexists(path)
-    kept = any(os.path.exists(k) and kind is not None and os.path.samefile(path, k) for k in _given(keep))
+    exists = os.path.lexists(seen)
+    kept = any(os.path.exists(k) and kind is not None and os.path.samefile(seen, k) for k in _given(keep))
     if exists and not force and not kept:
-        raise InputError(f"{path} already exists; choose another output path or pass --force to replace it")
+        where = f" (as {aside.name}, moved aside by a run that was killed; lgtool puts it back first)" if aside else ""
+        raise InputError(f"{path} already exists{where}; choose another output path or pass --force to replace it")
     if is_dir and kind == "file":
         raise InputError(f"{path} is a file, not a folder; choose another output path")
     check_output_path(path, is_dir=is_dir)
-    _check_writable(path, kind)
-    claim(path)
+    _check_writable(seen, kind)
+    claim(path, held_by=aside)
 
 
 _FS_IOC_GETFLAGS = 0x80086601  # Linux: _IOR('f', 1, long)

@@ -50,8 +50,10 @@ def save_checkpoint(
         state["ema"] = {k: v.detach().cpu() for k, v in average.module.state_dict().items()}
     if cache is not None:
         state["teacher_logits"] = cache.state()
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    # through a Python file: a refused write (a full disk) then reaches atomic_file as the OSError under torch's own
+    # RuntimeError; torch.save to a path reports it with no errno at all
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(
