@@ -1,6 +1,7 @@
 """`lgtool finetune` resume and `lgtool bench` on a tiny real subset: files, consistency, skips, resume."""
 
 import json
+from dataclasses import asdict
 import os
 import signal
 
@@ -281,3 +282,18 @@ def test_a_deleted_working_folder_is_one_line_and_exit_3(tmp_path, run_cli, monk
     gone.rmdir()
     code, _, err = run_cli("bench", "--dry-run")
     assert code == 3 and "current folder no longer exists" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_bench_resumes_only_with_the_settings_its_rows_were_made_with(tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    made = BenchConfig(depths=[2, 6], epochs=1)
+    (out / "results.json").write_text(json.dumps({"schema": "lgtool-bench/4", "config": asdict(made), "rows": []}))
+    with pytest.raises(InputError, match=r"benched with --epochs 1, not 0; .*only --seeds may change"):
+        plan_bench(BenchConfig(depths=[2, 6], epochs=0), BenchIO(output=out, resume=True))
+    with pytest.raises(InputError, match=r"--depths 2,6, not 2,6,12"):
+        plan_bench(BenchConfig(depths=[2, 6, 12]), BenchIO(output=out, resume=True))
+    # more seeds only add rows: the plan goes on to its next check (here the data, which is not there)
+    with pytest.raises(InputError, match="no-data|fashion"):
+        plan_bench(BenchConfig(depths=[2, 6], seeds=[0, 1, 2]), BenchIO(data_dir=str(tmp_path / "no-data"), output=out,
+                                                                         resume=True))  # fmt: skip

@@ -5,7 +5,7 @@ with), so that running it (`lgtool.bench.run`) only loads, trains and writes."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lgtool.base.arch import Arch, first_error, parse_width
 from lgtool.base.errors import InputError, UsageError
 from lgtool.base.outputs import check_work_folder
+from lgtool.base.settings import declared, flag
 from lgtool.bench.cost import INITS, LEARNGENES
 from lgtool.bench.settings import BenchConfig, BenchIO
 from lgtool.learngene import read_header
@@ -74,6 +75,7 @@ def plan_bench(cfg: BenchConfig, io: BenchIO) -> BenchPlan:
     if results_path.is_file() and not io.resume:
         raise InputError(f"{out} already holds a bench; pass --resume to continue it or choose another -o")
     previous = previous_results(results_path) if io.resume and results_path.is_file() else {}
+    check_same_settings(previous.get("config"), cfg, results_path)
     check_work_folder(out)  # a dangling link, a file, a folder that cannot be written: before any data
     resolve_ancestor(ancestor)
     given = {read_header(p)[1].method: Path(p) for p in io.learngenes}
@@ -97,6 +99,30 @@ def previous_results(results_path: Path) -> dict:
     except ValidationError as e:
         raise InputError(f"{results_path}: cannot resume from it ({first_error(e)}); choose another -o") from None
     return previous
+
+
+# What a resumed bench may change: more (or other) seeds only add rows; every other setting changes what a row means.
+MAY_CHANGE_ON_RESUME = ("seeds",)
+
+
+def check_same_settings(recorded: dict | None, cfg: BenchConfig, results_path: Path) -> None:
+    """A bench resumes only with the settings its rows were made with (seeds aside): an InputError naming the first
+    that differs. A results.json that records none (written by hand) is taken as it is."""
+    if not isinstance(recorded, dict):
+        return
+    now = json.loads(json.dumps(asdict(cfg)))  # as results.json holds it: tuples as lists
+    for f in declared(BenchConfig) + [f for f in fields(BenchConfig) if f.name == "rule_options"]:
+        if f.name in MAY_CHANGE_ON_RESUME or f.name not in recorded or recorded[f.name] == now[f.name]:
+            continue
+        name = flag(f) if f.metadata.get("cli", True) and "help" in f.metadata else f"BenchConfig.{f.name}"
+        raise InputError(
+            f"{results_path} was benched with {name} {_shown(recorded[f.name])}, not {_shown(now[f.name])}; resume "
+            "with the same settings (only --seeds may change) or choose another -o"
+        )
+
+
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 _Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]

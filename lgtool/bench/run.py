@@ -19,7 +19,7 @@ family is handed over from the first seed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lgtool.base.arch import HEAD_DIM, Arch, default_patch_size, parse_width
@@ -166,6 +166,7 @@ def begin(plan: BenchPlan, loaded: Loaded, log, started: float) -> tuple[list, d
     ancestor = {"name": plan.ancestor, "top1": ancestor_top1, "vit": loaded.vit_ancestor}
     head = {
         "schema": SCHEMA,
+        "config": asdict(cfg),  # from the first row on: a resumed bench must keep these settings
         "data": plan.io.data,
         "ancestor": {**ancestor, **ancestor_cost(plan.ancestor)},
         "arch": loaded.arch.model_dump(),
