@@ -1,9 +1,9 @@
 """`lgtool finetune` resume and `lgtool bench` on a tiny real subset: files, consistency, skips, resume."""
 
 import json
-from dataclasses import asdict
 import os
 import signal
+from dataclasses import asdict
 
 import pytest
 import torch
