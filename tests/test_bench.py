@@ -3,7 +3,10 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +300,21 @@ def test_a_bench_resumes_only_with_the_settings_its_rows_were_made_with(tmp_path
     with pytest.raises(InputError, match="no-data|fashion"):
         plan_bench(BenchConfig(depths=[2, 6], seeds=[0, 1, 2]), BenchIO(data_dir=str(tmp_path / "no-data"), output=out,
                                                                          resume=True))  # fmt: skip
+
+
+def test_a_committed_one_seed_run_is_carried_into_a_bench_that_adds_seeds(tmp_path):
+    """examples/bench_to_seeds.py: the full CNN run as seed 0 of a new bench, which resumes with its own settings and
+    more seeds, and refuses any other setting."""
+    root = Path(__file__).resolve().parents[1]
+    new = tmp_path / "cnn"
+    script = [sys.executable, root / "examples" / "bench_to_seeds.py", root / "docs" / "bench-full" / "fmnist-cnn", new]
+    assert subprocess.run(script, capture_output=True).returncode == 0
+    old = json.loads((root / "docs" / "bench-full" / "fmnist-cnn" / "results.json").read_text())
+    settings = {k: v for k, v in old["config"].items() if k not in ("seeds",)}
+    plan = plan_bench(BenchConfig(**{**settings, "seeds": [0, 1, 2]}), BenchIO(ancestor="fmnist-cnn", output=new,
+                                                                                resume=True))  # fmt: skip
+    assert len(plan.previous["rows"]) == len(old["rows"]) and {r["seed"] for r in plan.previous["rows"]} == {0}
+    assert (new / "learngenes" / "s0" / "sws.safetensors").is_file()
+    with pytest.raises(InputError, match="--test-samples 10000, not 5000"):
+        plan_bench(BenchConfig(**{**settings, "test_samples": 5000}), BenchIO(ancestor="fmnist-cnn", output=new,
+                                                                               resume=True))  # fmt: skip
