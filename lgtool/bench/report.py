@@ -242,6 +242,17 @@ def _routes(report: dict) -> list[str]:
             f"against {_n(marginal['alternative'])}FLOP by the alternative that matches it; its learning "
             f"({_n(c['learn_flops'])}FLOP) {pays}."
         )
+        if c.get("route_flops_interval") and c.get("alternative_flops_interval"):
+            (rl, rh), (al, ah) = c["route_flops_interval"], c["alternative_flops_interval"]
+            seeds = "; ".join(
+                f"seed {seed}: " + ", ".join(f"{size} {alt}" for size, alt in chosen.items())
+                for seed, chosen in c["alternative_by_seed"].items()
+            )
+            lines.append(
+                f"  Over the seeds its route costs {_n(rl)}–{_n(rh)}FLOP and the best alternative "
+                f"{_n(al)}–{_n(ah)}FLOP; "
+                f"each seed on its own would have matched it with {seeds}."
+            )
     return lines
 
 

@@ -12,7 +12,7 @@ import math
 import random
 import statistics
 
-from lgtool.bench.cost import ALTERNATIVES, LEARNGENES, family_cost, learn_flops
+from lgtool.bench.cost import ALTERNATIVES, LEARNGENES, family_cost
 
 AVERAGED = ("val_top1", "top1", "val_at_init", "top1_at_init", "train_images", "teacher_images", "calibration_images")
 RANGED = ("val_top1", "top1")  # the mean row also carries their [min, max] over the seeds
@@ -162,36 +162,45 @@ def marginal_flops(per_size: dict) -> dict | None:
 
 
 def seeded_cost(rows_by_seed, learned, seeds, flops, epochs, margin, budget=None, alternatives=ALTERNATIVES) -> dict:
-    """Per learngene: `family_cost` on the rows averaged over every seed, with the ratio's 95% interval over the
-    seed bootstrap (None with one seed, whose verdict is then `tie`: it cannot show its own noise), the verdict
-    word, the break-even family size and the marginal cost of one more size."""
-    central = family_cost(mean_rows(rows_by_seed, seeds), mean_learned(learned, seeds), flops, epochs, margin,
-                          budget, alternatives)  # fmt: skip
-    ratios = {m: [] for m in central}
+    """Per learngene: `family_cost` on the rows averaged over every seed, with 95% intervals over the seed bootstrap
+    of its ratio and of both routes' FLOPs (None with one seed, whose verdict is then `tie`: it cannot show its own
+    noise), the verdict word, the break-even family size, the marginal cost of one more size, and each seed's own
+    match per size (`alternative_by_seed`: how the epochs to match spread)."""
+
+    def cost(sample):
+        return family_cost(mean_rows(rows_by_seed, sample), mean_learned(learned, sample), flops, epochs, margin,
+                           budget, alternatives)  # fmt: skip
+
+    central = cost(seeds)
+    drawn = {m: {k: [] for k in SPREAD} for m in central}
     for sample in resamples(seeds) if len(seeds) > 1 else []:
-        drawn = family_cost(mean_rows(rows_by_seed, sample), mean_learned(learned, sample), flops, epochs, margin,
-                            budget, alternatives)  # fmt: skip
-        for m, c in drawn.items():
-            if m in ratios and c["ratio_flops"] is not None:
-                ratios[m].append(c["ratio_flops"])
+        for m, c in cost(sample).items():
+            for k in SPREAD:
+                if m in drawn and c[k] is not None:
+                    drawn[m][k].append(c[k])
+    alone = {s: cost([s]) for s in seeds} if len(seeds) > 1 else {}
     out = {}
     for m, c in central.items():
-        interval = None
-        if c["ratio_flops"] is not None and len(seeds) > 1:  # one seed shows no noise: no interval, no verdict
-            drawn = ratios[m] or [c["ratio_flops"]]
-            interval = [round(percentile(drawn, 2.5), 2), round(percentile(drawn, 97.5), 2)]
-        learned_flops = c["learn_flops"]
+        intervals = {
+            f"{k}_interval": _interval(drawn[m][k] or [c[k]], 2 if k == "ratio_flops" else 0)
+            if c[k] is not None and len(seeds) > 1  # one seed shows no noise: no interval, no verdict
+            else None
+            for k in SPREAD
+        }
         out[m] = {
             **c,
-            "ratio_flops_interval": interval,
-            "verdict": verdict(interval, c["exact"]),
-            "break_even_sizes": break_even_sizes(learned_flops, c["per_size"]),
+            **intervals,
+            "verdict": verdict(intervals["ratio_flops_interval"], c["exact"]),
+            "break_even_sizes": break_even_sizes(c["learn_flops"], c["per_size"]),
             "marginal_flops": marginal_flops(c["per_size"]),
+            "alternative_by_seed": {str(s): a[m]["alternative_per_size"] for s, a in alone.items() if m in a},
         }
     return out
 
 
-def learn_share(report_learned: dict, method: str, flops: dict, sizes: int) -> float | None:
-    """One size's equal share of a learngene's learning, over the `sizes` it makes."""
-    learned = learn_flops(report_learned.get(method, {}), flops)
-    return None if learned is None or not sizes else learned / sizes
+SPREAD = ("ratio_flops", "route_flops", "alternative_flops")  # the figures given with an interval over the seeds
+
+
+def _interval(values: list, digits: int) -> list:
+    low, high = percentile(values, 2.5), percentile(values, 97.5)
+    return [round(low, digits), round(high, digits)] if digits else [int(low), int(high)]
