@@ -43,8 +43,9 @@ class RuleModule(Protocol):
     def init_templates(self, rule, arch: Arch, generator=None) -> dict:
         """Fresh templates: the paper's initialization."""
 
-    def seed_templates(self, rule, arch: Arch, layers: list[dict]) -> dict:
-        """Templates fitted to an ancestor's layers ({slot: tensor} per layer)."""
+    def seed_templates(self, rule, arch: Arch, layers: list[dict], fresh: dict) -> tuple[dict, dict]:
+        """Templates fitted to an ancestor's layers ({slot: tensor} per layer), and {template: what of it was not
+        seeded}: a part the ancestor cannot give keeps `fresh` (`init_templates`), so seeding never refuses."""
 
     def depths(self, rule, arch: Arch) -> tuple[int, int | None]:
         """The Desc-Net depths it can make, (least, most or None): torch-free, for `inspect`."""

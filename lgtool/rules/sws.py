@@ -126,7 +126,7 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
     }
 
 
-def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
+def seed_templates(rule: Rule, arch, layers: list[dict], fresh: dict) -> tuple[dict, dict]:
     """Templates from an ancestor's layers: each stage's block is the mean of the ancestor layers the even
     split puts in that stage (the least-squares constant fit, as TLEG's seed is the least-squares line).
     An ancestor with fewer layers than stages: each stage copies the layer at its relative depth."""
@@ -137,11 +137,12 @@ def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
     else:
         stages = stage_map(rule, n)
         members = [[layer for layer, st in zip(layers, stages, strict=True) if st == s] for s in range(rule.num_stages)]
-    return {
+    seeded = {
         f"stage{s}.{slot}": torch.stack([layer[slot] for layer in members[s]]).mean(0)
         for s in range(rule.num_stages)
         for slot in arch.slot_shapes()
     }
+    return seeded, {}  # every stage has a layer to copy
 
 
 def depths(rule: Rule, arch) -> tuple[int, int | None]:

@@ -84,7 +84,7 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
     return out
 
 
-def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
+def seed_templates(rule: Rule, arch, layers: list[dict], fresh: dict) -> tuple[dict, dict]:
     """Templates from an ancestor's L layers: per slot and element, the least-squares line through
     W(l) at c_l = coefficient(l, L), so expanding to depth L samples the line where the ancestor's layers sit."""
 
@@ -98,7 +98,7 @@ def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
         slope = torch.tensordot(dc, stack - mean, dims=1) / dc.square().sum().clamp_min(1e-12)
         out[f"intercept.{slot}"] = mean - c.mean() * slope
         out[f"slope.{slot}"] = slope
-    return out
+    return out, {}  # any number of layers fixes a line
 
 
 def depths(rule: Rule, arch) -> tuple[int, int | None]:
