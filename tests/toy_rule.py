@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lgtool.base.errors import InputError
 
-OPTIONS = ()
+OPTIONS = {}
 LAYER_SOURCE = "the shared block"
 SIZE_SPECIFIC = ()
 NARROWS_BY_SELECTION = False

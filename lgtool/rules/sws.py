@@ -16,10 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lgtool.base.arch import MAX_DEPTH, SLOTS, first_error
 from lgtool.base.errors import InputError, UsageError
 from lgtool.base.lazy import torch
-from lgtool.rules.base import fresh_slot
+from lgtool.rules.base import RuleOption, fresh_slot
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
-OPTIONS = ("stages", "num_stages")  # what `learn` may set besides the Aux depth
+OPTIONS = {  # what `learn` may set besides the Aux depth
+    "stages": RuleOption(
+        list[int], "SWS Aux stage sizes, e.g. 3,3,4,3,3.", official="from args.model, or the official"
+    ),
+    "num_stages": RuleOption(int, "SWS stages spread evenly over the Aux depth (default 5).", lo=1, flag=False),
+}
 LAYER_SOURCE = "SWS stage"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
 # Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).

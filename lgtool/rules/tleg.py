@@ -19,7 +19,7 @@ from lgtool.rules.base import fresh_slot
 
 TEMPLATES = ("intercept", "slope")
 DEFAULT_AUX_DEPTH = 12
-OPTIONS = ()  # `learn` sets only the Aux depth
+OPTIONS = {}  # `learn` sets only the Aux depth
 LAYER_SOURCE = "TLEG slope coefficient (l-1)/L"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
 # Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).

@@ -27,14 +27,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from lgtool.base.arch import MAX_EMBED_DIM
 from lgtool.base.errors import InputError
 from lgtool.base.lazy import torch
-from lgtool.rules.base import fresh_slot, sized_name
+from lgtool.rules.base import RuleOption, fresh_slot, sized_name
 
 MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
 # qkv rows are three stacked matrices (q, k, v): resample each on its own.
 ROW_GROUPS = {"attn.qkv.weight": 3, "attn.qkv.bias": 3}
 MAX_TEMPLATES = 4096  # per matrix type; the paper uses a handful
 DEFAULT_AUX_DEPTH = 12
-OPTIONS = ("template_size", "num_templates")  # what `learn` may set besides the Aux depth
+OPTIONS = {  # what `learn` may set besides the Aux depth
+    "template_size": RuleOption(int, "WAVE template side (default head dim).", lo=1),
+    "num_templates": RuleOption(int, "WAVE templates per matrix type.", lo=1),
+}
 LAYER_SOURCE = "WAVE position on the Aux depth axis"
 SIZE_SPECIFIC = ("scaler",)  # a new size's scalers are learned (calibrated) with the templates frozen
 NARROWS_BY_SELECTION = False  # it makes every width itself, from its templates
