@@ -59,3 +59,35 @@ def test_learn_with_no_init_seeds_from_the_ancestor_and_says_so(ancestor, tmp_pa
     prov = lgtool.load_learngene(tmp_path / "g.safetensors").meta.provenance
     assert prov["init"] == "ancestor" and "seeded" in prov and "default" in prov["init_why"]
     assert prov["lr"] == pytest.approx(COMMAND_DEFAULTS["learn"]["lr"])
+
+
+@pytest.fixture(scope="module")
+def two_block_ancestor(tmp_path_factory):
+    """An untrained 2-block ViT folder of width 32: seeding needs its shapes, not its accuracy."""
+    from lgtool.hub import write_descnet
+
+    arch = Arch(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=2, num_heads=2, num_classes=10)
+    folder = tmp_path_factory.mktemp("two-block") / "anc"
+    return write_descnet(build_vit(arch).state_dict(), arch, folder, {"mean": [0.5], "std": [0.5]}, lineage={})
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize("method", ["sws", "tleg", "wave"])
+def test_default_init_learns_from_a_shallow_ancestor_and_says_what_it_seeded(run_cli, two_block_ancestor, tmp_path,
+                                                                             method):  # fmt: skip
+    """A 2-block ancestor gives WAVE's one-tile proj matrix 2 rows at Aux depth 2: 2 of its 4 templates seed; the
+    rest start from the paper's init, the provenance and the CLI say so, and the run is not refused."""
+    out = tmp_path / "g.safetensors"
+    code, _, err = run_cli("learn", "--ancestor", two_block_ancestor, "--method", method, "--aux-depth", 2,
+                           "--epochs", 1, "--batch-size", 32, "--train-samples", 40, "-o", out)  # fmt: skip
+    assert code == 0, err
+    gene = lgtool.load_learngene(out)
+    seeded = gene.meta.provenance["seeded"]
+    assert gene.meta.provenance["init"] == "ancestor" and seeded["ancestor_depth"] == 2
+    if method == "wave":
+        says = "2 of 4 templates seeded (the tile matrix has rank 2 at most)"
+        assert seeded["partly"] == {"template.attn.proj.weight": says}
+        assert "template.attn.proj.weight: 2 of 4 templates seeded" in " ".join(err.split())
+        assert "paper's initialization" in err
+    else:
+        assert "partly" not in seeded and "in part" not in err

@@ -70,3 +70,26 @@ def test_a_fourth_rule_expands_trains_and_inspects_without_touching_other_files(
     assert (tmp_path / "desc" / "model.safetensors").is_file()
     code, _, stderr = run_cli("expand", path, "--width", 64, "-o", tmp_path / "wide")
     assert code == 3 and "makes its own width only" in stderr
+
+
+def test_a_rule_brings_its_own_options_to_learn(monkeypatch):
+    """A registered rule's declared option becomes a `LearnConfig` setting, range and rule options included, and
+    a flag of the command built from it: no other file names it."""
+    from dataclasses import fields
+
+    from lgtool.base.errors import UsageError
+    from lgtool.rules import RuleOption
+    from lgtool.training import settings
+
+    monkeypatch.setattr(toy_rule, "OPTIONS", {"block_scale": RuleOption(int, "Toy: scale of the block.", lo=2)})
+    monkeypatch.setitem(RULES, "shared", toy_rule)
+    config = settings.with_rule_options(settings.LearnConfig, after="aux_depth")
+    field = {f.name: f for f in fields(config)}["block_scale"]
+    assert field.default is None and field.metadata["help"] == "Toy: scale of the block." and "block_scale" in (
+        config.RULE_OPTIONS)  # fmt: skip
+    names = [f.name for f in fields(config)]
+    at = names.index("aux_depth") + 1
+    assert names[at : at + 5] == ["stages", "num_stages", "template_size", "num_templates", "block_scale"]
+    with pytest.raises(UsageError, match="--block-scale must be at least 2"):
+        config(ancestor="a", method="sws", block_scale=1)
+    assert "block_scale" not in settings.LearnConfig.RULE_OPTIONS  # the module's own class is not changed

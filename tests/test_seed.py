@@ -146,3 +146,20 @@ def test_bad_init_is_a_usage_error_before_any_data(run_cli, tmp_path):
         LearnConfig(ancestor="no-such-ancestor", method="tleg", data=str(tmp_path / "missing"), init="paper")
     code, _, err = run_cli("learn", "--ancestor", "x", "--data", tmp_path / "missing", "--init", "paper")
     assert code == 2 and "--init must be one of official, ancestor, got 'paper'" in err
+
+
+def test_wave_seeds_the_templates_the_ancestor_can_give_and_keeps_the_papers_init_for_the_rest():
+    """Width 64 in one 64-wide tile per proj matrix, Aux depth 2: that tile matrix has 2 rows, so of 4 templates
+    2 are fitted (reproducing the ancestor's proj exactly) and 2, with their scalers, stay as initialized."""
+    anc, fresh = ancestor_state(depth=2), gene("wave", aux_depth=2, num_templates=4)
+    seeded = seed_from_ancestor(fresh, anc)
+    slot = "attn.proj.weight"
+    assert seeded.meta.provenance["seeded"]["partly"] == {f"template.{slot}": "2 of 4 templates seeded (the tile "
+                                                          "matrix has rank 2 at most)"}  # fmt: skip
+    for name in (f"template.{slot}", f"scaler.{slot}"):
+        assert seeded.tensors[name].shape == fresh.tensors[name].shape
+    torch.testing.assert_close(seeded.tensors[f"template.{slot}"][2:], fresh.tensors[f"template.{slot}"][2:])
+    torch.testing.assert_close(seeded.tensors[f"scaler.{slot}"][:, 2:], fresh.tensors[f"scaler.{slot}"][:, 2:])
+    fitted = wave.kron_weight(seeded.tensors[f"scaler.{slot}"][:, :2], seeded.tensors[f"template.{slot}"][:2])
+    torch.testing.assert_close(fitted, torch.stack([anc[f"blocks.{i}.{slot}"] for i in range(2)]))
+    assert "partly" not in seed_from_ancestor(gene("wave", aux_depth=2, num_templates=2), anc).meta.provenance["seeded"]

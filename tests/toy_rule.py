@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lgtool.base.errors import InputError
 
-OPTIONS = ()
+OPTIONS = {}
 LAYER_SOURCE = "the shared block"
 SIZE_SPECIFIC = ()
 NARROWS_BY_SELECTION = False
@@ -46,10 +46,10 @@ def init_templates(rule, arch, generator=None):
     }
 
 
-def seed_templates(rule, arch, layers):
+def seed_templates(rule, arch, layers, fresh):
     import torch
 
-    return {f"block.{slot}": torch.stack([layer[slot] for layer in layers]).mean(0) for slot in arch.slot_shapes()}
+    return {f"block.{slot}": torch.stack([layer[slot] for layer in layers]).mean(0) for slot in arch.slot_shapes()}, {}
 
 
 def depths(rule, arch):

@@ -9,8 +9,15 @@ import typer
 from lgtool.base.lazy import lazy
 from lgtool.base.text import literal
 from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, int_list, out, plural, show_plan
+from lgtool.rules import declared_options
 
 converting = lazy("lgtool.convert")
+
+
+def _official_help(name: str) -> str:
+    """A rule option's help as `convert` reads it: its declaration, and where the checkpoint gives it instead."""
+    option = declared_options()[name]
+    return f"{option.help.removesuffix('.')} (default: {option.official})."
 
 
 @app.command(epilog=SEE_EXIT_CODES)
@@ -20,9 +27,7 @@ def convert(
         Path("learngene.safetensors"), "-o", "--output", help="The learngene file (its folder must exist)."
     ),
     method: str | None = typer.Option(None, "--method", "-m", help="sws or tleg (default: detected from the keys)."),
-    stages: str | None = typer.Option(
-        None, "--stages", help="SWS Aux stage sizes, e.g. 3,3,4,3,3 (default: from args.model, or the official)."
-    ),
+    stages: str | None = typer.Option(None, "--stages", help=_official_help("stages")),
     aux_depth: int | None = typer.Option(
         None, "--aux-depth", min=1, help="TLEG Aux depth (default: from args.model, else the official 12)."
     ),

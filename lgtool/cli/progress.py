@@ -37,6 +37,9 @@ class Reporter:
             self.bar.__exit__(*exc)
 
     def __call__(self, **e):
+        if "note" in e:  # a line the run has to say before it trains (e.g. what seeding could not give)
+            self.console.print(f"{self.description}: {literal(e['note'])}", highlight=False)
+            return
         if "epoch_end" in e:
             self.console.print(
                 f"{self.description}: epoch {e['epoch_end']}/{e['epochs']}  held-out top-1 {e['top1']:.4f}",

@@ -9,10 +9,10 @@ ask a rule its limits cheaply.
 
 from lgtool.base.errors import UsageError
 from lgtool.rules import sws, tleg, wave
-from lgtool.rules.base import RuleModule, fresh_slot, sized_name
+from lgtool.rules.base import RuleModule, RuleOption, fresh_slot, sized_name
 
 RULES: dict[str, RuleModule] = {"sws": sws, "tleg": tleg, "wave": wave}
-__all__ = ["RULES", "RuleModule", "fresh_slot", "rule_module", "sized_name"]
+__all__ = ["RULES", "RuleModule", "RuleOption", "declared_options", "fresh_slot", "rule_module", "sized_name"]
 
 
 def rule_module(method: str):
@@ -20,3 +20,14 @@ def rule_module(method: str):
     if method not in RULES:
         raise UsageError(f"unknown method {method!r}: choose {', '.join(RULES)}")
     return RULES[method]
+
+
+def declared_options(rules: dict | None = None) -> dict[str, RuleOption]:
+    """Every option the rules declare (`OPTIONS`), in their order; one name means one option, whichever rule
+    declares it, so two rules may share a name only with the same declaration."""
+    out: dict[str, RuleOption] = {}
+    for method, module in (RULES if rules is None else rules).items():
+        for name, option in module.OPTIONS.items():
+            if out.setdefault(name, option) != option:
+                raise TypeError(f"rule {method!r} declares option {name!r} unlike another rule")
+    return out

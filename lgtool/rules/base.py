@@ -3,6 +3,7 @@ where a size's own tensors are stored."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -20,7 +21,7 @@ class RuleModule(Protocol):
     """
 
     Rule: type[BaseModel]  # the rule's settings, `method` first (stored in the artifact's metadata)
-    OPTIONS: tuple[str, ...]  # the `learn` options it takes besides the Aux depth
+    OPTIONS: dict[str, RuleOption]  # the `learn` options it takes besides the Aux depth, by name
     LAYER_SOURCE: str  # what each entry of `layer_plan` is
     SIZE_SPECIFIC: tuple[str, ...]  # template roles learned anew for each size (calibration)
     # True if the rule makes its own width only; a narrower one is evenly spaced selection from its Desc-Net
@@ -43,8 +44,9 @@ class RuleModule(Protocol):
     def init_templates(self, rule, arch: Arch, generator=None) -> dict:
         """Fresh templates: the paper's initialization."""
 
-    def seed_templates(self, rule, arch: Arch, layers: list[dict]) -> dict:
-        """Templates fitted to an ancestor's layers ({slot: tensor} per layer)."""
+    def seed_templates(self, rule, arch: Arch, layers: list[dict], fresh: dict) -> tuple[dict, dict]:
+        """Templates fitted to an ancestor's layers ({slot: tensor} per layer), and {template: what of it was not
+        seeded}: a part the ancestor cannot give keeps `fresh` (`init_templates`), so seeding never refuses."""
 
     def depths(self, rule, arch: Arch) -> tuple[int, int | None]:
         """The Desc-Net depths it can make, (least, most or None): torch-free, for `inspect`."""
@@ -66,6 +68,25 @@ class RuleModule(Protocol):
     def from_official(self, keys: list[str], model: str | None, options: dict) -> dict | None:
         """Which official checkpoint key becomes which template, the rule and the Aux depth; None if not this
         rule's layout."""
+
+
+@dataclass(frozen=True)
+class RuleOption:
+    """One option a rule takes, declared once in its module (`OPTIONS`): `learn`'s settings and flags, and
+    `convert`'s where `official` is set, are built from it. Unset (None) means the rule's own default, which
+    `make_rule` applies, so `help` says it."""
+
+    type: Any  # what a value is: int, list[int]
+    help: str
+    lo: int | None = None  # least value (of every item of a list)
+    flag: bool = True  # False: library only (`init_learngene`, `LearnConfig`), no flag
+    official: str | None = None  # where `convert` takes it from when not given: its --help says it
+
+    def setting(self):
+        """A `LearnConfig` field (`lgtool.base.settings.setting`), None by default."""
+        from lgtool.base.settings import setting
+
+        return setting(None, self.help, lo=self.lo, cli=self.flag)
 
 
 def sized_name(depth: int, width: int, name: str) -> str:

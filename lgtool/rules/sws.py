@@ -16,10 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lgtool.base.arch import MAX_DEPTH, SLOTS, first_error
 from lgtool.base.errors import InputError, UsageError
 from lgtool.base.lazy import torch
-from lgtool.rules.base import fresh_slot
+from lgtool.rules.base import RuleOption, fresh_slot
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
-OPTIONS = ("stages", "num_stages")  # what `learn` may set besides the Aux depth
+OPTIONS = {  # what `learn` may set besides the Aux depth
+    "stages": RuleOption(
+        list[int], "SWS Aux stage sizes, e.g. 3,3,4,3,3.", official="from args.model, or the official"
+    ),
+    "num_stages": RuleOption(int, "SWS stages spread evenly over the Aux depth (default 5).", lo=1, flag=False),
+}
 LAYER_SOURCE = "SWS stage"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
 # Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).
@@ -126,7 +131,7 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
     }
 
 
-def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
+def seed_templates(rule: Rule, arch, layers: list[dict], fresh: dict) -> tuple[dict, dict]:
     """Templates from an ancestor's layers: each stage's block is the mean of the ancestor layers the even
     split puts in that stage (the least-squares constant fit, as TLEG's seed is the least-squares line).
     An ancestor with fewer layers than stages: each stage copies the layer at its relative depth."""
@@ -137,11 +142,12 @@ def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
     else:
         stages = stage_map(rule, n)
         members = [[layer for layer, st in zip(layers, stages, strict=True) if st == s] for s in range(rule.num_stages)]
-    return {
+    seeded = {
         f"stage{s}.{slot}": torch.stack([layer[slot] for layer in members[s]]).mean(0)
         for s in range(rule.num_stages)
         for slot in arch.slot_shapes()
     }
+    return seeded, {}  # every stage has a layer to copy
 
 
 def depths(rule: Rule, arch) -> tuple[int, int | None]:

@@ -19,7 +19,7 @@ from lgtool.rules.base import fresh_slot
 
 TEMPLATES = ("intercept", "slope")
 DEFAULT_AUX_DEPTH = 12
-OPTIONS = ()  # `learn` sets only the Aux depth
+OPTIONS = {}  # `learn` sets only the Aux depth
 LAYER_SOURCE = "TLEG slope coefficient (l-1)/L"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
 # Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).
@@ -84,7 +84,7 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
     return out
 
 
-def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
+def seed_templates(rule: Rule, arch, layers: list[dict], fresh: dict) -> tuple[dict, dict]:
     """Templates from an ancestor's L layers: per slot and element, the least-squares line through
     W(l) at c_l = coefficient(l, L), so expanding to depth L samples the line where the ancestor's layers sit."""
 
@@ -98,7 +98,7 @@ def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
         slope = torch.tensordot(dc, stack - mean, dims=1) / dc.square().sum().clamp_min(1e-12)
         out[f"intercept.{slot}"] = mean - c.mean() * slope
         out[f"slope.{slot}"] = slope
-    return out
+    return out, {}  # any number of layers fixes a line
 
 
 def depths(rule: Rule, arch) -> tuple[int, int | None]:

@@ -27,14 +27,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from lgtool.base.arch import MAX_EMBED_DIM
 from lgtool.base.errors import InputError
 from lgtool.base.lazy import torch
-from lgtool.rules.base import fresh_slot, sized_name
+from lgtool.rules.base import RuleOption, fresh_slot, sized_name
 
 MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
 # qkv rows are three stacked matrices (q, k, v): resample each on its own.
 ROW_GROUPS = {"attn.qkv.weight": 3, "attn.qkv.bias": 3}
 MAX_TEMPLATES = 4096  # per matrix type; the paper uses a handful
 DEFAULT_AUX_DEPTH = 12
-OPTIONS = ("template_size", "num_templates")  # what `learn` may set besides the Aux depth
+OPTIONS = {  # what `learn` may set besides the Aux depth
+    "template_size": RuleOption(int, "WAVE template side (default head dim).", lo=1),
+    "num_templates": RuleOption(int, "WAVE templates per matrix type.", lo=1),
+}
 LAYER_SOURCE = "WAVE position on the Aux depth axis"
 SIZE_SPECIFIC = ("scaler",)  # a new size's scalers are learned (calibrated) with the templates frozen
 NARROWS_BY_SELECTION = False  # it makes every width itself, from its templates
@@ -103,22 +106,32 @@ def init_templates(rule: Rule, arch, generator=None) -> dict:
     return out
 
 
-def seed_templates(rule: Rule, arch, layers: list[dict]) -> dict:
+def seed_templates(rule: Rule, arch, layers: list[dict], fresh: dict) -> tuple[dict, dict]:
     """Templates from an ancestor's layers (resampled to the Aux depth): for each matrix type the nearest
-    sum of N Kronecker products (Van Loan-Pitsianis), per-layer vectors as they are."""
+    sum of N Kronecker products (Van Loan-Pitsianis), per-layer vectors as they are. A tile matrix with fewer
+    than N rows or columns fits fewer templates: the rest (and their scalers) keep `fresh`, the paper's init."""
 
-    out = {}
+    out, unseeded = {}, {}
     for slot in arch.slot_shapes():
         stack = resample(torch.stack([layer[slot] for layer in layers]), 0, arch.depth)
-        if slot in MATRICES:
-            out[f"scaler.{slot}"], out[f"template.{slot}"] = nearest_kron(stack, rule.template_size, rule.num_templates)
-        else:
+        if slot not in MATRICES:
             out[f"layerwise.{slot}"] = stack
-    return out
+            continue
+        scalers, templates = nearest_kron(stack, rule.template_size, rule.num_templates)
+        k = templates.shape[0]
+        if k < rule.num_templates:
+            scalers = torch.cat([scalers, fresh[f"scaler.{slot}"][:, k:]], dim=1)
+            templates = torch.cat([templates, fresh[f"template.{slot}"][k:]])
+            unseeded[f"template.{slot}"] = (
+                f"{k} of {rule.num_templates} templates seeded (the tile matrix has rank {k} at most)"
+            )
+        out[f"scaler.{slot}"], out[f"template.{slot}"] = scalers, templates
+    return out, unseeded
 
 
 def nearest_kron(stack, w: int, n: int):
-    """(scalers (L, n, r, c), templates (n, w, w)) whose `kron_weight` is the best rank-n fit of `stack` (L, r*w, c*w).
+    """(scalers (L, k, r, c), templates (k, w, w)) whose `kron_weight` is the best rank-k fit of `stack`
+    (L, r*w, c*w), k = n or the rank the tile matrix allows, if less.
 
     Rearranged into one row per tile (in `kron_weight`'s order), sum_t S_t (x) T_t is a rank-n matrix, so the
     truncated SVD gives the optimum: templates = top right singular vectors (unit norm), scalers = U * S."""
@@ -126,11 +139,7 @@ def nearest_kron(stack, w: int, n: int):
     depth, rows, cols = stack.shape
     r, c = rows // w, cols // w
     tiles = stack.reshape(depth, r, w, c, w).permute(0, 1, 3, 2, 4).reshape(depth * r * c, w * w)
-    if n > min(tiles.shape):
-        raise InputError(
-            f"cannot seed {n} WAVE templates from a {tiles.shape[0]} x {tiles.shape[1]} tile matrix; "
-            f"use --num-templates {min(tiles.shape)} or fewer"
-        )
+    n = min(n, *tiles.shape)
     u, s, vh = torch.linalg.svd(tiles, full_matrices=False)
     scalers = (u[:, :n] * s[:n]).reshape(depth, r, c, n).permute(0, 3, 1, 2)
     return scalers.contiguous(), vh[:n].reshape(n, w, w).contiguous()

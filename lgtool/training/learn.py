@@ -22,7 +22,7 @@ from lgtool.materialize import build_aux
 from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, resolve_ancestor, shipped_ancestor
 from lgtool.training.data import check_data, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
-from lgtool.training.seed import seed_from_ancestor
+from lgtool.training.seed import seed_from_ancestor, seed_note
 from lgtool.training.settings import LearnConfig, training_description
 
 # Training settings worth keeping in a learngene's provenance when they are on.
@@ -148,6 +148,9 @@ def run_learn(
         evaluate_on = dataset.test if dataset.val is None else dataset.val
     teacher = load_ancestor(s.ancestor, s.ancestor_weights, num_classes=dataset.num_classes, weights_flag=True)
     gene, view, init = _initial_learngene(s, cfg, teacher, dataset)
+    note = seed_note(gene)
+    if note and on_event and Dist.from_env().main:
+        on_event(note=note)
     aux, identity = _aux_net(gene, s, cfg)
     started = time.time()
     summary = fit(aux, dataset, view, cfg, identity=identity, checkpoint=plan.checkpoint, resume=s.resume,
@@ -162,6 +165,7 @@ def run_learn(
         "output": str(s.output),
         "method": s.method,
         "init": init[0],
+        "init_note": note,
         "params": learned.num_params(),
         "aux_depth": gene.arch.depth,
         "width": gene.arch.embed_dim,

@@ -25,7 +25,8 @@ def seed_from_ancestor(gene: Learngene, ancestor_state: dict) -> Learngene:
     state = {k: v.detach().to("cpu", torch.float32) for k, v in ancestor_state.items()}
     layers = [_layer(state, i, arch.slot_shapes()) for i in range(_depth(state))]
     tensors = dict(gene.tensors)
-    tensors.update(rule_module(gene.method).seed_templates(gene.rule, arch, layers))
+    seeded, unseeded = rule_module(gene.method).seed_templates(gene.rule, arch, layers, gene.tensors)
+    tensors.update(seeded)
     width, anc_width = arch.embed_dim, state["blocks.0.norm1.weight"].shape[0]
     fresh = []
     for name, shape in arch.nonblock_shapes().items():
@@ -37,7 +38,18 @@ def seed_from_ancestor(gene: Learngene, ancestor_state: dict) -> Learngene:
     meta.provenance.update(init="ancestor", seeded={"ancestor_depth": len(layers), "ancestor_width": anc_width})
     if fresh:
         meta.provenance["seeded"]["fresh_init"] = fresh  # no counterpart in the ancestor (patch, tokens, classes)
+    if unseeded:  # templates the ancestor could seed only in part: the rest is the paper's initialization
+        meta.provenance["seeded"]["partly"] = unseeded
     return Learngene(meta, {k: v.contiguous() for k, v in tensors.items()})
+
+
+def seed_note(gene: Learngene) -> str | None:
+    """One line on the templates the ancestor seeded only in part (`seed_from_ancestor`), or None."""
+    partly = gene.meta.provenance.get("seeded", {}).get("partly")
+    if not partly:
+        return None
+    parts = "; ".join(f"{name}: {what}" for name, what in partly.items())
+    return f"seeded from the ancestor in part, the rest from the paper's initialization: {parts}"
 
 
 def _depth(state: dict) -> int:

@@ -6,7 +6,7 @@ declared once and its default is the field's. Torch-free: `--help` stays fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 from lgtool.base.arch import MAX_DEPTH, check_size_options
@@ -15,7 +15,7 @@ from lgtool.base.lazy import lazy
 from lgtool.base.settings import check_settings, setting
 from lgtool.family import family_grid, parse_sizes
 from lgtool.learngene import check_rule_options
-from lgtool.rules import RULES
+from lgtool.rules import RULES, declared_options
 
 recipe = lazy("lgtool.training.recipe")  # torch and timm: only when a policy is checked
 
@@ -120,9 +120,7 @@ class LearnConfig:
     width: str | None = setting(None, "Learngene width (default: the ancestor's).", flags=("--width", "-w"))
     num_heads: int | None = setting(None, "Heads at that width (default width/64).", lo=1)
     aux_depth: int | None = setting(None, "Aux-Net depth (TLEG/WAVE 12, SWS 16).", lo=1)
-    stages: list[int] | None = setting(None, "SWS Aux stage sizes, e.g. 3,3,4,3,3.")
-    template_size: int | None = setting(None, "WAVE template side (default head dim).", lo=1)
-    num_templates: int | None = setting(None, "WAVE templates per matrix type.", lo=1)
+    # here: one field per option the rules declare (`with_rule_options`)
     img_size: int | None = setting(None, "Input size (default: the ancestor's).", lo=1)
     patch_size: int | None = setting(
         None, "Patch size (default: a ViT ancestor's; else 16, or img/4 below 112 px).", lo=1
@@ -170,7 +168,7 @@ class LearnConfig:
     @property
     def rule_options(self) -> dict:
         """The options given to the learngene's rule (each method takes its own: `lgtool.rules`)."""
-        given = {"stages": self.stages, "template_size": self.template_size, "num_templates": self.num_templates}
+        given = {name: getattr(self, name) for name in self.RULE_OPTIONS}
         return {k: v for k, v in given.items() if v is not None}
 
     @property
@@ -181,6 +179,28 @@ class LearnConfig:
     def _grid(self) -> list[tuple] | None:
         depths = parse_sizes(self.family_depths, "--family-depths")
         return family_grid(depths, parse_sizes(self.family_widths, "--family-widths"))
+
+
+def with_rule_options(cls, after: str, rules: dict | None = None) -> type:
+    """The settings dataclass `cls` with a field per option the rules declare (`lgtool.rules.RuleOption`), placed
+    after field `after` (so in --help too), their names in `RULE_OPTIONS`: a rule brings its own options, and the
+    rest of lgtool spells none of them."""
+    options = declared_options(rules)
+    old = getattr(cls, "RULE_OPTIONS", ())  # a class built here is built anew from its own fields
+    own = [(f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+           for f in fields(cls) if f.name not in old]  # fmt: skip
+    at = [name for name, *_ in own].index(after) + 1
+    added = [(name, opt.type | None, opt.setting()) for name, opt in options.items()]
+    # What `dataclass` made for the old fields is made anew (a kept __init__ would not take the new ones).
+    made = ("__dict__", "__weakref__", "__annotations__", "__init__", "__repr__", "__eq__", "__hash__")
+    namespace = {k: v for k, v in vars(cls).items() if k not in made and not k.startswith(("__dataclass", "__match"))}
+    namespace["RULE_OPTIONS"] = tuple(options)
+    built = make_dataclass(cls.__name__, own[:at] + added + own[at:], namespace=namespace, kw_only=True)
+    built.__module__ = cls.__module__  # its string annotations are read in this module (typing.get_type_hints)
+    return built
+
+
+LearnConfig = with_rule_options(LearnConfig, after="aux_depth")
 
 
 def training_description(settings, cfg: TrainConfig) -> dict:

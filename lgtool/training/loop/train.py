@@ -205,7 +205,11 @@ def _setup(model, data, view, cfg: TrainConfig, teacher, trainable, on_event, **
 
 def param_groups(model: nn.Module, named_params, weight_decay: float) -> list[dict]:
     """AdamW groups: no decay on 1-D tensors, position embeddings, class tokens, and what the model names in
-    timm's `no_weight_decay()` convention."""
+    timm's `no_weight_decay()` convention.
+
+    Not `timm.optim.param_groups_weight_decay`: it puts the no-decay group first and drops an empty one, so a
+    checkpoint's optimizer state would resume into the wrong group, and it exempts every `*.bias`, which would
+    stop decaying WAVE's stacked per-layer biases (2-D) and so change how WAVE trains."""
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, p in named_params:
