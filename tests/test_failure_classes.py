@@ -2,12 +2,22 @@
 traceback: `expand --check` beyond memory, names that are not UTF-8, SIGTERM during expand, convert and inspect."""
 
 import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from conftest import tiny_gene
 
+import lgtool
 import lgtool.base.arch
 import lgtool.training.descnet
+from lgtool.base.atomic import atomic_dir
+from lgtool.base.interrupt import Terminated, raise_on_sigterm, sigterm_received
+from lgtool.base.lazy import lazy
 
 
 def _gene(tmp_path, method="tleg"):
@@ -64,3 +74,56 @@ def test_running_out_of_memory_during_check_is_one_line_and_writes_nothing(run_c
     assert (code, out) == (1, "") and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("error: --check: out of memory reloading the Desc-Net (") and "nothing was written" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gene.safetensors"]  # no output, no temporary left
+
+
+def _big_gene(tmp_path):
+    path = tmp_path / "gene.safetensors"
+    tiny_gene("tleg", width=256, num_heads=4, img_size=224, patch_size=16, in_chans=3, num_classes=1000).save(path)
+    return path
+
+
+@pytest.mark.parametrize("check", [[], ["--check"]], ids=["write", "write-and-check"])
+def test_sigterm_while_expand_writes_is_one_line_exit_143_and_leaves_nothing(tmp_path, check):
+    gene = _big_gene(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(lgtool.__file__).parent.parent)}
+    args = [sys.executable, "-m", "lgtool", "expand", gene, "--depth", 24, *check, "-o", tmp_path / "desc"]
+    run = subprocess.Popen(list(map(str, args)), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".desc.*.tmp")):  # the temporary folder: the write has begun
+        assert run.poll() is None and time.monotonic() < deadline, "expand ended before it wrote"
+        time.sleep(0.005)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    assert (run.returncode, out) == (143, b""), err
+    assert err == b"error: terminated by SIGTERM\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gene.safetensors"]  # no output, no temporary
+
+
+def test_sigterm_during_an_import_that_swallows_it_is_raised_after_the_import(tmp_path, monkeypatch):
+    # torch's import probes numpy in a bare try: a SIGTERM raised there was lost (expand went on to exit 0) or
+    # left numpy half-imported (the next import: an ImportError traceback)
+    (tmp_path / "swallowing.py").write_text(
+        "import os, signal\ntry:\n    os.kill(os.getpid(), signal.SIGTERM)\n    for _ in range(10**6): pass\n"
+        "except BaseException:\n    pass\nDONE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        raise_on_sigterm()
+        module = lazy("swallowing")
+        with pytest.raises(Terminated):
+            module.DONE  # noqa: B018 - the import
+        assert sys.modules["swallowing"].DONE  # imported whole
+        assert sigterm_received()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.modules.pop("swallowing", None)
+
+
+def test_a_sigterm_held_back_stops_a_write_before_it_takes_its_name(tmp_path, monkeypatch):
+    import lgtool.base.interrupt as interrupt
+
+    monkeypatch.setattr(interrupt, "_pending", [signal.SIGTERM])
+    with pytest.raises(Terminated), atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a").write_text("x")
+    assert list(tmp_path.iterdir()) == []
