@@ -2,6 +2,7 @@
 traceback: `expand --check` beyond memory, names that are not UTF-8, SIGTERM during expand, convert and inspect."""
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_gene
+from conftest import needs_fashion_mnist, tiny_gene
+from test_clobber import LEARN, ws  # noqa: F401 - the fixture
 
 import lgtool
 import lgtool.base.arch
@@ -127,3 +129,42 @@ def test_a_sigterm_held_back_stops_a_write_before_it_takes_its_name(tmp_path, mo
     with pytest.raises(Terminated), atomic_dir(tmp_path / "out") as tmp:
         (tmp / "a").write_text("x")
     assert list(tmp_path.iterdir()) == []
+
+
+# A file name may hold any bytes but "/" and NUL; Python holds those that are not UTF-8 as lone surrogates. lgtool
+# takes such names (refusing them would lock out files a legacy-encoded system made) and writes them into text, its
+# cards, config.json, JSON results and console lines, as `\xNN`, the way Python's repr of the bytes shows them.
+GENE = os.fsdecode(b"gene-\xff.safetensors")
+OUT = os.fsdecode(b"desc-\xfe")
+
+
+def test_expand_takes_names_that_are_not_utf8_and_writes_them_escaped(run_cli, tmp_path):
+    tiny_gene("tleg").save(tmp_path / GENE)
+    code, out, err = run_cli("expand", tmp_path / GENE, "--check", "-o", tmp_path / OUT)
+    assert code == 0, err
+    assert f"wrote {tmp_path}/desc-\\xfe/ " in out and "check: " in out
+    config = json.loads((tmp_path / OUT / "config.json").read_bytes().decode("utf-8"))
+    assert config["lgtool"]["learngene"] == "gene-\\xff.safetensors"
+    card = (tmp_path / OUT / "README.md").read_bytes().decode("utf-8")
+    assert "`gene-\\xff.safetensors`" in card and "desc-\\xfe" in card
+    code, out, err = run_cli("expand", tmp_path / GENE, "--json", "-o", tmp_path / (OUT + "2"))
+    assert code == 0 and json.loads(out)["output"] == f"{tmp_path}/desc-\\xfe2", err
+    for target in (GENE, OUT):
+        for json_flag in ([], ["--json"]):
+            code, out, err = run_cli("inspect", tmp_path / target, *json_flag)
+            assert code == 0 and ("\\xff" in out or "\\xfe" in out), err
+            if json_flag:
+                json.loads(out)
+
+
+@needs_fashion_mnist
+def test_learn_from_an_ancestor_and_to_a_file_whose_names_are_not_utf8(run_cli, ws):  # noqa: F811
+    ancestor = ws / os.fsdecode(b"vit-\xfd")
+    os.rename(ws / "vit", ancestor)
+    data = ("--data-dir", ws / "fm")
+    code, out, err = run_cli("learn", "--ancestor", ancestor, *data, *LEARN, "--json", "-o", ws / GENE)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["output"] == f"{ws}/gene-\\xff.safetensors"
+    code, out, err = run_cli("inspect", ws / GENE)
+    assert code == 0 and f"ancestor={ws}/vit-\\xfd" in out, err

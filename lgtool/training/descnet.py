@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lgtool.base.arch import Arch, build_vit, check_memory, forward_bytes, one_line
 from lgtool.base.atomic import scoped
+from lgtool.base.compat import utf8_path
 from lgtool.base.errors import CheckError, LgtoolError, UsageError
 from lgtool.base.lazy import lazy, timm, torch
 from lgtool.base.outputs import check_output
@@ -254,7 +255,8 @@ def _out_of_memory(e: BaseException) -> bool:
 def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, seed: int = 0) -> dict:
     """Reload `out_dir` with plain timm and compare its logits with a model holding `state` in memory (and
     with the learngene's Aux-Net, if given)."""
-    reloaded = timm.create_model(f"local-dir:{Path(out_dir).resolve()}", pretrained=True).eval()
+    with utf8_path(Path(out_dir).resolve()) as folder:
+        reloaded = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     model = build_vit(arch)
     model.load_state_dict(state)
     x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(seed))
