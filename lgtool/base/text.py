@@ -20,7 +20,7 @@ def text(value) -> str:
     """`str(value)` (or a path's name as `os.fsdecode` reads it) that can always be encoded as UTF-8: the bytes of a
     file name that are not UTF-8, which Python holds as lone surrogates, become `\\xNN` escapes, as `repr` of the
     bytes shows them; any other lone surrogate becomes its `\\uNNNN` escape."""
-    s = os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)
+    s = os.fsdecode(value) if isinstance(value, os.PathLike) else str(value)
     try:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate outside the range surrogateescape decodes bytes to
@@ -33,8 +33,10 @@ def clean(obj):
         return text(obj)
     if isinstance(obj, dict):
         return {clean(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, list):
         return [clean(v) for v in obj]
+    if isinstance(obj, tuple):  # kept a tuple: a card shows model arguments by repr
+        return tuple(clean(v) for v in obj)
     return obj
 
 
