@@ -18,6 +18,7 @@ from lgtool.base.atomic import atomic_dir
 from lgtool.base.errors import InputError
 from lgtool.base.lazy import lazy
 from lgtool.base.normalization import Normalization
+from lgtool.base.text import clean, text
 from lgtool.family import selection_source
 from lgtool.rules import RULES
 
@@ -59,12 +60,11 @@ def write_descnet(
     the final rename then keeps whatever appeared there since (`lgtool.base.atomic`)."""
     out_dir = Path(out_dir)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    config = hub_config(arch, input_cfg, lineage)
+    config = clean(hub_config(arch, input_cfg, lineage))  # a file name that is not UTF-8 is written with \xNN escapes
     with atomic_dir(out_dir, force=force) as tmp:
         st.save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        shown = out_dir.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # a non-UTF-8 name
-        (tmp / CARD).write_text(model_card(config, shown), encoding="utf-8")
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / CARD).write_text(model_card(config, text(out_dir.name)), encoding="utf-8")
         if verify is not None:
             verify(tmp)
     return out_dir

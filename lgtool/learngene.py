@@ -29,6 +29,7 @@ from lgtool.base.errors import InputError, UsageError
 from lgtool.base.header import FLOAT_DTYPES, DuplicateKey, safetensors_header, unique_keys
 from lgtool.base.lazy import lazy, timm, torch
 from lgtool.base.normalization import Normalization
+from lgtool.base.text import clean
 from lgtool.rules import RULES, rule_module, sized_name
 
 st = lazy("safetensors.torch")
@@ -120,7 +121,9 @@ class Learngene:
     def save(self, path) -> Path:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors.items()}
         # `sizes` only where a family-aware learn trained some: a single-size learngene's header stays minimal
-        dump = self.meta.model_dump_json(by_alias=True, exclude=None if self.meta.sizes else {"sizes"})
+        # provenance names files (the ancestor's); one whose name is not UTF-8 is kept with \xNN escapes
+        meta = self.meta.model_copy(update={"provenance": clean(self.meta.provenance)})
+        dump = meta.model_dump_json(by_alias=True, exclude=None if meta.sizes else {"sizes"})
         metadata = {"format": "pt", METADATA_KEY: dump}
         with atomic_file(path) as tmp:
             st.save_file(tensors, str(tmp), metadata=metadata)

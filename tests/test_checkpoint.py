@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_fashion_mnist
 from test_training_recipe import Recorder, _tiny_data
 
 from lgtool.base.errors import InputError
@@ -99,10 +100,24 @@ CRAFTED = {
     "ema-of-numbers": (_set("ema", {"w": 1}), "ema state is not a map of tensors"),
     "logits-without-keys": (_set("teacher_logits", {"logits": torch.zeros(1)}), "teacher logits are not keys"),
     "rng-of-floats": (_set("rng", torch.zeros(5056)), "no CPU random generator state"),
-    "step-negative": (_set("position.step", -1), "position is not epoch, batch and step counts"),
-    "batch-a-float": (_set("position.batch", 1.0), "position is not epoch, batch and step counts"),
-    "teacher-images-negative": (_set("position.teacher_images", -3), "the teacher's image count is not a count"),
-    "history-without-top1": (_set("position.history", [{"epoch": 1}]), "history is not a list of epoch results"),
+    "position-a-list": (_set("position", [1, 3]), "position is not a map"),
+    "step-negative": (_set("position.step", -1), "position.step is -1, not a count"),
+    "step-missing": (lambda state: state["position"].pop("step") and state, "position.step is missing"),
+    "batch-a-float": (_set("position.batch", 1.0), "position.batch is 1.0, not a count"),
+    "epoch-a-bool": (_set("position.epoch", True), "position.epoch is True, not a count"),
+    "epoch-a-string": (_set("position.epoch", "1"), "position.epoch is '1', not a count"),
+    "epoch-a-tensor": (_set("position.epoch", torch.tensor(1)), "position.epoch is tensor(1), not a count"),
+    "teacher-images-negative": (_set("position.teacher_images", -3), "position.teacher_images is -3, not a count"),
+    "history-a-dict": (_set("position.history", {}), "position.history is not a list of epoch results"),
+    "history-of-numbers": (_set("position.history", [1]), "position.history[0] is not an epoch result"),
+    "history-without-top1": (_set("position.history", [{"epoch": 1}]), "position.history[0].top1 is None"),
+    "history-top1-nan": (_set("position.history", [{"epoch": 1, "top1": float("nan")}]), "top1 is nan, not an"),
+    "history-top1-above-1": (_set("position.history", [{"epoch": 1, "top1": 7}]), "top1 is 7, not an accuracy"),
+    "history-epoch-a-string": (_set("position.history", [{"epoch": "1", "top1": 0.5}]), "history[0].epoch is '1'"),
+    "history-step-negative": (_set("position.history", [{"epoch": 1, "step": -2, "top1": 0.5}]), "[0].step is -2"),
+    "history-ahead": (_set("position.history", [{"epoch": 2, "step": 2, "top1": 0.5}]), "lies after the position"),
+    "epoch-past-the-last": (_set("position.epoch", 4), "position.epoch 4 (batch 2) is past this run's 3 epochs"),
+    "batch-after-the-last-epoch": (_set("position.epoch", 3), "position.epoch 3 (batch 2) is past this run's 3"),
     "another-run": (_set("identity", {"kind": "other"}), "checkpoint is for another run (kind differ"),
     "a-tensor-missing": (_drop_a_tensor, "checkpoint does not fit this run"),
 }
@@ -125,3 +140,44 @@ def test_a_damaged_or_crafted_checkpoint_is_one_line_saying_what_is_wrong(tmp_pa
 def test_a_missing_checkpoint_is_named():
     with pytest.raises(InputError, match="^--resume nowhere.ckpt: no such checkpoint$"):
         _load(Path("nowhere.ckpt"))
+
+
+# Positions well formed but beyond what the fixture's run reaches: 32 images in micro-batches of 8, two to a step,
+# so 4 micro-batches and 2 steps an epoch, 6 steps in all. Only `fit` knows its schedule: resumed through it.
+UNREACHABLE = {
+    "batch-past-the-epoch": ({"batch": 4}, "position.batch 4 is not a step's end within this run's 4 micro-batches"),
+    "batch-mid-step": ({"batch": 1}, "position.batch 1 is not a step's end"),
+    "step-past-the-last": ({"step": 7}, "position.step 7 is past this run's 6 optimizer steps"),
+    "epoch-past-the-last": ({"epoch": 9, "batch": 0}, "position.epoch 9 (batch 0) is past this run's 3 epochs"),
+    "huge-step": ({"step": 2**80}, f"position.step {2**80} is past this run's 6 optimizer steps"),
+}
+
+
+@pytest.mark.parametrize("edit, says", UNREACHABLE.values(), ids=UNREACHABLE.keys())
+def test_a_position_this_run_cannot_reach_is_refused_before_training(tmp_path, edit, says):
+    state = torch.load(BEFORE, weights_only=True)
+    state["position"].update(edit)
+    torch.save(state, tmp_path / "crafted.ckpt")
+    model = Recorder(0)
+    with pytest.raises(InputError) as refused:
+        data = _tiny_data()
+        fit(model, data, data.view, CFG, identity=IDENTITY, teacher=Recorder(1), resume=tmp_path / "crafted.ckpt")
+    message = str(refused.value)
+    assert message.startswith(f"--resume {tmp_path / 'crafted.ckpt'}: checkpoint does not fit this run (")
+    assert says in message
+    assert "\n" not in message and model.seen == []  # nothing trained
+
+
+@needs_fashion_mnist
+def test_a_resumed_run_refuses_a_crafted_position_in_one_line_exit_3(run_cli, tmp_path):
+    from conftest import tiny_gene
+
+    gene = tmp_path / "gene.safetensors"
+    tiny_gene("tleg").save(gene)
+    state = torch.load(BEFORE, weights_only=True)
+    state["position"]["epoch"] = "1"
+    torch.save(state, tmp_path / "crafted.ckpt")
+    assert run_cli("expand", gene, "-o", tmp_path / "desc")[0] == 0
+    crafted = ("--resume", tmp_path / "crafted.ckpt", "--train-samples", 64, "--batch-size", 16, "--epochs", 1)
+    code, out, err = run_cli("finetune", tmp_path / "desc", *crafted, "-o", tmp_path / "ft")
+    assert (code, out) == (3, "") and err.count("\n") == 1 and "position.epoch is '1', not a count" in err, err

@@ -281,16 +281,27 @@ def available_memory() -> int | None:
     return None
 
 
-def check_memory(arch: Arch, what: str, copies: int = 3) -> None:
+def check_memory(
+    arch: Arch, what: str, copies: int = 3, extra: int = 0, hint: str = "choose a smaller --depth or --width"
+) -> None:
     """One-line InputError when `copies` float32 copies of the model (its weights and what building, training or
-    saving them holds at once) would not fit in the memory available now: a size that cannot fit is refused
-    before any work, rather than the run being killed by the kernel halfway."""
-    need, free = arch.num_params() * 4 * copies, available_memory()
+    saving them holds at once) and `extra` bytes (e.g. activations) would not fit in the memory available now: a
+    size that cannot fit is refused before any work, rather than the run being killed by the kernel halfway."""
+    need, free = arch.num_params() * 4 * copies + extra, available_memory()
     if free is not None and need > free:
         raise InputError(
             f"{what}: a model of {arch.num_params():,} parameters needs about {need / 2**30:.1f} GiB, more than the "
-            f"{free / 2**30:.1f} GiB of memory available; choose a smaller --depth or --width"
+            f"{free / 2**30:.1f} GiB of memory available; {hint}"
         )
+
+
+def forward_bytes(arch: Arch, batch: int) -> int:
+    """What one no-grad forward of `batch` images holds at its peak: the input and, in a block, the residual
+    stream, qkv, the attention output and the MLP's hidden activations (float32). timm's fused attention never
+    holds the tokens x tokens scores, so they are not counted."""
+    tokens = arch.num_patches + int(arch.class_token)
+    image = arch.in_chans * arch.img_size**2
+    return 4 * batch * (image + tokens * (6 * arch.embed_dim + arch.mlp_hidden))
 
 
 def default_patch_size(img_size: int) -> int:

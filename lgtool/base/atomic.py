@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lgtool.base.errors import InputError, LgtoolError
+from lgtool.base.interrupt import raise_if_terminated
 
 _TOKEN_HEX = 3  # 6 hex digits: short names leave room for long target names
 
@@ -258,6 +259,7 @@ def atomic_file(path):
             yield tmp
             os.chmod(tmp, 0o666 & ~_umask())  # writers that recreate the file (safetensors) leave it 0600
             _flush(tmp)
+            raise_if_terminated()  # a SIGTERM held back during an import stops the write before it takes the name
             _commit(tmp, path, os.replace)
             _flush(path.parent)
     finally:
@@ -438,6 +440,7 @@ def atomic_dir(path, force: bool = False):
         with _refused_as_write_failed(path):
             yield tmp
             _flush_tree(tmp)
+            raise_if_terminated()  # as in atomic_file
             if _key(path) in _claims:
                 _commit(tmp, path, _replace_dir)
             elif force and os.path.lexists(path):

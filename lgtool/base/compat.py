@@ -7,6 +7,8 @@ tests call `import_timm()` instead of `import timm`. It is a no-op cost on a nor
 import os
 import re
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 # torchvision 0.28.0 from PyPI is a CUDA build; beside the CPU build of torch 2.13 its compiled ops
 # cannot load, and its fake-op registration then fails on two missing schemas. Defining those
@@ -46,3 +48,24 @@ def import_timm():
 
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+@contextmanager
+def utf8_path(path):
+    """`path` under a name that safetensors' loader takes (it refuses a name that is not UTF-8, which timm's
+    local-dir loader passes on): such a file or folder is named, while the block runs, by a descriptor of it held
+    open (Linux's /proc/self/fd); any other path is given back as it is."""
+    path = Path(path)
+    try:
+        os.fsencode(path).decode("utf-8")
+        yield path
+        return
+    except UnicodeDecodeError:
+        if not os.path.isdir("/proc/self/fd"):
+            yield path
+            return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield Path(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)

@@ -30,16 +30,40 @@ class Terminated(KeyboardInterrupt):
 
 
 _received: list[int] = []
+_pending: list[int] = []  # a SIGTERM that came during an import, not raised yet
 
 
 def _raise_terminated(signum, frame):
     _received.append(signum)
+    if _importing(frame):
+        # Raised in the middle of an import, it can be swallowed (torch probes numpy in a bare `try`: the command
+        # then ran on to exit 0) or leave a module half-imported (the next import of it: an ImportError
+        # traceback). It is raised once the import is over instead (`raise_if_terminated`).
+        _pending.append(signum)
+        return
     raise Terminated()
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def raise_if_terminated() -> None:
+    """Raises Terminated for a SIGTERM that came during an import: called after lazy imports, before an output
+    takes its final name, and as a command ends."""
+    if _pending:
+        _pending.clear()
+        raise Terminated()
 
 
 def raise_on_sigterm() -> None:
     """Makes SIGTERM raise Terminated (the command line's entry point calls this)."""
     _received.clear()
+    _pending.clear()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 
 from lgtool.base.compat import import_timm
+from lgtool.base.interrupt import raise_if_terminated
 
 
 class LazyModule:
@@ -27,6 +28,7 @@ class LazyModule:
     def __getattr__(self, attr: str):
         if self._module is None:
             self._module = self._load()
+            raise_if_terminated()  # a SIGTERM during the import is raised here, after it
         return getattr(self._module, attr)
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from lgtool.base.errors import LgtoolError
-from lgtool.base.interrupt import Terminated, raise_on_sigterm, sigterm_received
+from lgtool.base.interrupt import Terminated, raise_if_terminated, raise_on_sigterm, sigterm_received
 from lgtool.base.text import literal
 from lgtool.cli.app import app, err
 from lgtool.cli.quiet import warnings_held
@@ -36,6 +36,7 @@ def _main() -> None:
         _fail("the current folder no longer exists (deleted while this shell was in it); cd to one that does", 3)
     try:
         code = app(standalone_mode=False)  # parser errors come to us, so they get one line too
+        raise_if_terminated()  # one that came during an import and found no later place to be raised
     except typer.Abort:
         _fail("interrupted", 130)
     except typer.TyperException as e:  # the option parser's (click's) errors: exit 2

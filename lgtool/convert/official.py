@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from lgtool.base.arch import WIDTHS, Arch, one_line
+from lgtool.base.compat import utf8_path
 from lgtool.base.errors import InputError, LgtoolError, UsageError
 from lgtool.base.header import safetensors_header
 from lgtool.rules import RULES
@@ -40,7 +41,8 @@ def load_checkpoint(path: Path):
     before any of it runs."""
     if path.suffix == ".safetensors":
         safetensors_header(path)  # a one-line InputError for a bad header
-        return load_file(str(path))
+        with utf8_path(path) as named:  # safetensors takes UTF-8 names only
+            return load_file(str(named))
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)

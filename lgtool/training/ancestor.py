@@ -15,7 +15,7 @@ from huggingface_hub.utils import HfHubHTTPError
 from safetensors.torch import load_file
 
 from lgtool.base.arch import ANCESTOR_ALIASES, SHIPPED_ANCESTORS, one_line
-from lgtool.base.compat import offline
+from lgtool.base.compat import offline, utf8_path
 from lgtool.base.errors import InputError
 from lgtool.base.header import safetensors_header
 from lgtool.base.lazy import timm
@@ -223,7 +223,8 @@ def load_folder(folder: Path, label: str | None = None, **kwargs) -> torch.nn.Mo
     describes (`label`, e.g. "--ancestor NAME", leads the line)."""
     folder = Path(folder)
     try:
-        return timm.create_model(f"local-dir:{folder.resolve()}", pretrained=True, **kwargs)
+        with utf8_path(folder.resolve()) as named:  # safetensors takes UTF-8 names only
+            return timm.create_model(f"local-dir:{named}", pretrained=True, **kwargs)
     except Exception as e:  # noqa: BLE001 - timm reports a bad folder in many types; say which fault it is
         what = _folder_fault(timm, folder, e)
         raise InputError(f"{label}: {what}" if label else what) from None
@@ -279,7 +280,8 @@ def read_state_dict(path: Path) -> dict:
         raise InputError(f"{path}: no such weights file")
     try:
         if path.suffix == ".safetensors":
-            state = load_file(str(path))
+            with utf8_path(path) as named:  # safetensors takes UTF-8 names only
+                state = load_file(str(named))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001

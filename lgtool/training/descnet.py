@@ -9,13 +9,15 @@ settings and a plan's errors cost no torch import.
 
 from __future__ import annotations
 
+import errno
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from lgtool.base.arch import Arch, build_vit, check_memory
+from lgtool.base.arch import Arch, build_vit, check_memory, forward_bytes, one_line
 from lgtool.base.atomic import scoped
-from lgtool.base.errors import CheckError, UsageError
+from lgtool.base.compat import utf8_path
+from lgtool.base.errors import CheckError, LgtoolError, UsageError
 from lgtool.base.lazy import lazy, timm, torch
 from lgtool.base.outputs import check_output
 from lgtool.base.settings import check_settings, flag, setting, settings_of
@@ -146,13 +148,31 @@ def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, forc
     meta = header[1]
     target = target_arch(meta, cfg.depth, cfg.width, cfg.num_classes, cfg.layer_map, cfg.img_size, cfg.num_heads)
     layers = describe_layers(meta, target, cfg.layer_map)
-    check_memory(target, "expand")
+    check_expand_memory(target, cfg.check)
     output = Path(output or f"desc-d{target.depth}-{cfg.width or target.embed_dim}")
     reads = [gene_path, cfg.data_dir, *(data.data_paths(cfg.calibrate, cfg.data_dir) if cfg.calibrate else ())]
     if cfg.calibrate is not None:
         data.check_data(cfg.calibrate, cfg.data_dir)
     check_output(output, inputs=reads, force=force, is_dir=True)
     return ExpandPlan(Path(gene_path), header, target, layers, output, cfg, force)
+
+
+CHECK_BATCH = 4  # images --check runs through each model
+
+
+def check_expand_memory(target: Arch, check: bool, sizes: str = "--depth, --width or --img-size") -> None:
+    """Refuses, before any work, an expand whose Desc-Net (3 copies: built, saved, written) does not fit in memory;
+    with --check, also what its reload holds at once: the state kept for comparison, the model reloaded from the
+    folder and its loaded weights, the model holding the state (or the Aux-Net's weights), and a forward."""
+    if not check:
+        return check_memory(target, "expand", hint=f"choose a smaller {sizes}")
+    check_memory(
+        target,
+        "expand --check",
+        copies=6,
+        extra=forward_bytes(target, CHECK_BATCH),
+        hint=f"choose a smaller {sizes}, or expand without --check",
+    )
 
 
 def run_expand(plan: ExpandPlan, progress=None) -> dict:
@@ -206,7 +226,15 @@ def verifier(state: dict, target: Arch, tol: float, checked: dict, gene=None):
     if given); fills `checked`, and refuses the folder above `tol`."""
 
     def verify(folder):
-        diffs = check_descnet(folder, state, target, gene)
+        try:
+            diffs = check_descnet(folder, state, target, gene, batch=CHECK_BATCH)
+        except (MemoryError, RuntimeError, OSError) as e:  # the reload or its forward found no memory after all
+            if not _out_of_memory(e):
+                raise
+            raise LgtoolError(
+                f"--check: out of memory reloading the Desc-Net ({one_line(str(e) or type(e).__name__)[:200]}); "
+                "nothing was written, expand without --check or free memory"
+            ) from None
         checked.update(diffs, tol=tol, passed=all(v <= tol for v in diffs.values()))
         if not checked["passed"]:
             worst = max(v for k, v in diffs.items() if k.startswith("max_abs"))
@@ -215,10 +243,20 @@ def verifier(state: dict, target: Arch, tol: float, checked: dict, gene=None):
     return verify
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether `e` says memory ran out: Python's MemoryError, the system's ENOMEM (an mmap refused), or torch's
+    and safetensors' own words for either."""
+    if isinstance(e, MemoryError) or getattr(e, "errno", None) == errno.ENOMEM:
+        return True
+    text = str(e).lower()
+    return any(words in text for words in ("can't allocate", "cannot allocate", "out of memory", "mmap"))
+
+
 def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, seed: int = 0) -> dict:
     """Reload `out_dir` with plain timm and compare its logits with a model holding `state` in memory (and
     with the learngene's Aux-Net, if given)."""
-    reloaded = timm.create_model(f"local-dir:{Path(out_dir).resolve()}", pretrained=True).eval()
+    with utf8_path(Path(out_dir).resolve()) as folder:
+        reloaded = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     model = build_vit(arch)
     model.load_state_dict(state)
     x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(seed))

@@ -22,7 +22,7 @@ from lgtool.base.normalization import Normalization
 from lgtool.base.outputs import check_output
 from lgtool.hub import check_channels, selection_lineage, write_descnet
 from lgtool.training.baselines import layer_plan, selected_model
-from lgtool.training.descnet import ExpandConfig, verifier, would_write
+from lgtool.training.descnet import ExpandConfig, check_expand_memory, verifier, would_write
 
 ancestors = lazy("lgtool.training.ancestor")  # torch at first use: `lgtool expand --help` stays torch-free
 
@@ -72,7 +72,7 @@ def plan_selection(output=None, cfg: ExpandConfig | None = None, *, force: bool 
     policy = cfg.layers or DEFAULT_LAYERS
     layers = layer_plan(source.depth, target.depth, policy)
     check_memory(source, f"--ancestor {cfg.ancestor}", copies=2)  # the ancestor and the state dict it loads
-    check_memory(target, "expand")
+    check_expand_memory(target, cfg.check, sizes="--depth or --width")
     output = Path(output or f"desc-d{target.depth}-{cfg.width or target.embed_dim}")
     check_output(output, inputs=[folder], force=force, is_dir=True)
     return SelectionPlan(cfg.ancestor, folder, source, target, layers, norm, output, cfg, force)

@@ -57,12 +57,16 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None, cache=None
+    path: Path, model, optimizer, identity: dict, cfg: TrainConfig, average=None, cache=None, schedule=None
 ) -> Position:
     """Restore a checkpoint of this run (its `identity` must match) into the model, optimizer, EMA, the CPU
-    generator and the teacher cache; returns where it stopped."""
+    generator and the teacher cache; returns where it stopped. A position this run cannot reach (past `cfg`'s
+    last epoch; with the loop's `schedule`, past its micro-batches per epoch or its steps) is refused."""
     path = Path(path)
     state = _read(path)
+    problem = _reach_problem(state["position"], cfg, schedule)
+    if problem:
+        raise InputError(f"--resume {path}: checkpoint does not fit this run ({problem})")
     if state["identity"] != identity:
         diff = sorted(k for k in set(identity) | set(state["identity"]) if identity.get(k) != state["identity"].get(k))
         raise InputError(
@@ -124,18 +128,58 @@ def _tensors_problem(state: dict) -> str | None:
 
 
 def _position_problem(pos) -> str | None:
-    """What is wrong with a saved position, if anything."""
-
-    def count(x):
-        return type(x) is int and x >= 0
-
-    if not isinstance(pos, dict) or not all(count(pos.get(k)) for k in ("epoch", "batch", "step")):
-        return "position is not epoch, batch and step counts"
-    if pos.get("teacher_images") is not None and not count(pos["teacher_images"]):
-        return "the teacher's image count is not a count"
+    """What is wrong with a saved position, if anything, naming the field."""
+    if not isinstance(pos, dict):
+        return "position is not a map"
+    for key in ("epoch", "batch", "step"):
+        if key not in pos:
+            return f"position.{key} is missing"
+        if not _count(pos[key]):
+            return f"position.{key} is {_shown(pos[key])}, not a count"
+    if pos.get("teacher_images") is not None and not _count(pos["teacher_images"]):
+        return f"position.teacher_images is {_shown(pos['teacher_images'])}, not a count"
     history = pos.get("history")
-    if not isinstance(history, list) or not all(
-        isinstance(h, dict) and isinstance(h.get("top1"), (int, float)) and count(h.get("epoch")) for h in history
-    ):
-        return "history is not a list of epoch results"
+    if not isinstance(history, list):
+        return "position.history is not a list of epoch results"
+    for i, h in enumerate(history):
+        where = f"position.history[{i}]"
+        if not isinstance(h, dict):
+            return f"{where} is not an epoch result"
+        for key in ("epoch", "step"):
+            # "step" came later: an old checkpoint's history may lack it
+            if (key in h or key == "epoch") and not _count(h.get(key)):
+                return f"{where}.{key} is {_shown(h.get(key))}, not a count"
+        top1 = h.get("top1")
+        # NaN fails the range test too: a saved epoch result is rank 0's, always a real accuracy
+        if type(top1) not in (int, float) or not 0 <= top1 <= 1:
+            return f"{where}.top1 is {_shown(top1)}, not an accuracy in [0, 1]"
+        if h["epoch"] == 0 or h["epoch"] > pos["epoch"] or h.get("step", 0) > pos["step"]:
+            return f"{where} (epoch {h['epoch']}, step {h.get('step')}) lies after the position itself"
     return None
+
+
+def _reach_problem(pos: dict, cfg: TrainConfig, schedule) -> str | None:
+    """Where a well-formed position lies beyond what this run (its epochs; with its schedule, its micro-batches
+    per epoch and optimizer steps) can reach, if it does: the loop would skip or misread it."""
+    if pos["epoch"] > cfg.epochs or (pos["epoch"] == cfg.epochs and pos["batch"] > 0):
+        return f"position.epoch {pos['epoch']} (batch {pos['batch']}) is past this run's {cfg.epochs} epochs"
+    if schedule is None:
+        return None
+    if pos["batch"] >= schedule.micro_per_epoch or pos["batch"] % cfg.accum_steps:
+        return (
+            f"position.batch {pos['batch']} is not a step's end within this run's {schedule.micro_per_epoch} "
+            "micro-batches per epoch"
+        )
+    if pos["step"] > schedule.total:
+        return f"position.step {pos['step']} is past this run's {schedule.total} optimizer steps"
+    return None
+
+
+def _count(x) -> bool:
+    return type(x) is int and x >= 0  # not a bool, a float or a tensor
+
+
+def _shown(x) -> str:
+    """A crafted value, short and on one line."""
+    text = one_line(repr(x))
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -221,7 +221,8 @@ def param_groups(model: nn.Module, named_params, weight_decay: float) -> list[di
 def _start(run: _Run, resume: Path | None) -> Position:
     """Where the resumed checkpoint stopped, or the beginning with this rank's seeds."""
     if resume is not None:
-        return load_checkpoint(resume, run.model, run.optimizer, run.identity, run.cfg, run.average, run.cache)
+        return load_checkpoint(resume, run.model, run.optimizer, run.identity, run.cfg, run.average, run.cache,
+                               schedule=run.schedule)  # fmt: skip
     random.seed(run.cfg.seed + run.dist.rank)
     torch.manual_seed(run.cfg.seed + run.dist.rank)  # drop path; data order has its own seeded generators
     return Position()
