@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from lgtool.base import atomic
-from lgtool.base.atomic import WriteFailed, atomic_dir, atomic_file, write_json, write_text
-from lgtool.base.errors import InputError
+from lgtool.base import atomic, renames
+from lgtool.base.atomic import atomic_dir, atomic_file, write_json, write_text
+from lgtool.base.errors import InputError, WriteFailed
 from lgtool.base.outputs import check_output, check_output_path
 
 # Replaces a folder in a child process that dies (os._exit) just before filesystem step number `die_at`
@@ -111,7 +111,7 @@ def test_fallback_when_renameat2_is_refused(tmp_path, monkeypatch):
         ctypes.set_errno(errno.EINVAL)  # what some filesystems answer to RENAME_EXCHANGE
         return -1
 
-    monkeypatch.setattr(atomic, "_renameat2", lambda: refuse)
+    monkeypatch.setattr(renames, "_renameat2", lambda: refuse)
     target = make_dir(tmp_path / "out", "old")
     assert not atomic._exchange(tmp_path / "out", tmp_path / "out")
     with atomic_dir(target, force=True) as tmp:
@@ -120,7 +120,7 @@ def test_fallback_when_renameat2_is_refused(tmp_path, monkeypatch):
 
 
 def test_fallback_puts_the_old_folder_back_when_the_second_rename_fails(tmp_path, monkeypatch):
-    monkeypatch.setattr(atomic, "_renameat2", lambda: None)
+    monkeypatch.setattr(renames, "_renameat2", lambda: None)
     target = make_dir(tmp_path / "out", "old")
     real = os.replace
 
@@ -381,7 +381,7 @@ def test_check_output_path_knows_the_longest_name_that_works(tmp_path, monkeypat
     write_text(tmp_path / longest, "fits")
     with atomic_dir(tmp_path / longest, force=True) as tmp:  # replaces the file with a folder
         (tmp / "who").write_text("fits")
-    monkeypatch.setattr(atomic, "_renameat2", lambda: None)
+    monkeypatch.setattr(renames, "_renameat2", lambda: None)
     with atomic_dir(tmp_path / longest, force=True) as tmp:  # the fallback's .old name fits too
         (tmp / "who").write_text("fits again")
     assert (tmp_path / longest / "who").read_text() == "fits again"

@@ -116,7 +116,7 @@ def test_the_benchs_weight_selection_rows_start_from_what_the_command_writes(run
     # the Bench's family architecture as `lgtool.bench.run.load` builds it for --width 64 on 28 px gray images
     arch = Arch(img_size=28, patch_size=7, in_chans=1, embed_dim=64, num_heads=2, depth=3, num_classes=classes)
     teacher = load_ancestor("fmnist-vit", num_classes=10)
-    bench = Bench(BenchConfig(), arch, None, None, teacher, True, print)
+    bench = Bench(BenchConfig(), 0, arch, None, None, teacher, True, print)  # seed 0: the family's, by default
     model, _, done = bench.initial_model("weight-selection", depth, 64, {}, policy)
     written = load_file(str(out / "model.safetensors"))
     start = model.state_dict()

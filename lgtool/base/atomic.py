@@ -15,7 +15,6 @@ those of a running process are never touched.
 appeared or changed is left alone, and the new result is kept beside it under a name the error reports (exit 3).
 """
 
-import ctypes
 import errno
 import functools
 import json
@@ -26,29 +25,12 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from lgtool.base.errors import InputError, LgtoolError
+from lgtool.base.errors import InputError, refused_as_write_failed
 from lgtool.base.interrupt import raise_if_terminated
+from lgtool.base.renames import exchange as _exchange
+from lgtool.base.renames import rename_noreplace as _rename_noreplace
 
 _TOKEN_HEX = 3  # 6 hex digits: short names leave room for long target names
-
-
-class WriteFailed(LgtoolError, OSError):
-    """A write that the system refused (a full disk, a quota, an I/O error, a file made immutable): one line, exit 1.
-    The final name was left as it was and the temporary removed; callers add what else was kept."""
-
-    exit_code = 1
-
-    def __init__(self, path, error: OSError, kept: str = ""):
-        reason = error.strerror or str(error)
-        OSError.__init__(self, error.errno, f"could not write {path}: {reason}; {path} was left as it was" + kept)
-        self.path, self.error = Path(path), error
-
-    def __str__(self) -> str:
-        return self.strerror
-
-    def keeping(self, kept: str) -> "WriteFailed":
-        """The same failure, its message naming what else was kept (e.g. the last checkpoint)."""
-        return WriteFailed(self.path, self.error, f"; {kept}")
 
 
 def _tmp_name(name: str, token: str) -> str:
@@ -179,44 +161,9 @@ def _new_tmp(path: Path, make) -> Path:
             continue
 
 
-# safetensors' own error when the system refuses its write: "Error while serializing: I/O error: No space left on
-# device (os error 28)", perhaps followed by the path.
-_SAFETENSORS_IO = re.compile(r"I/O error: (.*?)(?: \(os error (\d+)\))?(?: at path .*)?$", re.S)
-
-
-def _refusal(e: Exception) -> OSError | None:
-    """The system's refusal behind `e`: an OSError, or one that a library reports as its own error; None for
-    anything else, which stays what it is (a programming error keeps its traceback)."""
-    if isinstance(e, OSError):
-        return e
-    if type(e).__name__ == "SafetensorError" and (m := _SAFETENSORS_IO.search(str(e))):
-        code = int(m.group(2)) if m.group(2) else errno.EIO
-        return OSError(code, os.strerror(code) if m.group(2) else m.group(1))
-    # torch.save writing to a Python file: the file's OSError, then torch's RuntimeError raised over it
-    cause = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
-    if isinstance(e, RuntimeError) and isinstance(cause, OSError) and cause.errno is not None:
-        return cause
-    return None
-
-
-@contextmanager
-def _refused_as_write_failed(path: Path):
-    """What the system refuses while `path` is written (no space, a quota, an immutable file) is a WriteFailed:
-    one line, exit 1, whether it comes as an OSError or as safetensors' or torch's own error."""
-    try:
-        yield
-    except WriteFailed:
-        raise
-    except Exception as e:
-        refused = _refusal(e)
-        if refused is None:
-            raise
-        raise WriteFailed(path, refused) from e
-
-
 def _begin(path: Path, make) -> Path:
     """Cleans up after killed writers of `path` and makes its temporary with `make`."""
-    with _refused_as_write_failed(path):
+    with refused_as_write_failed(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         _recover(path)
         return _new_tmp(path, make)
@@ -255,7 +202,7 @@ def atomic_file(path):
     path = Path(path)
     tmp = _begin(path, _create_file)
     try:
-        with _refused_as_write_failed(path):
+        with refused_as_write_failed(path):
             yield tmp
             os.chmod(tmp, 0o666 & ~_umask())  # writers that recreate the file (safetensors) leave it 0600
             _flush(tmp)
@@ -271,36 +218,6 @@ def _umask() -> int:
     os.umask(mask)
     return mask
 
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-@functools.cache
-def _renameat2():
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError, TypeError):  # not Linux, or a libc older than glibc 2.28
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swaps `a` and `b` in one atomic rename; False where this system or filesystem cannot."""
-    fn = _renameat2()
-    if fn is None:
-        return False
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(a), None, str(b))
-
-
-_RENAME_NOREPLACE = 1
 
 # What each claimed output name held when `check_output` looked: None (nothing) or the identity of the entry
 # that --force was given for; after each write, the entry lgtool put there.
@@ -336,33 +253,6 @@ def _entry(path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino, st.st_ctime_ns
-
-
-def _rename_noreplace(src: Path, dst: Path) -> bool:
-    """Renames `src` to `dst` only if `dst` does not exist, atomically where the system can; False if it exists."""
-    fn = _renameat2()
-    if fn is not None:
-        if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
-            return True
-        err = ctypes.get_errno()
-        if err == errno.EEXIST:
-            return False
-        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(err, os.strerror(err), str(src), None, str(dst))
-    if not src.is_dir():
-        try:
-            os.link(src, dst)  # fails if dst exists, atomically
-        except FileExistsError:
-            return False
-        except OSError:  # a filesystem without hard links: look, then leap
-            pass
-        else:
-            os.unlink(src)
-            return True
-    if os.path.lexists(dst):
-        return False
-    os.rename(src, dst)
-    return True
 
 
 def _keep_aside(tmp: Path, path: Path) -> Path:
@@ -437,7 +327,7 @@ def atomic_dir(path, force: bool = False):
     path = Path(path)
     tmp = _begin(path, lambda p: os.mkdir(p, 0o777))  # 0o777 less the umask, like mkdir
     try:
-        with _refused_as_write_failed(path):
+        with refused_as_write_failed(path):
             yield tmp
             _flush_tree(tmp)
             raise_if_terminated()  # as in atomic_file

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lgtool.bench.report import _n, figure, matplotlib
+from lgtool.bench.plots import figure, matplotlib
+from lgtool.bench.report import _n
 
 PLOT = "family.png"
 

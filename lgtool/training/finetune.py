@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from lgtool.base.arch import Arch, build_vit, check_memory, default_patch_size, one_line, parse_width
-from lgtool.base.atomic import WriteFailed, scoped, write_json
-from lgtool.base.errors import InputError
+from lgtool.base.atomic import scoped, write_json
+from lgtool.base.errors import InputError, WriteFailed
 from lgtool.base.outputs import check_inside, check_output
 from lgtool.hub import CONFIG, check_channels, read_config, write_descnet
 from lgtool.learngene import first_nonfinite

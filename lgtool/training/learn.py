@@ -13,8 +13,8 @@ from pathlib import Path
 
 from lgtool.base import __version__
 from lgtool.base.arch import check_memory, default_patch_size, parse_width
-from lgtool.base.atomic import WriteFailed, discard, scoped
-from lgtool.base.errors import InputError
+from lgtool.base.atomic import discard, scoped
+from lgtool.base.errors import InputError, WriteFailed
 from lgtool.base.outputs import check_output
 from lgtool.family import family_targets, size_key, with_size_tensors
 from lgtool.learngene import init_learngene, rule_depth

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lgtool.base.atomic import WriteFailed
-from lgtool.base.errors import InputError, LgtoolError
+from lgtool.base.errors import InputError, LgtoolError, WriteFailed
 from lgtool.base.interrupt import Interrupted, defer_signals, stopped_by
 from lgtool.training import recipe
 from lgtool.training.data import batch_generator
