@@ -18,15 +18,15 @@ if [ -n "$DATA_DIR" ]; then data+=(--data-dir "$DATA_DIR"); fi
 if [ -n "$TRAIN_SAMPLES" ]; then data+=(--train-samples "$TRAIN_SAMPLES"); fi
 mkdir -p "$OUT"
 
-# --- d2-w64: weight-selection@2 (in the bench: validation top-1 0.6875, test 0.7090) ---
+# --- d2-w64: weight-selection@2 (in the bench: validation top-1 0.6875, test 0.7063) ---
 $LGTOOL expand --ancestor "$ANCESTOR" --depth 2 --width 64 --num-heads 2 --layers spaced -o "$OUT/d2-w64.init"
 $LGTOOL finetune "$OUT/d2-w64.init" "${data[@]}" --epochs 2 --lr 0.002 --warmup-epochs 0.2 --batch-size 128 -o "$OUT/d2-w64"
 
-# --- d6-w64: weight-selection@2 (in the bench: validation top-1 0.7875, test 0.7952) ---
+# --- d6-w64: weight-selection@2 (in the bench: validation top-1 0.7875, test 0.7964) ---
 $LGTOOL expand --ancestor "$ANCESTOR" --depth 6 --width 64 --num-heads 2 --layers first -o "$OUT/d6-w64.init"
 $LGTOOL finetune "$OUT/d6-w64.init" "${data[@]}" --epochs 2 --lr 0.002 --warmup-epochs 0.2 --batch-size 128 -o "$OUT/d6-w64"
 
-# --- d12-w64: weight-selection@2 (in the bench: validation top-1 0.8050, test 0.8228) ---
+# --- d12-w64: weight-selection@2 (in the bench: validation top-1 0.8050, test 0.8236) ---
 $LGTOOL expand --ancestor "$ANCESTOR" --depth 12 --width 64 --num-heads 2 --layers spaced -o "$OUT/d12-w64.init"
 $LGTOOL finetune "$OUT/d12-w64.init" "${data[@]}" --epochs 2 --lr 0.002 --warmup-epochs 0.2 --batch-size 128 -o "$OUT/d12-w64"
 echo "d2-w64: $OUT/d2-w64/last"
