@@ -54,7 +54,9 @@ GLOBAL_POOLS = ("", "avg", "avgmax", "max", "token")
 
 
 def _count(lo: int, hi: int):
-    """An integer in [lo, hi]; strict, so JSON `true`, `4.0` or `"4"` are refused rather than coerced."""
+    """An integer in [lo, hi]; strict, so JSON `true`, `4.0` or `"4"` are refused rather than coerced. These
+    `Field` bounds check what a file says (a learngene's or config.json's arch), not flags: a flag's range is its
+    `setting()` (`lgtool.base.settings`)."""
     return Annotated[int, Field(strict=True, ge=lo, le=hi)]
 
 

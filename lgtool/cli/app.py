@@ -1,5 +1,5 @@
 """The typer app the commands register on, the two consoles, and what every command shares: the exit-code
-epilogs, `--json` output and the parsing of comma-separated lists. Nothing about tensors."""
+epilogs and `--json` output. Nothing about tensors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typer.core import TyperOption
 
 from lgtool.base import __version__
 from lgtool.base.atomic import scoped
-from lgtool.base.errors import UsageError
 from lgtool.base.text import dumps
 
 # The exit codes, said once (under `lgtool --help`); every command's help points there in one line.
@@ -92,15 +91,6 @@ def emit(result: dict, as_json: bool, render) -> None:
         sys.stdout.write(dumps(result) + "\n")  # strict: NaN and Infinity from a crafted file become null
     else:
         render(result)
-
-
-def int_list(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise UsageError(f"{option} takes comma-separated integers, e.g. 2,4,6") from None
 
 
 def is_main() -> bool:

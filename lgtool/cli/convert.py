@@ -8,32 +8,21 @@ import typer
 
 from lgtool.base.lazy import lazy
 from lgtool.base.text import literal
-from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, int_list, out, plural, show_plan
-from lgtool.rules import declared_options
+from lgtool.cli.app import SEE_EXIT_CODES, app, dry_run_option, emit, out, plural, show_plan
+from lgtool.cli.options import takes
+from lgtool.convert.settings import ConvertConfig
 
 converting = lazy("lgtool.convert")
 
 
-def _official_help(name: str) -> str:
-    """A rule option's help as `convert` reads it: its declaration, and where the checkpoint gives it instead."""
-    option = declared_options()[name]
-    return f"{option.help.removesuffix('.')} (default: {option.official})."
-
-
 @app.command(epilog=SEE_EXIT_CODES)
+@takes(ConvertConfig)
 def convert(
     ckpt: Path = typer.Argument(..., help="An official Aux-Net checkpoint.pth, or its state dict (.pth/.safetensors)."),
     output: Path = typer.Option(
         Path("learngene.safetensors"), "-o", "--output", help="The learngene file (its folder must exist)."
     ),
-    method: str | None = typer.Option(None, "--method", "-m", help="sws or tleg (default: detected from the keys)."),
-    stages: str | None = typer.Option(None, "--stages", help=_official_help("stages")),
-    aux_depth: int | None = typer.Option(
-        None, "--aux-depth", min=1, help="TLEG Aux depth (default: from args.model, else the official 12)."
-    ),
-    num_heads: int | None = typer.Option(
-        None, "--num-heads", min=1, help="The Aux-Net's heads, when the checkpoint's args do not say them."
-    ),
+    cfg: ConvertConfig = None,
     ema: bool = typer.Option(False, "--ema", help="Convert the checkpoint's model_ema weights instead of model."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
@@ -51,14 +40,7 @@ def convert(
 
         lgtool convert output/aux_s/checkpoint.pth -o sws-aux-s.safetensors --dry-run
     """
-    options = dict(
-        method=method,
-        stages=int_list(stages, "--stages"),
-        aux_depth=aux_depth,
-        num_heads=num_heads,
-        ema=ema,
-        force=force,
-    )
+    options = {**vars(cfg), "ema": ema, "force": force}
     if dry_run:
         return show_plan(
             lambda: converting.plan_convert(ckpt, output, **options), as_json, _planned, read="the checkpoint was read"

@@ -47,6 +47,7 @@ def takes(cls, *, name: str = "cfg", panel: str | None = None, defaults: dict | 
             return command(**{name: cls(**values)}, **kwargs)
 
         run.__signature__ = signature.replace(parameters=params)
+        run.settings_classes = (cls, *getattr(command, "settings_classes", ()))  # what it takes, for tests and docs
         run.__annotations__ = {p.name: p.annotation for p in params}
         return run
 

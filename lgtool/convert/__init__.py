@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from pydantic import ValidationError
 
 from lgtool.base import __version__
 from lgtool.base.arch import HEAD_DIM, Arch, first_error
-from lgtool.base.errors import InputError, UsageError
+from lgtool.base.errors import InputError
+from lgtool.base.lazy import lazy, torch
 from lgtool.base.normalization import Normalization
 from lgtool.base.outputs import check_output
 from lgtool.convert.official import (
@@ -27,13 +27,14 @@ from lgtool.convert.official import (
     aux_arch,
     detect,
     load_checkpoint,
-    methods_with_official_code,
     state_dict,
     training_args,
 )
+from lgtool.convert.settings import ConvertConfig
 from lgtool.learngene import GeneMeta, Learngene, first_nonfinite, tensor_specs
-from lgtool.materialize import build_aux
-from lgtool.rules import RULES, rule_module
+from lgtool.rules import RULES
+
+expansion = lazy("lgtool.materialize")  # torch: only when a conversion runs
 
 OFFICIAL_EPS = 1e-5  # every LayerNorm of the official Aux-Nets (nn.LayerNorm's default)
 # args a learngene's provenance keeps (plain values only): the recipe the Aux-Net was trained with.
@@ -41,18 +42,6 @@ KEPT_ARGS = (
     "model", "input_size", "nb_classes", "data_set", "epochs", "batch_size", "lr", "seed", "drop_path",
     "teacher_model", "distillation_type", "distillation_alpha", "distillation_tau",
 )  # fmt: skip
-
-
-def check_method(method: str | None) -> None:
-    """--method as typed: one of the rules with official code, else a usage error before any work."""
-    if method is None:
-        return
-    rule_module(method)
-    if not RULES[method].OFFICIAL:
-        raise UsageError(
-            f"--method {method}: there is no official {method.upper()} code to convert from; "
-            f"choose {', '.join(methods_with_official_code())}"
-        )
 
 
 def convert(ckpt, output, **options) -> dict:
@@ -102,17 +91,15 @@ def plan_convert(
     """Every check of a conversion, before anything is written: the options, the output, then the checkpoint
     (loaded safely, see `load_checkpoint`): its layout, architecture and tensors."""
     ckpt, output = Path(ckpt), Path(output)
-    check_method(method)
-    if num_heads is not None and num_heads < 1:
-        raise UsageError(f"--num-heads must be at least 1, got {num_heads}")
+    cfg = ConvertConfig(method=method, stages=stages, aux_depth=aux_depth, num_heads=num_heads)  # the ranges
     if not ckpt.is_file():
         raise InputError(f"{ckpt}: no such file")
     check_output(output, inputs=[ckpt], force=force)
     state, container = state_dict(ckpt, load_checkpoint(ckpt), ema)
     args = training_args(container)
     model = args.get("model") if isinstance(args.get("model"), str) else None
-    method, found = detect(ckpt, state, model, {"stages": stages, "aux_depth": aux_depth}, method)
-    arch = aux_arch(ckpt, state, found["names"], found, args, num_heads)
+    method, found = detect(ckpt, state, model, {"stages": cfg.stages, "aux_depth": cfg.aux_depth}, cfg.method)
+    arch = aux_arch(ckpt, state, found["names"], found, args, cfg.num_heads)
     gene = _gene(ckpt, state, method, arch, found)
     epoch = container.get("epoch") if container else None
     source = {
@@ -196,18 +183,18 @@ def _differences(arch: Arch, eps_diff: float) -> list[str]:
     return differences
 
 
-@torch.no_grad()
 def eps_effect(gene: Learngene, batch: int = 2, seed: int = 0) -> float:
     """Max abs logit difference between the Aux-Net with the official LayerNorm eps and with timm's."""
-
-    aux = build_aux(gene).eval()
-    arch = gene.arch
-    x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(seed))
-    ours = aux(x)
-    for m in aux.vit.modules():
-        if isinstance(m, torch.nn.LayerNorm):
-            m.eps = OFFICIAL_EPS
-    return (aux(x) - ours).abs().max().item()
+    with torch.no_grad():
+        aux = expansion.build_aux(gene).eval()
+        arch = gene.arch
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, generator=generator)
+        ours = aux(x)
+        for m in aux.vit.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.eps = OFFICIAL_EPS
+        return (aux(x) - ours).abs().max().item()
 
 
 def _sha256(path: Path) -> str:

@@ -16,14 +16,14 @@ import pickle
 import re
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
-
 from lgtool.base.arch import WIDTHS, Arch, one_line
 from lgtool.base.compat import utf8_path
 from lgtool.base.errors import InputError, LgtoolError, UsageError
 from lgtool.base.header import safetensors_header
+from lgtool.base.lazy import lazy, torch
 from lgtool.rules import RULES
+
+safetensors_torch = lazy("safetensors.torch")
 
 NONBLOCK = ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed", "norm.weight", "norm.bias")
 HEAD = ("head.weight", "head.bias")
@@ -42,7 +42,7 @@ def load_checkpoint(path: Path):
     if path.suffix == ".safetensors":
         safetensors_header(path)  # a one-line InputError for a bad header
         with utf8_path(path) as named:  # safetensors takes UTF-8 names only
-            return load_file(str(named))
+            return safetensors_torch.load_file(str(named))
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
