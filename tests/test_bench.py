@@ -69,9 +69,10 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
         calibrate_samples=128,
     )
     # A 1,000-image test split keeps the test quick; every row is evaluated on it.
-    real_load = lgtool.bench.run.load_data
+    real_load, reads = lgtool.bench.run.load_data, []
 
     def load_data(*a, **k):
+        reads.append(a)
         data = real_load(*a, **k)
         data.test = data.test.subset(torch.arange(1000))
         return data
@@ -93,6 +94,9 @@ def test_bench_on_a_tiny_subset_writes_consistent_results(ancestor, tmp_path, mo
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["val_images"] == 70 and report["train_images"] == 704 - 70
     assert trained_on and all(len(d.train) == 634 and judged is d.val and len(d.val) == 70 for d, judged in trained_on)
+    # the data is read once; every seed reports on the same test images and trains on its own subset and split
+    assert len(reads) == 1 and len({id(d.test) for d, _ in trained_on}) == 1
+    assert len({tuple(d.val.labels.tolist()) + tuple(d.train.labels[:50].tolist()) for d, _ in trained_on}) == 2
     assert report["config"]["seeds"] == [0, 1] and {r["seed"] for r in report["rows"]} == {0, 1}
     rows = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["rows"] if r["seed"] == 0}
     assert "smaller than the 3 SWS stages" in rows[(1, 32, "sws", 1)]["skipped"]

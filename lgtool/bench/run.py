@@ -44,7 +44,7 @@ from lgtool.bench.verdict import by_seed, measured_margin
 from lgtool.family import makeable
 from lgtool.learngene import load_learngene
 from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor
-from lgtool.training.data import balanced_subset, load_data
+from lgtool.training.data import Data, balanced_subset, load_data
 from lgtool.training.loop import evaluate
 
 __all__ = ["BenchConfig", "BenchIO", "BenchPlan", "plan_bench", "run_bench"]
@@ -114,19 +114,24 @@ def load(plan: BenchPlan) -> Loaded:
     cfg = plan.cfg
     loaded = [(Path(p), load_learngene(p)) for p in plan.io.learngenes]  # tensors and finiteness, before data
     given = {gene.method: (path, gene) for path, gene in loaded}
-    data, full_test = {}, None
-    for seed in cfg.seeds:  # each seed its own subset and validation split
-        dataset = load_data(plan.io.data, plan.io.data_dir, cfg.train_samples, seed=seed)
-        if len(dataset.train) * (1 - cfg.val_fraction) < cfg.batch_size + dataset.num_classes:
+    # Read once: every seed shares the test split (for an ImageFolder without one, the first seed carves it) and
+    # draws its own training subset and validation split from the same images.
+    dataset = load_data(plan.io.data, plan.io.data_dir, seed=cfg.seeds[0])
+    full_test = dataset.test
+    # Only reported, never chosen on: the same test images for every seed, so that seeds differ in training only.
+    test = full_test.subset(balanced_subset(full_test.labels, cfg.test_samples, 0))
+    data = {}
+    for seed in cfg.seeds:
+        train = dataset.train
+        if cfg.train_samples is not None:  # as load_data(train_samples=..., seed=seed) draws it
+            train = train.subset(balanced_subset(train.labels, cfg.train_samples, seed))
+        if len(train) * (1 - cfg.val_fraction) < cfg.batch_size + dataset.num_classes:
             raise InputError(
-                f"--data {plan.io.data}: {len(dataset.train)} training images, fewer than one batch of the bench "
+                f"--data {plan.io.data}: {len(train)} training images, fewer than one batch of the bench "
                 f"({cfg.batch_size} images) once the validation split ({cfg.val_fraction:.0%}) is held out"
             )
-        full_test = full_test or dataset.test
-        # Only reported, never chosen on: the same test images for every seed, so that seeds differ in training only.
-        dataset.test = dataset.test.subset(balanced_subset(dataset.test.labels, cfg.test_samples, 0))
         # Every choice (rates, warmup, layer policy, when a curve has matched) is made on this split.
-        data[seed] = dataset.held_out(cfg.val_fraction, seed + 1)
+        data[seed] = Data(dataset.name, train, test, dataset.view).held_out(cfg.val_fraction, seed + 1)
     teacher = load_ancestor(plan.ancestor, num_classes=dataset.num_classes)
     vit_ancestor = is_vit(teacher)
     view = ancestor_view(teacher, dataset.view)
