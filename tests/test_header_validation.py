@@ -4,6 +4,7 @@ metadata claims against the shapes the header gives. A crafted header is one lin
 
 import json
 import math
+import os
 import struct
 import time
 import tracemalloc
@@ -238,3 +239,73 @@ def test_inspect_at_the_largest_depth_is_instant_and_counts_the_family_in_closed
     family = sum(arch.model_copy(update={"depth": d}).num_params() for d in range(1, MAX_DEPTH + 1))
     assert summary["storage_ratio"] == round(family / summary["params"], 3)
     assert summary["storage_ratio_depths"] == [1, MAX_DEPTH]
+
+
+# --- what safetensors checks (lgtool reads through it) and lgtool says in one line, naming the file ---
+
+
+def _last(header: dict) -> tuple[str, int, int]:
+    name = max((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][1])
+    return name, *header[name]["data_offsets"]
+
+
+def _gap(header, body):
+    name, begin, end = _last(header)
+    header[name]["data_offsets"] = [begin + 4, end + 4]
+    return header, body[:begin] + bytes(4) + body[begin:]
+
+
+def _overlap(header, body):
+    name, begin, end = _last(header)
+    header[name]["data_offsets"] = [begin - 4, end - 4]
+    return header, body[: begin - 4] + body[begin:]
+
+
+def _raw_header(path, text_edit) -> None:
+    """Rewrite the header's JSON text itself (what a dict cannot hold: a key twice, bytes that are not UTF-8)."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    text = text_edit(data[8 : 8 + n])
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n :])
+
+
+@pytest.mark.parametrize(
+    ("craft", "match"),
+    [
+        (lambda p: write_raw(p, *_gap(*read_raw(p))), "truncated or corrupt safetensors file ("),
+        (lambda p: write_raw(p, *_overlap(*read_raw(p))), "truncated or corrupt safetensors file ("),
+        (lambda p: p.write_bytes(p.read_bytes() + bytes(8)), "truncated or corrupt"),
+        (lambda p: write_raw(p, read_raw(p)[0] | {"__metadata__": [1]}, read_raw(p)[1]), "is not a map of strings"),
+        (lambda p: _raw_header(p, lambda t: b"[" + t + b"]"), "not a safetensors file (header is not a JSON object)"),
+        (lambda p: _raw_header(p, lambda t: t.replace(b'{"', b'{"\xff', 1)), "not a safetensors file ("),
+        (lambda p: _raw_header(p, lambda t: t + b"}"), "not a safetensors file ("),
+        (lambda p: _raw_header(p, lambda t: t.replace(b'"format"', b'"format": "np", "format"', 1)), "appears twice"),
+        (lambda p: p.write_bytes(struct.pack("<Q", p.stat().st_size) + p.read_bytes()[8:]), "truncated or corrupt"),
+    ],
+    ids=[
+        "gap",
+        "overlap",
+        "trailing-bytes",
+        "metadata-a-list",
+        "header-a-list",
+        "not-utf8",
+        "not-json",
+        "metadata-key-twice",
+        "length-past-the-end",
+    ],  # fmt: skip
+)
+def test_a_file_safetensors_refuses_is_one_line(craft, match, fresh, run_cli, tmp_path):
+    path = fresh("tleg")
+    craft(path)
+    assert_refused(path, run_cli, tmp_path, match)
+
+
+def test_a_fifo_given_as_a_learngene_is_one_line_and_never_waits(run_cli, tmp_path):
+    fifo = tmp_path / "g.safetensors"
+    os.mkfifo(fifo)  # nothing ever writes it: a blocking open would hang here
+    with pytest.raises(InputError, match="not a regular file"):
+        lgtool.load_learngene(fifo)
+    for args in (("inspect", fifo), ("expand", fifo, "-o", tmp_path / "desc")):
+        code, stdout, stderr = run_cli(*args)
+        assert code == 3 and stdout == "" and len(stderr.strip().splitlines()) == 1, (args[0], code, stderr)
+        assert "not a regular file" in stderr
