@@ -15,12 +15,12 @@ from lgtool.base.arch import Arch, first_error, parse_width
 from lgtool.base.errors import InputError, UsageError
 from lgtool.base.outputs import check_work_folder
 from lgtool.base.settings import declared, flag
+from lgtool.baselines.weight_selection import LAYER_POLICIES
 from lgtool.bench.cost import INITS, LEARNGENES
 from lgtool.bench.settings import BenchConfig, BenchIO
 from lgtool.learngene import read_header
 from lgtool.rules import RULES
 from lgtool.training.ancestor import ancestor_heads, resolve_ancestor, shipped_ancestor
-from lgtool.training.baselines import LAYER_POLICIES
 from lgtool.training.data import check_data
 
 # The cheaper alternatives first: once one matches, a dearer one stops at its first budget (`Bench.curve`).

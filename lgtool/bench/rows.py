@@ -15,6 +15,7 @@ import torch
 
 from lgtool.base.arch import Arch, build_vit
 from lgtool.base.errors import InputError
+from lgtool.baselines.weight_selection import layer_policies, selected_model, start_seed
 from lgtool.bench.cost import (
     ALTERNATIVES,
     DISTILLED,
@@ -32,7 +33,6 @@ from lgtool.family import makeable, target_arch
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand
 from lgtool.rules import RULES
-from lgtool.training.baselines import layer_policies, selected_model, start_seed
 from lgtool.training.calibrate import calibrate
 from lgtool.training.data import balanced_subset
 from lgtool.training.learn import learn

@@ -1,0 +1,1 @@
+"""The initializations a learngene is compared against (the bench's baselines)."""
