@@ -5,7 +5,7 @@ import torch
 
 from lgtool.base.arch import Arch, build_vit
 from lgtool.base.errors import InputError
-from lgtool.training.baselines import evenly_spaced, layer_plan, layer_policies, select, weight_selection
+from lgtool.baselines.weight_selection import evenly_spaced, layer_plan, layer_policies, select, weight_selection
 
 
 def test_evenly_spaced_stride_and_linspace():

@@ -5,6 +5,7 @@ first use (`lazy("lgtool....")`, see lgtool/base/lazy.py): a deferred import is 
 Layers, lowest first (a module belongs to the first whose prefix names it):
 - base: torch-free: Arch, the safetensors header, errors, text, atomic writes, compatibility, `lazy`;
 - rules: one module per method and the registry;
+- baselines: one module per baseline (what the bench compares a learngene against) and the registry;
 - artifacts: the learngene file and its metadata, the sizes a learngene makes, the Desc-Net folder, `inspect`;
 - expansion: learngene + size -> timm weights, the Aux-Net, official checkpoints;
 - training: data, the recipe, the loop, learn, finetune, calibrate (and the expand command built on it);
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent / "lgtool"
 LAYERS = (
     ("base", ("lgtool.base",)),
     ("rules", ("lgtool.rules",)),
+    ("baselines", ("lgtool.baselines",)),
     ("artifacts", ("lgtool.learngene", "lgtool.family", "lgtool.hub", "lgtool.summary")),
     ("expansion", ("lgtool.materialize", "lgtool.convert")),
     ("training", ("lgtool.training",)),

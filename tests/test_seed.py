@@ -7,10 +7,10 @@ import torch
 import lgtool
 from lgtool.base.arch import Arch, build_vit
 from lgtool.base.errors import InputError, UsageError
+from lgtool.baselines.weight_selection import select
 from lgtool.family import target_arch
 from lgtool.materialize import desc_state_dict
 from lgtool.rules import tleg, wave
-from lgtool.training.baselines import select
 from lgtool.training.seed import seed_from_ancestor
 
 FAMILY = dict(img_size=28, patch_size=7, in_chans=1, num_classes=10)

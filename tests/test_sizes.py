@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from lgtool.base.compat import import_timm
 from lgtool.base.errors import UsageError
+from lgtool.baselines.weight_selection import select as weight_selection_select
 from lgtool.family import target_arch
 from lgtool.materialize import evenly_spaced, expand
-from lgtool.training.baselines import select as weight_selection_select
 
 WIDE = dict(width=64, num_heads=2)  # a 64-wide tiny family, 2 heads of 32
 

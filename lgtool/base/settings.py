@@ -39,10 +39,11 @@ def setting(
     default_factory=MISSING,
 ):
     """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones, `choices` the
-    values it may take; `flags` its names on the command line (default: `--field-name`); `allow_empty` lets a list
-    setting name nothing; `repeat` makes a list setting's flag given once per value rather than comma-separated;
-    `argument` makes it a positional argument instead of a flag; `cli=False` makes it library-only (checked, no
-    flag). No default: the setting is required."""
+    values it may take (or a function naming them, asked at every check: a registry that may grow); `flags` its
+    names on the command line (default: `--field-name`); `allow_empty` lets a list setting name nothing; `repeat`
+    makes a list setting's flag given once per value rather than comma-separated; `argument` makes it a positional
+    argument instead of a flag; `cli=False` makes it library-only (checked, no flag). No default: the setting is
+    required."""
     meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "flags": flags}
     meta.update(allow_empty=allow_empty, repeat=repeat, argument=argument, cli=cli)
     return field(default=default, default_factory=default_factory, metadata=meta)
@@ -69,6 +70,12 @@ def flag(f) -> str:
     if f.metadata.get("argument"):
         return f.name.upper()  # as usage text names an argument: SRC
     return (f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),))[0]
+
+
+def choices_of(f) -> tuple | None:
+    """The values a setting may take, None for any."""
+    choices = f.metadata.get("choices")
+    return tuple(choices()) if callable(choices) else choices
 
 
 def bounds(f) -> str:
@@ -103,10 +110,10 @@ def parse_list(text: str | None, kind: type, name: str) -> list | None:
 
 
 def _check_one(f, value, name: str) -> None:
-    m = f.metadata
-    if m["choices"]:
-        if value not in m["choices"]:
-            raise UsageError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
+    m, choices = f.metadata, choices_of(f)
+    if choices:
+        if value not in choices:
+            raise UsageError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         return

@@ -5,26 +5,30 @@ both per image. Routes:
 - a learngene: learning it once (Aux-Net steps + teacher forwards), calibrating every size (WAVE), and the
   fine-tune of every size at its budget, fixed from its own rows before the race: used as expanded (0 epochs)
   where that scores within the tie margin of its fine-tuned model on validation;
-- the best alternative: per size, the cheapest alternative run (scratch, kd-scratch, weight selection, weight
-  selection + KD, at any budget on its curve) whose validation top-1 is within the tie margin of the learngene's
-  there. Where none is, the cheapest longest run is counted and the size is marked ">", so the ratio is a lower
-  bound.
+- the best alternative: per size, the cheapest alternative run (any baseline in `lgtool.baselines`: scratch,
+  kd-scratch, weight selection, weight selection + KD; at any budget on its curve) whose validation top-1 is within
+  the tie margin of the learngene's there. Where none is, the cheapest longest run is counted and the size is marked
+  ">", so the ratio is a lower bound.
 The rate search is not counted for any route: every route searches the same grid.
 """
 
 from __future__ import annotations
 
 from lgtool.base.lazy import lazy, torch
+from lgtool.baselines import BASELINES
 from lgtool.rules import RULES
 
-flop_counter = lazy("torch.utils.flop_counter")  # torch-free at import: the CLI reads INITS from here
+flop_counter = lazy("torch.utils.flop_counter")  # torch-free at import: the CLI reads `init_names()` from here
 
 LEARNGENES = tuple(RULES)
-ALTERNATIVES = ("scratch", "kd-scratch", "weight-selection", "weight-selection+kd")
-INITS = (*LEARNGENES, *ALTERNATIVES)
-DISTILLED = ("kd-scratch", "weight-selection+kd")  # the ancestor teaches while they train
 STEP = 3  # a training step's FLOPs per image, in forwards: forward + backward (2x)
 EPS = 1e-9  # top-1 within the margin "exactly" still matches despite floating point
+
+
+def init_names() -> tuple[str, ...]:
+    """Every route a bench may run, in the order its rows, plots and colours follow: the learngenes, then the
+    baselines as registered (read now: a baseline registered later is in)."""
+    return (*LEARNGENES, *BASELINES)
 
 
 def size_name(depth: int, width: int) -> str:
@@ -63,15 +67,17 @@ def curves(rows) -> dict:
     """(depth, width, alternative) -> its trained rows by budget."""
     out = {}
     for r in rows:
-        if r["init"] in ALTERNATIVES and "val_top1" in r:
+        if r["init"] in BASELINES and "val_top1" in r:
             out.setdefault((r["depth"], r["width"], r["init"]), []).append(r)
     return {k: sorted(v, key=lambda r: r["epochs"]) for k, v in out.items()}
 
 
-def cheapest_match(depth: int, width: int, target: float, curve: dict, flops: dict, alternatives=ALTERNATIVES):
-    """The cheapest alternative run here whose validation top-1 reaches `target`: (row, exact). Where none does,
-    the cheapest of the runs that got furthest (their cost a lower bound) with exact False; None without runs."""
-    runs = [curve[(depth, width, a)] for a in alternatives if (depth, width, a) in curve]
+def cheapest_match(depth: int, width: int, target: float, curve: dict, flops: dict, alternatives=None):
+    """The cheapest alternative run here (of `alternatives`, default every baseline) whose validation top-1 reaches
+    `target`: (row, exact). Where none does, the cheapest of the runs that got furthest (their cost a lower bound)
+    with exact False; None without runs."""
+    names = BASELINES if alternatives is None else alternatives
+    runs = [curve[(depth, width, a)] for a in names if (depth, width, a) in curve]
     hits = [r for c in runs for r in c if r["val_top1"] >= target]
     if hits:
         return min(hits, key=lambda r: row_flops(r, flops)), True
@@ -96,7 +102,7 @@ def learngene_budget(options: list[dict], margin: float) -> dict:
 
 
 def family_cost(rows, learn_rows: dict, flops: dict, epochs: int, margin: float = 0.0, budget: int | None = None,
-                alternatives=ALTERNATIVES) -> dict:  # fmt: skip
+                alternatives=None) -> dict:  # fmt: skip
     """Per learngene: its route and the best alternative route over the sizes both cover, and their ratio.
 
     At each size the learngene's budget is fixed before the race (`learngene_budget`; or `budget` epochs, 0 or
@@ -175,7 +181,7 @@ def recommend(rows, learn_rows: dict, flops: dict, epochs: int, margin: float = 
             if found and found[1]:
                 reaching.append((row_flops(found[0], flops), found[0]))
         else:  # nobody sets a target: the alternative that does best on validation
-            runs = [r for a in ALTERNATIVES for r in curve.get((depth, width, a), [])]
+            runs = [r for a in BASELINES for r in curve.get((depth, width, a), [])]
             reaching = [(row_flops(r, flops), r) for r in runs if r["val_top1"] == max(x["val_top1"] for x in runs)]
         if not reaching:
             continue

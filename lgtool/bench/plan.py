@@ -9,24 +9,20 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from lgtool.base.arch import Arch, first_error, parse_width
 from lgtool.base.errors import InputError, UsageError
 from lgtool.base.outputs import check_work_folder
 from lgtool.base.settings import declared, flag
-from lgtool.bench.cost import INITS, LEARNGENES
+from lgtool.baselines import policy_names
+from lgtool.bench.cost import LEARNGENES, init_names
 from lgtool.bench.settings import BenchConfig, BenchIO
 from lgtool.learngene import read_header
 from lgtool.rules import RULES
 from lgtool.training.ancestor import ancestor_heads, resolve_ancestor, shipped_ancestor
-from lgtool.training.baselines import LAYER_POLICIES
 from lgtool.training.data import check_data
 
-# The cheaper alternatives first: once one matches, a dearer one stops at its first budget (`Bench.curve`).
-# Inits that start from the same weights at a size (same seed, same cut): their top-1 at 0 epochs is measured once.
-SAME_START = {"kd-scratch": "scratch", "weight-selection+kd": "weight-selection"}
-CURVE_ORDER = ("weight-selection", "scratch", "weight-selection+kd", "kd-scratch")
 DEFAULT_ANCESTORS = {"fashion-mnist": "fmnist-vit"}  # shipped, already trained: the bench never trains one
 SCHEMA = "lgtool-bench/4"  # 4: rows per seed, learngenes per seed ("learned")
 
@@ -129,13 +125,24 @@ _Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 _Count = Annotated[int, Field(ge=0)]
 
 
+def _one_of(names):
+    """A string among `names()`, asked at every check (the registries read now)."""
+
+    def check(value: str) -> str:
+        if value not in names():
+            raise ValueError(f"unknown {value!r}: not one of {', '.join(names())}")
+        return value
+
+    return AfterValidator(check)
+
+
 class _Row(BaseModel):
     """What resuming reads of a row: its key and the numbers later rows and the report are built on."""
 
     model_config = ConfigDict(extra="allow", strict=True)
     depth: Annotated[int, Field(ge=1)]
     width: Annotated[int, Field(ge=1)]
-    init: Literal[INITS]
+    init: Annotated[str, _one_of(init_names)]
     epochs: _Count
     seed: Annotated[int, Field(ge=0)]
     skipped: str | None = None
@@ -148,7 +155,7 @@ class _Row(BaseModel):
     calibration_images: _Count = 0
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     warmup_epochs: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    layer_policy: Literal[LAYER_POLICIES] | None = None
+    layer_policy: Annotated[str, _one_of(policy_names)] | None = None
 
 
 class _Learned(BaseModel):

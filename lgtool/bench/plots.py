@@ -8,14 +8,15 @@ from pathlib import Path
 
 from lgtool.base.atomic import atomic_file
 from lgtool.base.lazy import lazy
-from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, learn_flops, row_flops, size_name
+from lgtool.baselines import BASELINES
+from lgtool.bench.cost import LEARNGENES, init_names, learn_flops, row_flops, size_name
 
 matplotlib, plt = lazy("matplotlib"), lazy("matplotlib.pyplot")  # only when a plot is drawn
 
 
 def _color(init: str) -> str:
     """One colour per init in every plot."""
-    return f"C{INITS.index(init)}"
+    return f"C{init_names().index(init)}"
 
 
 def figure(path: Path, draw, **subplots) -> None:
@@ -40,7 +41,7 @@ def plot_accuracy(report: dict, path: Path) -> None:
     rows = [r for r in report["mean_rows"] if r["width"] == width and "top1" in r]
 
     def draw(fig, ax):
-        for init in [i for i in INITS if i in cfg["inits"]]:
+        for init in [i for i in init_names() if i in cfg["inits"]]:
             mine = [r for r in rows if r["init"] == init]
             if not mine:
                 continue
@@ -100,7 +101,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
         axes = axes if hasattr(axes, "__len__") else [axes]
         for ax, depth in zip(axes, shown, strict=False):
             here = [r for r in report["mean_rows"] if (r["depth"], r["width"]) == (depth, width) and "top1" in r]
-            for init in ALTERNATIVES:
+            for init in BASELINES:
                 pts = sorted((row_flops(r, flops), r["top1"], r["epochs"]) for r in here if r["init"] == init)
                 if pts:
                     ax.plot(
@@ -129,7 +130,7 @@ def plot_time_to_accuracy(report: dict, path: Path) -> None:
         for ax in axes:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 labelled.setdefault(label, handle)
-        order = [i for i in (*INITS, "best alternative") if i in labelled]
+        order = [i for i in (*init_names(), "best alternative") if i in labelled]
         axes[-1].legend([labelled[i] for i in order], order, fontsize=6, loc="lower right")
         fig.suptitle("time to accuracy, mean over seeds (a learngene's learning shared by its sizes)", fontsize=9)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import shlex
 
 from lgtool.base.arch import Arch
-from lgtool.bench.cost import DISTILLED, LEARNGENES
+from lgtool.baselines import BASELINES
+from lgtool.bench.cost import LEARNGENES
 from lgtool.rules import RULES
 
 PRELUDE = """#!/usr/bin/env bash
@@ -77,30 +78,29 @@ def _learngenes(methods: list, report: dict, given: dict) -> str:
 
 
 def _size(size: str, e: dict, report: dict) -> str:
-    """One size's commands: its start (expand, or nothing for scratch), then its fine-tune unless used as expanded."""
+    """One size's commands: its start (expand, or nothing for a baseline that `finetune --init scratch` starts), then
+    its fine-tune unless used as expanded."""
     cfg = report["config"]
     heads = Arch(**report["arch"]).resized(e["depth"], e["width"]).num_heads
     shape = [f"--depth {e['depth']}", f"--width {e['width']}", f"--num-heads {heads}"]
     final = f'"$OUT/{size}"' if e["epochs"] == 0 else f'"$OUT/{size}.init"'
     scored = f"validation top-1 {e['val_top1']:.4f}, test {e['top1']:.4f}"
     lines = [f"# --- {size}: {e['route']} (in the bench: {scored}) ---"]
+    baseline = BASELINES.get(e["init"])
+    expanded = None if baseline is None else baseline.expand_args(e, shape)
     if e["init"] in LEARNGENES:
         calibrate = []
         if e.get("calibration_images"):
             calibrate = ['--calibrate "$DATA"', f"--calibrate-steps {cfg['calibrate_steps']}",
                          f"--calibrate-samples {cfg['calibrate_samples']}"]  # fmt: skip
-        lines.append(_command("expand", f'"$OUT/{e["init"]}.safetensors"', *shape, *calibrate, f"-o {final}"))
-    elif e["init"].startswith("weight-selection"):
-        policy = [f"--layers {e['layer_policy']}"] if "layer_policy" in e else []
-        lines.append(_command("expand", '--ancestor "$ANCESTOR"', *shape, *policy, f"-o {final}"))
+        expanded = [f'"$OUT/{e["init"]}.safetensors"', *shape, *calibrate]
+    if expanded is not None:
+        lines.append(_command("expand", *expanded, f"-o {final}"))
     if e["epochs"] == 0:
         return "\n".join(lines)
-    start = (
-        ["--init scratch", *shape, f"--patch-size {report['arch']['patch_size']}"]
-        if e["init"].endswith("scratch")
-        else [final]
-    )
-    teacher = ['--ancestor "$ANCESTOR"', "--kd soft"] if e["init"] in DISTILLED else []
+    scratch = ["--init scratch", *shape, f"--patch-size {report['arch']['patch_size']}"]
+    start = [final] if expanded is not None else scratch
+    teacher = ['--ancestor "$ANCESTOR"', "--kd soft"] if baseline is not None and baseline.DISTILS else []
     lines.append(_command(
         "finetune", *start, '"${data[@]}"', *teacher, f"--epochs {e['epochs']}", f"--lr {e['lr']:g}",
         f"--warmup-epochs {e['warmup_epochs']:g}", f"--batch-size {cfg['batch_size']}", f'-o "$OUT/{size}"',

@@ -7,7 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lgtool.base.atomic import atomic_file, write_json
-from lgtool.bench.cost import ALTERNATIVES, INITS, LEARNGENES, recommend, size_name
+from lgtool.baselines import BASELINES, references
+from lgtool.bench.cost import LEARNGENES, init_names, recommend, size_name
 from lgtool.bench.plots import plot_accuracy, plot_time_to_accuracy
 from lgtool.bench.verdict import BUDGET_RULE, by_seed, mean_learned, mean_rows, measured_margin, seeded_cost
 
@@ -24,7 +25,7 @@ def write_report(cfg, report: dict, out: Path) -> dict:
     best = seeded_cost(seeded, report["learned"], seeds, flops, epochs, margin)
     at_budget = {str(b): seeded_cost(seeded, report["learned"], seeds, flops, epochs, margin, budget=b)
                  for b in sorted({0, epochs})}  # fmt: skip
-    scratch = seeded_cost(seeded, report["learned"], seeds, flops, epochs, margin, alternatives=("scratch",))
+    scratch = seeded_cost(seeded, report["learned"], seeds, flops, epochs, margin, alternatives=references())
     ranked = [m for m in best if best[m]["ratio_flops"] is not None]
     report = {
         **report,
@@ -48,7 +49,7 @@ def write_report(cfg, report: dict, out: Path) -> dict:
 
 
 def _row_order(r):
-    return r["width"], r["depth"], INITS.index(r["init"]), r["epochs"], r.get("seed", 0)
+    return r["width"], r["depth"], init_names().index(r["init"]), r["epochs"], r.get("seed", 0)
 
 
 def _n(x, unit="") -> str:
@@ -106,12 +107,12 @@ def markdown(report: dict) -> str:
     """results.md: the top-1 table, the alternatives' curves, the routes and their verdicts, the budgets, the
     recommendation, the footer."""
     cfg = report["config"]
-    inits = [i for i in INITS if i in cfg["inits"]]
+    benched = [i for i in init_names() if i in cfg["inits"]]
     by_key = {(r["depth"], r["width"], r["init"], r["epochs"]): r for r in report["mean_rows"]}
     sizes = list(dict.fromkeys((r["depth"], r["width"]) for r in report["mean_rows"]))
     lines = [
-        *_top1_table(report, inits, by_key, sizes),
-        *_curves(inits, by_key, sizes),
+        *_top1_table(report, benched, by_key, sizes),
+        *_curves(benched, by_key, sizes),
         *_routes(report),
         *_budgets(report),
         *_recommendation(report),
@@ -125,7 +126,7 @@ def _spread(r: dict, field: str) -> str:
     return f"±{(high - low) / 2:.4f}" if high > low else ""
 
 
-def _top1_table(report: dict, inits: list, by_key: dict, sizes: list) -> list[str]:
+def _top1_table(report: dict, benched: list, by_key: dict, sizes: list) -> list[str]:
     """The ancestor, the headline, the scale, and mean test top-1 per size and init (at 0 epochs in brackets)."""
     cfg, anc = report["config"], report["ancestor"]
     first = max(1, cfg["epochs"])
@@ -144,12 +145,12 @@ def _top1_table(report: dict, inits: list, by_key: dict, sizes: list) -> list[st
         f"({report.get('test_images', '?')} "
         "images, the same for every seed) only gives these numbers.",
         "",
-        "| depth | width | " + " | ".join(inits) + " |",
-        "|---" * (2 + len(inits)) + "|",
+        "| depth | width | " + " | ".join(benched) + " |",
+        "|---" * (2 + len(benched)) + "|",
     ]
     for depth, width in sizes:
         cells = []
-        for i in inits:
+        for i in benched:
             r = by_key.get((depth, width, i, cfg["epochs"] if i in LEARNGENES else first))
             cells.append(
                 ""
@@ -187,11 +188,11 @@ def _scale(report: dict) -> list[str]:
     return lines
 
 
-def _curves(inits: list, by_key: dict, sizes: list) -> list[str]:
+def _curves(benched: list, by_key: dict, sizes: list) -> list[str]:
     """Each alternative's runs at each size, by epochs: mean validation / test top-1."""
     lines = ["", "The alternatives trained until they match (epochs: mean validation / test top-1):", ""]
     for depth, width in sizes:
-        for i in [i for i in inits if i in ALTERNATIVES]:
+        for i in [i for i in benched if i in BASELINES]:
             runs = sorted(
                 (e, r) for (d, w, x, e), r in by_key.items() if (d, w, x) == (depth, width, i) and "top1" in r
             )

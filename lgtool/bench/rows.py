@@ -1,6 +1,7 @@
-"""The bench's rows: what every row of one seed shares (`Bench`), how each init makes its model at a size, picks
-its rate on validation and trains; and how an alternative's budget doubles along its curve, every seed at each
-budget, until its mean over the seeds matches the best learngene's within the tie margin (`race`)."""
+"""The bench's rows: what every row of one seed shares (`Bench`), how each init makes its model at a size (a
+learngene by its rule, a baseline by its module in `lgtool.baselines`), picks its rate on validation and trains; and
+how an alternative's budget doubles along its curve, every seed at each budget, until its mean over the seeds matches
+the best learngene's within the tie margin (`race`)."""
 
 from __future__ import annotations
 
@@ -15,24 +16,13 @@ import torch
 
 from lgtool.base.arch import Arch, build_vit
 from lgtool.base.errors import InputError
-from lgtool.bench.cost import (
-    ALTERNATIVES,
-    DISTILLED,
-    EPS,
-    LEARNGENES,
-    forward_flops,
-    row_flops,
-    size_name,
-)
-from lgtool.bench.plan import (
-    SAME_START,
-    BenchConfig,
-)
+from lgtool.baselines import BASELINES, same_start, start_seed
+from lgtool.bench.cost import EPS, LEARNGENES, forward_flops, row_flops, size_name
+from lgtool.bench.plan import BenchConfig
 from lgtool.family import makeable, target_arch
 from lgtool.learngene import init_learngene, load_learngene
 from lgtool.materialize import expand
 from lgtool.rules import RULES
-from lgtool.training.baselines import layer_policies, selected_model, start_seed
 from lgtool.training.calibrate import calibrate
 from lgtool.training.data import balanced_subset
 from lgtool.training.learn import learn
@@ -144,8 +134,9 @@ class Bench:
         return out
 
     def initial_model(self, init: str, depth: int, width: int, genes: dict, layers: str | None):
-        """The Desc-Net of one row before fine-tuning, the images spent making it (WAVE calibration) and what
-        weight selection did. InputError says why an init cannot make this size."""
+        """The Desc-Net of one row before fine-tuning, the images spent making it (WAVE calibration) and what its
+        row records of that start (weight selection: the blocks cut, the head). InputError says why an init cannot
+        make this size."""
 
         torch.manual_seed(start_seed(depth, width, self.seed))  # fresh heads and scratch weights: one per seed
         target = self.arch.resized(depth, width)
@@ -156,12 +147,8 @@ class Bench:
             if RULES[init].SIZE_SPECIFIC and (depth, width) not in trained:  # a family-aware size needs none
                 gene, spent = self.calibrate(gene, size)
             return expand(gene, size), spent, {}
-        if init.startswith("weight-selection"):
-            if not self.vit_ancestor:
-                raise InputError("the ancestor is not a ViT: weight selection cuts a ViT's tensors from a ViT's")
-            model, selection = selected_model(self.teacher.state_dict(), target, layers, self.seed)  # as `expand`
-            return model, 0, selection
-        return build_vit(target), 0, {}
+        model, done = BASELINES[init].start(self.teacher, target, self.seed, layers)
+        return model, 0, done
 
     def calibrate(self, gene, target: Arch):
         """A new size's own tensors (WAVE's scalers) learned on a few training images, templates frozen."""
@@ -179,11 +166,11 @@ class Bench:
         """The settings this row may train with: the grid, or the choice made at this init's first budget here."""
 
         first = rows.get((depth, width, init, self.cfg.curve_epochs()[0], self.seed))
-        if init in ALTERNATIVES and first and "lr" in first and first["epochs"] != epochs:
+        if init in BASELINES and first and "lr" in first and first["epochs"] != epochs:
             return [{k: first[k] for k in ("lr", "warmup_epochs", "layer_policy") if k in first}]
         grid = [{"lr": lr, "warmup_epochs": w} for lr, w in itertools.product(self.cfg.lr_grid, self.cfg.warmup_grid)]
-        if init.startswith("weight-selection") and self.vit_ancestor:
-            policies = layer_policies(len(self.teacher.blocks), depth)
+        policies = BASELINES[init].policies(self.teacher, depth) if init in BASELINES else ()
+        if policies:
             grid = [{**g, "layer_policy": p} for p in policies for g in grid]
         return grid
 
@@ -195,13 +182,13 @@ class Bench:
             policy = choice.get("layer_policy")
             if policy not in starts:
                 try:
-                    model, calibration, selection = self.initial_model(init, depth, width, genes, policy)
+                    model, calibration, recorded = self.initial_model(init, depth, width, genes, policy)
                 except InputError as e:
                     return {**row, "skipped": str(e)}
-                known = self.at_init.get((depth, width, SAME_START.get(init, init), policy), {})
+                known = self.at_init.get((depth, width, same_start(init), policy), {})
                 at_init = {"val_at_init": known.get("val_at_init") or evaluate(model, self.data.val, self.view)}
-                starts[policy] = (model, calibration, selection, at_init)
-            model, calibration, selection, at_init = starts[policy]
+                starts[policy] = (model, calibration, recorded, at_init)
+            model, calibration, recorded, at_init = starts[policy]
             if epochs == 0:
                 best = (choice, model, {"top1": at_init["val_at_init"], "images_seen": 0})
                 break
@@ -211,12 +198,12 @@ class Bench:
             if best is None or summary["top1"] > best[2]["top1"]:
                 best = (choice, trained, summary)
         choice, trained, summary = best
-        model, calibration, selection, at_init = starts[choice.get("layer_policy")]
-        known = self.at_init.get((depth, width, SAME_START.get(init, init), choice.get("layer_policy")), {})
+        model, calibration, recorded, at_init = starts[choice.get("layer_policy")]
+        known = self.at_init.get((depth, width, same_start(init), choice.get("layer_policy")), {})
         result = {
             **row,
             **({} if epochs == 0 else choice),
-            **({"layers": selection["layers"], "head": selection["head"]} if selection else {}),
+            **recorded,
             "params": sum(p.numel() for p in model.parameters()),
             "calibration_images": calibration,
             **at_init,
@@ -227,7 +214,7 @@ class Bench:
             "teacher_images": summary.get("teacher_images", 0),  # 0 without a teacher; repeats come from its cache
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
-        start = (depth, width, SAME_START.get(init, init), choice.get("layer_policy"))
+        start = (depth, width, same_start(init), choice.get("layer_policy"))
         self.at_init[start] = {k: result[k] for k in ("val_at_init", "top1_at_init")}
         if self.keep is not None:  # a learngene's Desc-Net is a candidate as expanded too; an alternative's cut is not
             models = {**({0: model} if init in LEARNGENES else {}), **({epochs: trained} if epochs else {})}
@@ -236,7 +223,7 @@ class Bench:
 
     def train(self, model, init: str, epochs: int, choice: dict) -> dict:
         """Fine-tune (or train) one row's model with one candidate's settings; evaluated on the validation split."""
-        teacher = self.teacher if init in DISTILLED else None
+        teacher = self.teacher if init in BASELINES and BASELINES[init].DISTILS else None
         cfg = TrainConfig(  # with a teacher: soft KD at TrainConfig's alpha, tau and reduction, as `learn` uses
             epochs=epochs,
             batch_size=self.cfg.batch_size,
@@ -254,9 +241,9 @@ def race(benches: list, init: str, depth: int, width: int, genes: dict, rows: di
          margin: float) -> None:  # fmt: skip
     """An alternative at its first budget on every seed, doubled until its mean validation top-1 over the seeds is
     within `margin` of the best learngene's here (at either of its budgets), stops improving, or reaches
-    `max_epochs`. With no learngene here, the first budget only. Past its first budget, an alternative other than
-    scratch stops once its next budget would cost more than an alternative that already matched here: it could no
-    longer be the best alternative (scratch runs on regardless: the papers' comparison needs its whole curve).
+    `max_epochs`. With no learngene here, the first budget only. Past its first budget, an alternative stops once its
+    next budget would cost more than an alternative that already matched here: it could no longer be the best
+    alternative (a `REFERENCE` baseline, scratch, runs on regardless: the papers' comparison needs its whole curve).
     `genes`: seed -> method -> learngene; `rows`: (depth, width, init, epochs, seed) -> row."""
     cfg, seeds = benches[0].cfg, [b.seed for b in benches]
     target = _target(rows, depth, width, cfg.epochs, seeds)
@@ -264,7 +251,7 @@ def race(benches: list, init: str, depth: int, width: int, genes: dict, rows: di
     for epochs in cfg.curve_epochs():
         if (
             last is not None
-            and init != "scratch"
+            and not BASELINES[init].REFERENCE
             and 2 * last["cost"] > _cheapest_match(rows, depth, width, seeds, target, margin, flops)
         ):
             return  # fmt: skip
@@ -305,7 +292,7 @@ def _cheapest_match(rows: dict, depth: int, width: int, seeds: list, target, mar
         return math.inf
     costs = []
     for d, w, init, epochs, seed in rows:
-        if (d, w) == (depth, width) and init in ALTERNATIVES and seed == seeds[0]:
+        if (d, w) == (depth, width) and init in BASELINES and seed == seeds[0]:
             runs = [rows.get((d, w, init, epochs, s), {}) for s in seeds]
             if all("val_top1" in x for x in runs) and _mean([x["val_top1"] for x in runs]) >= target - margin - EPS:
                 costs.append(_mean([row_flops(x, flops) for x in runs]))

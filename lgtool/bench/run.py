@@ -4,10 +4,10 @@ For every size (depths at the family width, and more widths where asked):
 - sws, tleg, wave: expanded from a learngene distilled once from the ancestor (WAVE first calibrates the
   scalers of every size other than its Aux size, templates frozen), then fine-tuned for `epochs` (0: as
   expanded);
-- the alternatives a practitioner holding the ancestor would try: scratch and kd-scratch (timm's init, the
-  second distilled from the ancestor with the loss `learn` uses), weight-selection(+kd) (cut from the
-  ancestor's own weights, head kept when the labels match). Each doubles its epochs until it matches the
-  best learngene there or gains less than `min_gain`, up to `max_epochs`.
+- the alternatives a practitioner holding the ancestor would try (the baselines, `lgtool.baselines`): scratch and
+  kd-scratch (timm's init, the second distilled from the ancestor with the loss `learn` uses), weight-selection(+kd)
+  (cut from the ancestor's own weights, head kept when the labels match). Each doubles its epochs until it matches
+  the best learngene there or gains less than `min_gain`, up to `max_epochs`.
 Every init picks its learning rate, warmup (and weight selection its layer policy) on a validation split
 carved from the training data; the test split only produces the reported numbers. Every row, learngenes
 included, is repeated per seed (`cfg.seeds`: subset, validation split, init, data order); an alternative's curve
@@ -25,10 +25,10 @@ from pathlib import Path
 from lgtool.base.arch import HEAD_DIM, Arch, default_patch_size, parse_width
 from lgtool.base.atomic import write_json
 from lgtool.base.errors import InputError
-from lgtool.bench.cost import ALTERNATIVES, LEARNGENES, learn_flops
+from lgtool.baselines import BASELINES, race_order
+from lgtool.bench.cost import LEARNGENES, learn_flops
 from lgtool.bench.handover import FAMILY, Keeper, learn_shares, measure_kept, read_kept, write_family
 from lgtool.bench.plan import (
-    CURVE_ORDER,
     SCHEMA,
     BenchConfig,
     BenchIO,
@@ -91,7 +91,7 @@ def run_bench(plan: BenchPlan, log=print) -> dict:
     )
     log(f"tie margin {margin['value']:.4f} ({margin['source']})")
     for depth, width in cfg.sizes():
-        for init in [i for i in CURVE_ORDER if i in cfg.inits]:
+        for init in [i for i in race_order() if i in cfg.inits]:
             race(benches, init, depth, width, genes, rows, results.record, flops, margin["value"])
     report = write_report(cfg, results.report(), plan.out)
     kept = keeper.kept if keeper else read_kept(plan.out / FAMILY)  # --no-family: what an earlier run kept
@@ -105,7 +105,7 @@ def run_bench(plan: BenchPlan, log=print) -> dict:
 def sources(ancestor: str, learn_rows: dict) -> dict:
     """Where each route's models come from, for the family's lineage: the ancestor, or a learngene file."""
     return {
-        **{init: f"ancestor {ancestor}" for init in ALTERNATIVES},
+        **{init: f"ancestor {ancestor}" for init in BASELINES},
         **{m: f"learngene {info['path']}" for m, info in learn_rows.items()},
     }
 

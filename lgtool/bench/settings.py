@@ -11,7 +11,7 @@ from pathlib import Path
 from lgtool.base.arch import parse_width
 from lgtool.base.errors import InputError, UsageError
 from lgtool.base.settings import check_settings, setting
-from lgtool.bench.cost import INITS
+from lgtool.bench.cost import init_names
 from lgtool.training.settings import COMMAND_DEFAULTS
 
 
@@ -31,7 +31,9 @@ class BenchConfig:
     widths: list[int] = setting(help="More widths, e.g. 96,128.", lo=1, allow_empty=True, default_factory=list)
     width_depths: list[int] | None = setting(None, "Depths for --widths (default: all).", lo=1)
     # The routes, and what each may spend.
-    inits: list[str] = setting(help="The routes benched.", choices=INITS, default_factory=lambda: list(INITS))
+    inits: list[str] = setting(
+        help="The routes benched.", choices=init_names, default_factory=lambda: list(init_names())
+    )
     epochs: int = setting(1, "Fine-tune epochs of each learngene size (0: as expanded); the alternatives' first.", lo=0)
     learn_epochs: int = setting(3, "Distillation epochs of each learngene.", lo=1)
     learn_init: str = setting(

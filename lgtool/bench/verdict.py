@@ -12,7 +12,7 @@ import math
 import random
 import statistics
 
-from lgtool.bench.cost import ALTERNATIVES, LEARNGENES, family_cost
+from lgtool.bench.cost import LEARNGENES, family_cost
 
 AVERAGED = ("val_top1", "top1", "val_at_init", "top1_at_init", "train_images", "teacher_images", "calibration_images")
 RANGED = ("val_top1", "top1")  # the mean row also carries their [min, max] over the seeds
@@ -161,7 +161,7 @@ def marginal_flops(per_size: dict) -> dict | None:
     }
 
 
-def seeded_cost(rows_by_seed, learned, seeds, flops, epochs, margin, budget=None, alternatives=ALTERNATIVES) -> dict:
+def seeded_cost(rows_by_seed, learned, seeds, flops, epochs, margin, budget=None, alternatives=None) -> dict:
     """Per learngene: `family_cost` on the rows averaged over every seed, with 95% intervals over the seed bootstrap
     of its ratio and of both routes' FLOPs (None with one seed, whose verdict is then `tie`: it cannot show its own
     noise), the verdict word, the break-even family size, the marginal cost of one more size, and each seed's own

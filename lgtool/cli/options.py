@@ -13,7 +13,7 @@ from dataclasses import MISSING
 
 import typer
 
-from lgtool.base.settings import bounds, flag, parse_list, settings_of
+from lgtool.base.settings import bounds, choices_of, flag, parse_list, settings_of
 from lgtool.training.settings import COMMAND_DEFAULTS, TrainConfig
 
 
@@ -70,7 +70,7 @@ def _default(f, defaults: dict):
 
 def _option(f, default, panel):
     names = f.metadata["flags"] or (flag(f),)
-    choices = f.metadata["choices"]
+    choices = choices_of(f)
     extra = bounds(f) or (f"one of {', '.join(map(str, choices))}" if choices else "")
     help_text = f.metadata["help"] + (f" [{extra}]" if extra else "")  # typer adds [default: ...]
     if isinstance(default, list) and not f.metadata.get("repeat"):

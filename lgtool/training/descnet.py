@@ -21,10 +21,10 @@ from lgtool.base.errors import CheckError, LgtoolError, UsageError
 from lgtool.base.lazy import lazy, timm, torch
 from lgtool.base.outputs import check_output
 from lgtool.base.settings import check_settings, flag, setting, settings_of
+from lgtool.baselines.weight_selection import LAYER_POLICIES
 from lgtool.family import describe_layers, target_arch
 from lgtool.hub import CARD, CONFIG, WEIGHTS, lineage, write_descnet
 from lgtool.learngene import GeneMeta, read_header, read_learngene
-from lgtool.training.baselines import LAYER_POLICIES
 
 expansion = lazy("lgtool.materialize")
 calibration = lazy("lgtool.training.calibrate")

@@ -13,9 +13,9 @@ import re
 import torch
 
 from lgtool.base.errors import InputError
+from lgtool.baselines.weight_selection import select
 from lgtool.learngene import Learngene
 from lgtool.rules import rule_module
-from lgtool.training.baselines import select
 
 
 def seed_from_ancestor(gene: Learngene, ancestor_state: dict) -> Learngene:

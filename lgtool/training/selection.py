@@ -1,7 +1,7 @@
 """`lgtool expand --ancestor`: a Desc-Net cut from a larger ViT by weight selection, as a plan and its run.
 
 The route the bench's weight-selection rows start from, offered as a command: the same builder
-(`baselines.selected_model`), the same ancestor loader, the same choices (head kept when the labels match,
+(`weight_selection.selected_model`), the same ancestor loader, the same choices (head kept when the labels match,
 narrowing keeps the head count). `plan_selection` makes every check from the ancestor's architecture alone,
 built on the meta device (what it is, that it is a plain ViT at least as wide as the target, the target's size,
 memory and output path): no weight read, nothing written. `run_selection` loads the ancestor, cuts, writes the
@@ -20,8 +20,8 @@ from lgtool.base.errors import InputError, UsageError
 from lgtool.base.lazy import lazy, torch
 from lgtool.base.normalization import Normalization
 from lgtool.base.outputs import check_output
+from lgtool.baselines.weight_selection import layer_plan, selected_model
 from lgtool.hub import check_channels, selection_lineage, write_descnet
-from lgtool.training.baselines import layer_plan, selected_model
 from lgtool.training.descnet import ExpandConfig, check_expand_memory, verifier, would_write
 
 ancestors = lazy("lgtool.training.ancestor")  # torch at first use: `lgtool expand --help` stays torch-free

@@ -1,4 +1,4 @@
-"""Initializations a learngene is compared against: timm's random init (scratch) and weight selection.
+"""The weight-selection baseline: a Desc-Net cut from the ancestor's own weights, then fine-tuned.
 
 Weight selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024) cuts every tensor of the
 smaller model from the same-named tensor of a larger pretrained model of the same family. Elements: per
@@ -7,6 +7,9 @@ linspace over the whole range). Layers: the paper takes the first N blocks; even
 other natural choice (the weight-selection project's issue #4), and past the ancestor's depth blocks repeat,
 evenly spaced, as depth-growth methods do. The classifier is kept when the labels match (a practitioner
 would not throw away a head that fits); the paper re-initializes it because its task changes.
+
+The bench picks the layer policy on validation; `lgtool expand --ancestor` makes the same start
+(`selected_model`), so that recipe.sh rebuilds it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,33 @@ from __future__ import annotations
 from lgtool.base.arch import Arch, build_vit
 from lgtool.base.errors import InputError
 from lgtool.base.lazy import torch  # lazy: `lgtool expand --help` reads LAYER_POLICIES without torch
+from lgtool.baselines.base import start_seed
 
 LAYER_POLICIES = ("first", "spaced")  # the paper's first N blocks; evenly spaced (with repetition past the depth)
+
+DISTILS = False
+RACE_ORDER = 10  # the undistilled baselines race first: no teacher forwards, so each budget is cheaper
+REFERENCE = False
+POLICIES = LAYER_POLICIES
+
+
+def policies(ancestor, depth: int) -> tuple[str, ...]:
+    """The layer policies that give different starts at `depth`; none from an ancestor that is not a ViT."""
+    return layer_policies(len(ancestor.blocks), depth) if _is_vit(ancestor) else ()
+
+
+def start(ancestor, target: Arch, seed: int, policy: str | None):
+    """`target` cut from the ancestor by `policy`, as `lgtool expand --ancestor` cuts it; the row records which
+    ancestor block each block came from and whether the head was kept."""
+    if not _is_vit(ancestor):
+        raise InputError("the ancestor is not a ViT: weight selection cuts a ViT's tensors from a ViT's")
+    model, done = selected_model(ancestor.state_dict(), target, policy, seed)
+    return model, {"layers": done["layers"], "head": done["head"]}
+
+
+def expand_args(entry: dict, shape: list[str]) -> list[str]:
+    policy = [f"--layers {entry['layer_policy']}"] if "layer_policy" in entry else []
+    return ['--ancestor "$ANCESTOR"', *shape, *policy]
 
 
 def evenly_spaced(n: int, m: int) -> torch.Tensor:
@@ -79,12 +107,6 @@ def weight_selection(ancestor_state: dict, target: torch.nn.Module, layers: str 
     return {"layers": plan, "layer_policy": layers, "head": "selected" if same_labels else "fresh"}
 
 
-def start_seed(depth: int, width: int, seed: int = 0) -> int:
-    """The seed a size's fresh weights (a head for other labels, scratch) are drawn with: the same in every run with
-    the same `seed`, and at seed 0 the one earlier versions drew with."""
-    return depth * 1000 + width + seed * 1_000_003
-
-
 def selected_model(ancestor_state: dict, target: Arch, layers: str, seed: int = 0):
     """A timm ViT of `target`'s size cut from the ancestor's state dict, and what `weight_selection` did; what it
     does not cut (a head for other labels) is timm's init, seeded by the size. The one builder of both
@@ -92,6 +114,11 @@ def selected_model(ancestor_state: dict, target: Arch, layers: str, seed: int = 
     torch.manual_seed(start_seed(target.depth, target.embed_dim, seed))
     model = build_vit(target)
     return model, weight_selection(ancestor_state, model, layers)
+
+
+def _is_vit(model) -> bool:
+    """A ViT's patch embedding and blocks, what weight selection cuts from (as `lgtool.training.ancestor.is_vit`)."""
+    return hasattr(model, "patch_embed") and hasattr(model, "blocks")
 
 
 def _depth(state: dict) -> int:
