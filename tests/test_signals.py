@@ -1,15 +1,19 @@
 """Issue 27: every SIGINT and SIGTERM during every command ends it with one line on stderr and its documented exit
 code (130, 143), no traceback, nothing written: also one that comes while the command line is still starting
-(before typer and the commands are imported), one that comes during an import that would swallow it, and one that
-comes while the command prints its error line.
+(before typer and the commands are imported), and one that comes during an import that would swallow it. Once the
+command has its outcome, one that comes while its result or error line is printed, or while Python shuts down
+after it, changes nothing: the output is whole and the exit code the command's.
 
-The subprocess tests make the timing deterministic with an import hook in the child: it sends the signal to its own
-process the moment a chosen module starts being imported, so no test depends on how fast this machine starts Python.
-Before lgtool's first line runs (the interpreter starting, `import lgtool`), Python's own defaults apply: SIGTERM ends
-the process without a line (a shell still reports 143) and SIGINT with a KeyboardInterrupt traceback. The earliest
-point covered here is the first import after that: the command line's own (`lgtool.cli`).
+The subprocess tests make the timing deterministic with hooks in the child: it sends the signal to its own process
+the moment a chosen module starts being imported (or from an exit handler), so no test depends on how fast this
+machine starts Python. Before lgtool's first line runs (the interpreter starting, `import lgtool`), Python's own
+defaults apply: SIGTERM ends the process without a line (a shell still reports 143) and SIGINT with a
+KeyboardInterrupt traceback. The earliest point covered here is the first import after that: the command line's
+own (`lgtool.cli`).
 """
 
+import importlib
+import json
 import os
 import re
 import signal
@@ -60,11 +64,15 @@ def _entry_point() -> tuple[str, str]:
     return module, function
 
 
-def _run(tmp_path, module: str, signum: int, *args, swallow=False, entry="script"):
+def _run(tmp_path, module: str | None, signum: int, *args, swallow=False, entry="script", at_exit=False):
+    """`lgtool ARGS` in a child process that sends itself `signum` as `module` starts being imported, or with
+    `at_exit` as Python shuts down after the command (the last exit handler, after lgtool's)."""
     import subprocess
 
     module_, function = _entry_point()
     start = SCRIPT.format(module=module_, function=function) if entry == "script" else RUN_M
+    if at_exit:
+        start = f"import atexit\natexit.register(os.kill, os.getpid(), {int(signum)})\n" + start
     code = HOOK.format(module=module, signum=int(signum), swallow=swallow) + start
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-c", code, *map(str, args)]
@@ -80,6 +88,15 @@ def test_a_signal_while_the_command_line_is_still_importing_is_one_line_and_runs
     run = _run(tmp_path, "lgtool.cli", signum, "inspect", gene, "--json", entry=entry)
     code, line = LINES[signum]
     assert (run.returncode, run.stderr, run.stdout) == (code, line, ""), run.stderr  # inspect did not run
+
+
+@SIGNALS
+def test_a_signal_while_python_shuts_down_after_a_command_changes_nothing(tmp_path, signum):
+    gene = tmp_path / "gene.safetensors"
+    tiny_gene("tleg").save(gene)
+    run = _run(tmp_path, None, signum, "inspect", gene, "--json", at_exit=True)
+    assert (run.returncode, run.stderr) == (0, ""), run.stderr
+    assert json.loads(run.stdout)["kind"] == "learngene"
 
 
 @SIGNALS
@@ -110,6 +127,28 @@ def test_sigint_during_an_import_that_swallows_it_is_raised_after_the_import(tmp
         for s, handler in previous.items():
             signal.signal(s, handler)
         sys.modules.pop("swallowing_int", None)
+
+
+@SIGNALS
+def test_a_signal_while_the_result_is_printed_is_ignored(run_cli, tmp_path, monkeypatch, signum):
+    app_module = importlib.import_module("lgtool.cli.app")  # `lgtool.cli.app` is the typer app
+    gene = tmp_path / "gene.safetensors"
+    tiny_gene("tleg").save(gene)
+    real = app_module.dumps
+
+    def dumps_signalled(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        for _ in range(10**5):
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "dumps", dumps_signalled)
+    try:
+        code, out, err = run_cli("inspect", gene, "--json")
+    except KeyboardInterrupt as e:
+        pytest.fail(f"{type(e).__name__} escaped the command: a traceback")
+    assert (code, err) == (0, ""), err
+    assert json.loads(out)["kind"] == "learngene"  # printed whole
 
 
 @SIGNALS

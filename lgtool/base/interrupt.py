@@ -4,8 +4,8 @@ During training both only record that they came: the loop saves a checkpoint at 
 stops with one line that names it (exit 130 for SIGINT, 143 for SIGTERM). Elsewhere SIGINT is raised where it
 arrives as KeyboardInterrupt, and SIGTERM as its subclass `Terminated`, so that every temporary is removed on the
 way out. Both are held back (recorded, and raised later by `raise_if_terminated`) where raising them could lose
-them or give a traceback: during an import, while the command line itself is being imported, and once a command
-has its result or its one error line. Torch-free.
+them or give a traceback: during an import, and while the command line itself is being imported. Once a command
+has its outcome (its result or its one error line, printed whole) they are ignored. Torch-free.
 """
 
 from __future__ import annotations
@@ -86,9 +86,8 @@ def raise_if_terminated() -> None:
 
 
 def hold_signals():
-    """Makes SIGINT and SIGTERM only wait for `raise_if_terminated`: the process's first act (lgtool/__main__.py,
-    before the command line is imported) and a command's last (once it has its outcome). Returns what puts the
-    previous handlers back and drops what was held (the command it came to is over)."""
+    """Makes SIGINT and SIGTERM only wait for `raise_if_terminated`: the process's first act (lgtool/__main__.py),
+    before the command line is imported. Returns what puts the previous handlers back and drops what was held."""
     restore = _install(_hold)
 
     def restore_and_drop():
@@ -96,6 +95,13 @@ def hold_signals():
         _pending.clear()
 
     return restore_and_drop
+
+
+def ignore_signals():
+    """Makes SIGINT and SIGTERM do nothing: a command's last act, once it has its outcome (its result or error line
+    is printed whole, with its exit code). Ignored, unlike handled, they stay so while Python shuts down, which
+    puts back the system's default for a Python handler. Returns what puts the previous handlers back."""
+    return _install(signal.SIG_IGN)
 
 
 def raise_on_sigterm() -> None:

@@ -12,7 +12,14 @@ import sys
 import typer
 
 from lgtool.base.errors import InputError, LgtoolError
-from lgtool.base.interrupt import Terminated, hold_signals, raise_if_terminated, raise_on_sigterm, sigterm_received
+from lgtool.base.interrupt import (
+    Terminated,
+    hold_signals,
+    ignore_signals,
+    raise_if_terminated,
+    raise_on_sigterm,
+    sigterm_received,
+)
 from lgtool.base.text import literal
 from lgtool.cli.app import app, err
 from lgtool.cli.quiet import warnings_held
@@ -73,7 +80,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def _exit(code: int, line: str = "") -> None:
-    hold_signals()  # the command has its outcome: a signal from here on cannot cut its line short into a traceback
+    ignore_signals()  # the command has its outcome: a signal from here on cannot cut its line short into a traceback
     if line:
         err.print(line, highlight=False, soft_wrap=True)
     sys.exit(code)
