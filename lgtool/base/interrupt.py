@@ -77,8 +77,9 @@ def _install(handler):
 
 
 def raise_if_terminated() -> None:
-    """Raises the first signal held back (SIGTERM as Terminated, SIGINT as KeyboardInterrupt): called after lazy
-    imports, before an output takes its final name, and as a command starts and ends."""
+    """Raises the first signal held back (SIGTERM as Terminated, SIGINT as KeyboardInterrupt), dropping the rest:
+    called after lazy imports, before an output takes its final name, as a command starts, and before it prints
+    its result."""
     if _pending:
         signum = _pending[0]
         _pending.clear()
@@ -86,8 +87,9 @@ def raise_if_terminated() -> None:
 
 
 def hold_signals():
-    """Makes SIGINT and SIGTERM only wait for `raise_if_terminated`: the process's first act (lgtool/__main__.py),
-    before the command line is imported. Returns what puts the previous handlers back and drops what was held."""
+    """Makes SIGINT and SIGTERM only wait for `raise_if_terminated`: the process's first act (lgtool/__main__.py,
+    before the command line is imported), and the command line's until it can report one. Returns what puts the
+    previous handlers back and drops what was held."""
     restore = _install(_hold)
 
     def restore_and_drop():
