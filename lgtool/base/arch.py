@@ -251,17 +251,11 @@ def parse_width(width: str | int, num_heads: int | None = None, head_dim: int = 
     return dim, heads
 
 
-def check_size_options(width=None, num_heads=None, img_size=None, patch_size=None, depth=None) -> None:
-    """Architecture options as typed, checked before any data is read: a bad one is a usage error (exit 2)."""
-    for option, value, most in (
-        ("--depth", depth, MAX_DEPTH),
-        ("--img-size", img_size, MAX_IMG_SIZE),
-        ("--patch-size", patch_size, MAX_IMG_SIZE),
-        ("--num-heads", num_heads, MAX_EMBED_DIM),
-    ):
-        if value is not None and value > most:
-            raise UsageError(f"{option} {value} is more than lgtool builds (at most {most})")
-
+def check_size_options(width=None, num_heads=None, img_size=None, patch_size=None) -> None:
+    """Architecture options as typed, checked before any data is read: a bad one is a usage error (exit 2). Each
+    number's own range is its setting's (`setting(lo=1, limit=MAX_...)`); here are the width's spelling, which
+    is text (tiny, small, base or an integer), and what relates the options: the heads divide the width, the
+    patch divides the image."""
     try:
         if width is not None:
             parse_width(width, num_heads)

@@ -206,7 +206,7 @@ def atomic_file(path):
             yield tmp
             os.chmod(tmp, 0o666 & ~_umask())  # writers that recreate the file (safetensors) leave it 0600
             _flush(tmp)
-            raise_if_terminated()  # a SIGTERM held back during an import stops the write before it takes the name
+            raise_if_terminated()  # a signal held back during an import stops the write before it takes the name
             _commit(tmp, path, os.replace)
             _flush(path.parent)
     finally:

@@ -28,7 +28,7 @@ class LazyModule:
     def __getattr__(self, attr: str):
         if self._module is None:
             self._module = self._load()
-            raise_if_terminated()  # a SIGTERM during the import is raised here, after it
+            raise_if_terminated()  # a SIGINT or SIGTERM during the import is raised here, after it
         return getattr(self._module, attr)
 
     def __repr__(self) -> str:

@@ -10,6 +10,9 @@ A list setting (`list[int]`, `list[float]`, `list[str]`) is written on the comma
 values (`--depths 2,6,12`), or with `repeat` by giving the flag once per value (`--learngene a --learngene b`); its
 range and choices apply to every value, and it names at least one value unless made with `allow_empty`.
 
+A setting's range is declared there alone, and checked here: no option keeps one of its own (typer's `min=`), and
+the checks a settings class makes itself are relations between settings (the heads divide the width).
+
 A setting made with `cli=False` is library-only: checked and documented like the others, but no flag; its errors
 name it as `Class.field`.
 """
@@ -30,6 +33,7 @@ def setting(
     hi=None,
     above=None,
     below=None,
+    limit=None,
     choices=None,
     flags=(),
     allow_empty=False,
@@ -38,14 +42,16 @@ def setting(
     cli=True,
     default_factory=MISSING,
 ):
-    """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones, `choices` the
-    values it may take (or a function naming them, asked at every check: a registry that may grow); `flags` its
-    names on the command line (default: `--field-name`); `allow_empty` lets a list setting name nothing; `repeat`
-    makes a list setting's flag given once per value rather than comma-separated; `argument` makes it a positional
+    """A field that is also a flag: `lo`/`hi` inclusive bounds, `above`/`below` exclusive ones (where a value
+    stops meaning anything); `limit` the most lgtool builds of a size (`lgtool.base.arch`'s MAX_*: a depth of 2000
+    means something, but is not built), its error saying so; `choices` the values it may take (or a function
+    naming them, asked at every check: a registry that may grow); `flags` its names on the command line (default:
+    `--field-name`); `allow_empty` lets a list setting name nothing; `repeat` makes
+    a list setting's flag given once per value rather than comma-separated; `argument` makes it a positional
     argument instead of a flag; `cli=False` makes it library-only (checked, no flag). No default: the setting is
     required."""
-    meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "flags": flags}
-    meta.update(allow_empty=allow_empty, repeat=repeat, argument=argument, cli=cli)
+    meta = {"help": help, "lo": lo, "hi": hi, "above": above, "below": below, "limit": limit, "choices": choices}
+    meta.update(flags=flags, allow_empty=allow_empty, repeat=repeat, argument=argument, cli=cli)
     return field(default=default, default_factory=default_factory, metadata=meta)
 
 
@@ -78,10 +84,13 @@ def choices_of(f) -> tuple | None:
     return tuple(choices()) if callable(choices) else choices
 
 
-def bounds(f) -> str:
-    """The range of a setting in words, for --help and errors: "at least 0 and below 1", "above 0"."""
+def bounds(f, with_limit: bool = False) -> str:
+    """The range of a setting in words, for errors and (`with_limit`, its most built too) --help: "at least 0 and
+    below 1", "above 0", "at least 1 and at most 1000"."""
     low = _bound(f.metadata, "lo", "above", "at least", "above")
     high = _bound(f.metadata, "hi", "below", "at most", "below")
+    if with_limit and not high and f.metadata["limit"] is not None:
+        high = f"at most {_num(f.metadata['limit'])}"
     return " and ".join(part for part in (low, high) if part)
 
 
@@ -123,6 +132,8 @@ def _check_one(f, value, name: str) -> None:
     too_high = (m["hi"] is not None and value > m["hi"]) or (m["below"] is not None and value >= m["below"])
     if too_low or too_high:
         raise UsageError(f"{name} must be {bounds(f)}, got {_num(value)}")
+    if m["limit"] is not None and value > m["limit"]:
+        raise UsageError(f"{name} {_num(value)} is more than lgtool builds (at most {_num(m['limit'])})")
 
 
 def _bound(m: dict, inclusive: str, exclusive: str, *words: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lgtool.base.arch import parse_width
+from lgtool.base.arch import MAX_DEPTH, MAX_EMBED_DIM, parse_width
 from lgtool.base.errors import InputError, UsageError
 from lgtool.base.settings import check_settings, setting
 from lgtool.bench.cost import init_names
@@ -21,15 +21,17 @@ class BenchConfig:
     and named `BenchConfig.<field>` in errors. The field order is that of the `config` results.json records."""
 
     # The family: its sizes.
-    depths: list[int] = setting(help="Desc-Net depths.", lo=1, default_factory=lambda: [2, 6, 12])
+    depths: list[int] = setting(help="Desc-Net depths.", lo=1, limit=MAX_DEPTH, default_factory=lambda: [2, 6, 12])
     width: str | int = setting(
         64, "Family (and learngene) width: an integer, or tiny, small, base.", flags=("--width", "-w")
     )
     num_heads: int | None = setting(
-        None, "Heads at --width (default: the ancestor's); other widths keep the head dim.", lo=1
+        None, "Heads at --width (default: the ancestor's); other widths keep the head dim.", lo=1, limit=MAX_EMBED_DIM
     )
-    widths: list[int] = setting(help="More widths, e.g. 96,128.", lo=1, allow_empty=True, default_factory=list)
-    width_depths: list[int] | None = setting(None, "Depths for --widths (default: all).", lo=1)
+    widths: list[int] = setting(
+        help="More widths, e.g. 96,128.", lo=1, limit=MAX_EMBED_DIM, allow_empty=True, default_factory=list
+    )
+    width_depths: list[int] | None = setting(None, "Depths for --widths (default: all).", lo=1, limit=MAX_DEPTH)
     # The routes, and what each may spend.
     inits: list[str] = setting(
         help="The routes benched.", choices=init_names, default_factory=lambda: list(init_names())
@@ -68,7 +70,7 @@ class BenchConfig:
         5_000, "Class-balanced subset of the test split the numbers are reported on (10000: all of Fashion-MNIST's).",
         lo=1,
     )  # fmt: skip
-    aux_depth: int = setting(8, "Depth of each learngene's Aux-Net.", lo=1, cli=False)
+    aux_depth: int = setting(8, "Depth of each learngene's Aux-Net.", lo=1, limit=MAX_DEPTH, cli=False)
     # Each learngene's rule takes the options it knows (SWS: stages, WAVE: template size); the rule checks them.
     rule_options: dict = field(default_factory=lambda: {"stages": [2, 2, 2, 2], "template_size": 32})
     calibrate_steps: int = setting(200, "WAVE: steps calibrating a new size's scalers.", lo=1, cli=False)

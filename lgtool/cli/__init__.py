@@ -11,8 +11,15 @@ import sys
 
 import typer
 
-from lgtool.base.errors import LgtoolError
-from lgtool.base.interrupt import Terminated, raise_if_terminated, raise_on_sigterm, sigterm_received
+from lgtool.base.errors import InputError, LgtoolError
+from lgtool.base.interrupt import (
+    Terminated,
+    hold_signals,
+    ignore_signals,
+    raise_if_terminated,
+    raise_on_sigterm,
+    sigterm_received,
+)
 from lgtool.base.text import literal
 from lgtool.cli.app import app, err
 from lgtool.cli.quiet import warnings_held
@@ -24,17 +31,21 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    with warnings_held():  # library warnings come after a success, and never before an error line
-        _main()
+    """Runs the command in sys.argv and exits with its code. In a process that goes on (tests), the signal
+    handlers it set are put back as it ends."""
+    restore = hold_signals()  # until `_main` is ready to report a signal
+    try:
+        with warnings_held():  # library warnings come after a success, and never before an error line
+            _main()
+    finally:
+        restore()
 
 
 def _main() -> None:
-    raise_on_sigterm()  # SIGTERM ends a command as Ctrl-C does (training saves first), with exit 143
     try:
-        os.getcwd()  # every relative path is resolved against it
-    except FileNotFoundError:
-        _fail("the current folder no longer exists (deleted while this shell was in it); cd to one that does", 3)
-    try:
+        raise_on_sigterm()  # SIGTERM ends a command as Ctrl-C does (training saves first), with exit 143
+        raise_if_terminated()  # one that came while the command line was imported (lgtool/__main__.py)
+        _check_cwd()
         code = app(standalone_mode=False)  # parser errors come to us, so they get one line too
         raise_if_terminated()  # one that came during an import and found no later place to be raised
     except typer.Abort:
@@ -52,9 +63,24 @@ def _main() -> None:
         _fail("interrupted", 130)
     if code == 130:  # typer returns Ctrl-C (and SIGTERM, raised as one) outside training as a bare 130
         _fail(*(("terminated by SIGTERM", 143) if sigterm_received() else ("interrupted", 130)))
-    sys.exit(code if isinstance(code, int) else 0)
+    _exit(code if isinstance(code, int) else 0)
+
+
+def _check_cwd() -> None:
+    try:
+        os.getcwd()  # every relative path is resolved against it
+    except FileNotFoundError:
+        raise InputError(
+            "the current folder no longer exists (deleted while this shell was in it); cd to one that does"
+        ) from None
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/] {literal(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    _exit(code, f"[red]error:[/] {literal(' '.join(message.split()))}")
+
+
+def _exit(code: int, line: str = "") -> None:
+    ignore_signals()  # the command has its outcome: a signal from here on cannot cut its line short into a traceback
+    if line:
+        err.print(line, highlight=False, soft_wrap=True)
     sys.exit(code)

@@ -12,6 +12,7 @@ from typer.core import TyperOption
 
 from lgtool.base import __version__
 from lgtool.base.atomic import scoped
+from lgtool.base.interrupt import ignore_signals, raise_if_terminated
 from lgtool.base.text import dumps
 
 # The exit codes, said once (under `lgtool --help`); every command's help points there in one line.
@@ -87,6 +88,10 @@ def data_words(p: dict) -> str:
 
 
 def emit(result: dict, as_json: bool, render) -> None:
+    """Prints a command's result, its last act: a signal held back during an import ends the command here, before
+    anything is printed; one that comes later is ignored (the result is printed whole, the exit code is 0)."""
+    raise_if_terminated()
+    ignore_signals()
     if as_json:
         sys.stdout.write(dumps(result) + "\n")  # strict: NaN and Infinity from a crafted file become null
     else:

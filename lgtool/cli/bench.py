@@ -43,16 +43,17 @@ def bench(
         return show_plan(lambda: benching.plan_bench(cfg, io), as_json, _planned)
     plan = benching.plan_bench(cfg, io)  # every check, before anything is loaded or written
     report = benching.run_bench(plan, log=lambda msg: err.print(msg, highlight=False))
-    if as_json:
-        emit(report, True, None)
-    else:
-        out.print((plan.out / "results.md").read_text(), markup=False, highlight=False)
-        family = "" if plan.io.no_family else "the best model per size, "
-        out.print(
-            f"wrote {literal(plan.out)}/results.json, results.md, accuracy_vs_depth.png and time_to_accuracy.png "
-            f"in {report['wall_seconds']:.0f} s; the family in {literal(plan.out)}/family/ ({family}family.json, "
-            "README.md, recipe.sh)"
-        )
+    emit(report, as_json, lambda r: _render_bench(plan, r))
+
+
+def _render_bench(plan, r: dict) -> None:
+    out.print((plan.out / "results.md").read_text(), markup=False, highlight=False)
+    family = "" if plan.io.no_family else "the best model per size, "
+    out.print(
+        f"wrote {literal(plan.out)}/results.json, results.md, accuracy_vs_depth.png and time_to_accuracy.png "
+        f"in {r['wall_seconds']:.0f} s; the family in {literal(plan.out)}/family/ ({family}family.json, "
+        "README.md, recipe.sh)"
+    )
 
 
 def _planned(p: dict) -> str:

@@ -71,7 +71,7 @@ def _default(f, defaults: dict):
 def _option(f, default, panel):
     names = f.metadata["flags"] or (flag(f),)
     choices = choices_of(f)
-    extra = bounds(f) or (f"one of {', '.join(map(str, choices))}" if choices else "")
+    extra = bounds(f, with_limit=True) or (f"one of {', '.join(map(str, choices))}" if choices else "")
     help_text = f.metadata["help"] + (f" [{extra}]" if extra else "")  # typer adds [default: ...]
     if isinstance(default, list) and not f.metadata.get("repeat"):
         default = ",".join(map(str, default))

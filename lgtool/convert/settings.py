@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lgtool.base.arch import MAX_DEPTH, MAX_EMBED_DIM
 from lgtool.base.errors import UsageError
 from lgtool.base.settings import check_settings, setting
 from lgtool.convert.official import methods_with_official_code
@@ -25,8 +26,12 @@ class ConvertConfig:
 
     method: str | None = setting(None, "sws or tleg (default: detected from the keys).", flags=("--method", "-m"))
     stages: list[int] | None = setting(None, official_help("stages"))
-    aux_depth: int | None = setting(None, "TLEG Aux depth (default: from args.model, else the official 12).", lo=1)
-    num_heads: int | None = setting(None, "The Aux-Net's heads, when the checkpoint's args do not say them.", lo=1)
+    aux_depth: int | None = setting(
+        None, "TLEG Aux depth (default: from args.model, else the official 12).", lo=1, limit=MAX_DEPTH
+    )
+    num_heads: int | None = setting(
+        None, "The Aux-Net's heads, when the checkpoint's args do not say them.", lo=1, limit=MAX_EMBED_DIM
+    )
 
     def __post_init__(self):
         check_settings(self)

@@ -79,6 +79,7 @@ class RuleOption:
     type: Any  # what a value is: int, list[int]
     help: str
     lo: int | None = None  # least value (of every item of a list)
+    limit: int | None = None  # most value lgtool builds (`setting`'s `limit`)
     flag: bool = True  # False: library only (`init_learngene`, `LearnConfig`), no flag
     official: str | None = None  # where `convert` takes it from when not given: its --help says it
 
@@ -86,7 +87,7 @@ class RuleOption:
         """A `LearnConfig` field (`lgtool.base.settings.setting`), None by default."""
         from lgtool.base.settings import setting
 
-        return setting(None, self.help, lo=self.lo, cli=self.flag)
+        return setting(None, self.help, lo=self.lo, limit=self.limit, cli=self.flag)
 
 
 def sized_name(depth: int, width: int, name: str) -> str:

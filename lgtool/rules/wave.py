@@ -35,8 +35,8 @@ ROW_GROUPS = {"attn.qkv.weight": 3, "attn.qkv.bias": 3}
 MAX_TEMPLATES = 4096  # per matrix type; the paper uses a handful
 DEFAULT_AUX_DEPTH = 12
 OPTIONS = {  # what `learn` may set besides the Aux depth
-    "template_size": RuleOption(int, "WAVE template side (default head dim).", lo=1),
-    "num_templates": RuleOption(int, "WAVE templates per matrix type.", lo=1),
+    "template_size": RuleOption(int, "WAVE template side (default head dim).", lo=1, limit=MAX_EMBED_DIM),
+    "num_templates": RuleOption(int, "WAVE templates per matrix type.", lo=1, limit=MAX_TEMPLATES),
 }
 LAYER_SOURCE = "WAVE position on the Aux depth axis"
 SIZE_SPECIFIC = ("scaler",)  # a new size's scalers are learned (calibrated) with the templates frozen

@@ -14,7 +14,17 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from lgtool.base.arch import Arch, build_vit, check_memory, forward_bytes, one_line
+from lgtool.base.arch import (
+    MAX_DEPTH,
+    MAX_EMBED_DIM,
+    MAX_IMG_SIZE,
+    MAX_NUM_CLASSES,
+    Arch,
+    build_vit,
+    check_memory,
+    forward_bytes,
+    one_line,
+)
 from lgtool.base.atomic import scoped
 from lgtool.base.compat import utf8_path
 from lgtool.base.errors import CheckError, LgtoolError, UsageError
@@ -36,7 +46,11 @@ class ExpandConfig:
     """What `lgtool expand` is asked to make: one field per flag (`lgtool.base.settings`)."""
 
     depth: int | None = setting(
-        None, "Desc-Net depth (default: the Aux depth; with --ancestor, its depth).", lo=1, flags=("--depth", "-d")
+        None,
+        "Desc-Net depth (default: the Aux depth; with --ancestor, its depth).",
+        lo=1,
+        limit=MAX_DEPTH,
+        flags=("--depth", "-d"),
     )
     width: str | None = setting(
         None,
@@ -47,11 +61,14 @@ class ExpandConfig:
         None,
         "Attention heads of the Desc-Net (default: the learngene's or the ancestor's).",
         lo=1,
+        limit=MAX_EMBED_DIM,
     )
-    num_classes: int | None = setting(None, "Classes of the new head (fresh init if it differs).", lo=1)
+    num_classes: int | None = setting(
+        None, "Classes of the new head (fresh init if it differs).", lo=1, limit=MAX_NUM_CLASSES
+    )
     layer_map: list[int] | None = setting(None, "SWS only: the stage of every layer, e.g. 0,0,1,1,2.", allow_empty=True)
     img_size: int | None = setting(
-        None, "Input resolution (default: the learngene's); position embedding resampled.", lo=1
+        None, "Input resolution (default: the learngene's); position embedding resampled.", lo=1, limit=MAX_IMG_SIZE
     )
     check: bool = setting(False, "Reload with plain timm and compare logits; exit 4 above --tol.")
     tol: float = setting(1e-5, "Tolerance of --check (max abs logit difference).", lo=0.0)

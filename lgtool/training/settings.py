@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 
-from lgtool.base.arch import MAX_DEPTH, check_size_options
+from lgtool.base.arch import MAX_DEPTH, MAX_EMBED_DIM, MAX_IMG_SIZE, MAX_NUM_CLASSES, check_size_options
 from lgtool.base.errors import UsageError
 from lgtool.base.lazy import lazy
 from lgtool.base.settings import check_settings, setting
@@ -118,12 +118,12 @@ class LearnConfig:
     data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
     # The learngene's architecture and its rule's options.
     width: str | None = setting(None, "Learngene width (default: the ancestor's).", flags=("--width", "-w"))
-    num_heads: int | None = setting(None, "Heads at that width (default width/64).", lo=1)
-    aux_depth: int | None = setting(None, "Aux-Net depth (TLEG/WAVE 12, SWS 16).", lo=1)
+    num_heads: int | None = setting(None, "Heads at that width (default width/64).", lo=1, limit=MAX_EMBED_DIM)
+    aux_depth: int | None = setting(None, "Aux-Net depth (TLEG/WAVE 12, SWS 16).", lo=1, limit=MAX_DEPTH)
     # here: one field per option the rules declare (`with_rule_options`)
-    img_size: int | None = setting(None, "Input size (default: the ancestor's).", lo=1)
+    img_size: int | None = setting(None, "Input size (default: the ancestor's).", lo=1, limit=MAX_IMG_SIZE)
     patch_size: int | None = setting(
-        None, "Patch size (default: a ViT ancestor's; else 16, or img/4 below 112 px).", lo=1
+        None, "Patch size (default: a ViT ancestor's; else 16, or img/4 below 112 px).", lo=1, limit=MAX_IMG_SIZE
     )
     init: str | None = setting(
         None,
@@ -158,8 +158,6 @@ class LearnConfig:
         self.output = Path(self.output)  # a library caller may name files with strings
         self.checkpoint, self.resume = (None if p is None else Path(p) for p in (self.checkpoint, self.resume))
         check_size_options(self.width, self.num_heads, self.img_size, self.patch_size)
-        if self.aux_depth is not None and self.aux_depth > MAX_DEPTH:
-            raise UsageError(f"--aux-depth {self.aux_depth} is more than lgtool builds (at most {MAX_DEPTH})")
         check_rule_options(self.method, self.aux_depth, self.rule_options)
         grid = self._grid()  # a size that is no size is a usage error, before any work
         if grid is not None and self.family is not None:
@@ -228,13 +226,15 @@ class FinetuneConfig:
     data: str = setting("fashion-mnist", "fashion-mnist or an ImageFolder path.")
     data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
     init: str = setting("pretrained", "pretrained (SRC's weights) or scratch (timm's init).", choices=FINETUNE_INITS)
-    num_classes: int | None = setting(None, "Re-initialize the head for this many classes.", lo=1)
+    num_classes: int | None = setting(
+        None, "Re-initialize the head for this many classes.", lo=1, limit=MAX_NUM_CLASSES
+    )
     # The architecture of a model trained from scratch.
     width: str = setting("tiny", "--init scratch: tiny, small, base or an integer.", flags=("--width", "-w"))
-    depth: int = setting(12, "--init scratch: number of blocks.", lo=1, flags=("--depth", "-d"))
-    num_heads: int | None = setting(None, "--init scratch: heads (default width/64).", lo=1)
-    img_size: int | None = setting(None, "--init scratch: input size (default: the data's).", lo=1)
-    patch_size: int | None = setting(None, "--init scratch: patch size.", lo=1)
+    depth: int = setting(12, "--init scratch: number of blocks.", lo=1, limit=MAX_DEPTH, flags=("--depth", "-d"))
+    num_heads: int | None = setting(None, "--init scratch: heads (default width/64).", lo=1, limit=MAX_EMBED_DIM)
+    img_size: int | None = setting(None, "--init scratch: input size (default: the data's).", lo=1, limit=MAX_IMG_SIZE)
+    patch_size: int | None = setting(None, "--init scratch: patch size.", lo=1, limit=MAX_IMG_SIZE)
     ancestor: str | None = setting(
         None, "Distil from this teacher while training (fmnist-vit, a timm name or a folder)."
     )
@@ -253,4 +253,4 @@ class FinetuneConfig:
         self.output = Path(self.output)  # a library caller may name files with strings
         self.resume = None if self.resume is None else Path(self.resume)
         if self.init == "scratch":
-            check_size_options(self.width, self.num_heads, self.img_size, self.patch_size, depth=self.depth)
+            check_size_options(self.width, self.num_heads, self.img_size, self.patch_size)
