@@ -19,7 +19,7 @@ from lgtool.family import describe_layers, is_aux_only, sandwich, selection_sour
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 
-__all__ = ["build_aux", "desc_state_dict", "expand", "materialize"]
+__all__ = ["build_aux", "desc_state_dict", "desc_tensors", "expand", "materialize"]
 
 
 def evenly_spaced(n: int, m: int) -> torch.Tensor:
@@ -72,9 +72,16 @@ def resample_pos_embed(pos_embed, aux: Arch, target: Arch):
     return timm.layers.resample_abs_pos_embed(pos_embed, new_size=grid, old_size=old, num_prefix_tokens=prefix)
 
 
-@torch.no_grad()
 def desc_state_dict(gene: Learngene, target: Arch | None = None, layers: list | None = None) -> dict:
-    """The complete Desc-Net state dict: exactly timm's keys, each tensor with storage of its own. `layers`: the
+    """The complete Desc-Net state dict (`desc_tensors`), each tensor with storage of its own."""
+    return _own_storage(desc_tensors(gene, target, layers))
+
+
+@torch.no_grad()
+def desc_tensors(gene: Learngene, target: Arch | None = None, layers: list | None = None) -> dict:
+    """The complete Desc-Net state dict as the rule builds it: exactly timm's keys, checked, its tensors perhaps
+    sharing memory (SWS's layers of one stage, and the learngene's own tensors) or slices of a larger one (WAVE's
+    per-layer stacks). `write_descnet` writes it as it is, so the Desc-Net is held once at most. `layers`: the
     rule's layer plan for `target` (`describe_layers`; default: its plan without a layer map).
 
     A head for another class count gets timm's init (trunc-normal 0.02, zero bias). No timm model is
@@ -94,7 +101,7 @@ def desc_state_dict(gene: Learngene, target: Arch | None = None, layers: list | 
     )
     if wrong:  # pitfall P21: never let a renamed or missing key pass silently
         raise RuntimeError(f"materialized weights do not match timm's model: {sorted(wrong)[:3]}")
-    return _own_storage(state)
+    return state
 
 
 def _own_storage(state: dict) -> dict:
@@ -116,7 +123,7 @@ def expand(gene: Learngene, target: Arch | None = None, *, layer_map: list[int] 
     elif size:
         raise TypeError("give a target Arch or size keywords, not both")
     model = build_vit(target)
-    model.load_state_dict(desc_state_dict(gene, target, describe_layers(gene, target, layer_map)))
+    model.load_state_dict(desc_tensors(gene, target, describe_layers(gene, target, layer_map)))
     return model.eval()
 
 

@@ -183,7 +183,7 @@ def run_expand(plan: ExpandPlan, progress=None) -> dict:
     if plan.cfg.calibrate is not None:
         state = _calibrated_state(plan, gene, info, progress)
     else:
-        state = expansion.desc_state_dict(gene, plan.target, plan.layers)
+        state = expansion.desc_tensors(gene, plan.target, plan.layers)
     checked = {}
     verify = _verifier(plan, gene, state, checked) if plan.cfg.check else None
     write_descnet(state, plan.target, plan.output, gene.meta.input.model_dump(), info, force=plan.force, verify=verify)
@@ -213,7 +213,7 @@ def _calibrated_state(plan: ExpandPlan, gene, info: dict, progress) -> dict:
             steps=cfg.calibrate_steps,
             on_event=report,
         )
-    return expansion.desc_state_dict(calibrated, plan.target)
+    return expansion.desc_tensors(calibrated, plan.target)
 
 
 def _verifier(plan: ExpandPlan, gene, state: dict, checked: dict):
