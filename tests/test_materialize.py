@@ -3,6 +3,7 @@
 import pytest
 import torch
 from conftest import tiny_gene
+from safetensors.torch import load_file
 
 import lgtool
 from lgtool.base.errors import InputError
@@ -52,6 +53,31 @@ def test_desc_net_state_dict_gives_every_tensor_storage_of_its_own(method, depth
         assert other == name, f"{name} shares storage with {other}"
         assert t.is_contiguous() and t.storage_offset() == 0, name
         assert storage.nbytes() == t.numel() * t.element_size(), f"{name} is a view into a larger storage"
+
+
+def test_expand_writes_the_desc_net_as_built_and_builds_it_on_one_thread(tmp_path, monkeypatch):
+    """SWS's layers of one stage are the learngene's own tensors, written as they are (no copy per layer); the
+    learngene is read and the Desc-Net built on one torch thread, and every thread is given back after."""
+    import lgtool.materialize
+    from lgtool.training.descnet import ExpandConfig, expand_folder
+
+    built, real = [], lgtool.materialize.desc_tensors
+
+    def desc_tensors(*args, **kwargs):
+        state = real(*args, **kwargs)
+        built.append((torch.get_num_threads(), state))
+        return state
+
+    monkeypatch.setattr(lgtool.materialize, "desc_tensors", desc_tensors)
+    threads = torch.get_num_threads()
+    gene = tiny_gene("sws").save(tmp_path / "g.safetensors")
+    expand_folder(gene, tmp_path / "desc", ExpandConfig(depth=5))
+    [(during, state)] = built
+    assert during == 1 and torch.get_num_threads() == threads
+    stages = {state[f"blocks.{i}.mlp.fc1.weight"].data_ptr() for i in range(5)}
+    assert len(stages) == 3  # tiny_gene's SWS has 3 stages: 5 layers, 3 tensors
+    written = load_file(tmp_path / "desc" / "model.safetensors")
+    assert written.keys() == state.keys() and all(torch.equal(written[k], v) for k, v in state.items())
 
 
 def test_aux_gradients_reach_every_template(method):
