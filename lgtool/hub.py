@@ -10,6 +10,7 @@ timm.create_model("local-dir:DIR", pretrained=True)
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -86,26 +87,36 @@ def save_tensors(tensors: dict, path, metadata: dict | None = None) -> None:
     """`tensors` as a safetensors file at `path`: the bytes `safetensors.torch.save_file` writes (metadata of
     one key or none; it orders several at random), written tensor by tensor from each tensor's own memory. Nothing
     is copied whole first, and tensors that share memory or slice a larger tensor (SWS's repeated stages, WAVE's
-    per-layer stacks) are written as they are, so a Desc-Net is never held twice to be saved.
+    per-layer stacks) are written as they are, so a Desc-Net is never held twice to be saved. A value may also be
+    a tensor built when its turn comes (a `materialize.Later`: called, it gives the tensor its dtype and shape say).
 
     A dtype without a known place in the file, or a big-endian machine: `save_file` itself, on copies."""
     names = {k: SAFETENSORS_DTYPES.get(str(v.dtype).removeprefix("torch.")) for k, v in tensors.items()}
     if sys.byteorder != "little" or None in names.values() or not set(names.values()) <= set(WRITE_ORDER):
-        own = {k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
+        own = {k: _built(v).detach().to("cpu").clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
         st.save_file(own, str(path), metadata=metadata)
         return
-    entries = {k: (names[k], tuple(v.shape), v.numel() * v.element_size()) for k, v in tensors.items()}
+    entries = {k: (names[k], tuple(v.shape), math.prod(v.shape) * v.dtype.itemsize) for k, v in tensors.items()}
     header, spans = encode_header(entries, metadata)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
     try:
         _write_all(fd, header)
         for name, begin, end in spans:
-            data = _raw_bytes(tensors[name])
+            t = _built(tensors[name])
+            if t.dtype != tensors[name].dtype or t.shape != tensors[name].shape:
+                raise RuntimeError(f"{name}: built as {t.dtype} {tuple(t.shape)}, announced otherwise")
+            data = _raw_bytes(t)
             if len(data) != end - begin:  # a tensor changed while it was written
                 raise RuntimeError(f"{name}: {len(data)} bytes, its header entry says {end - begin}")
             _write_all(fd, data)
+            del t, data  # a tensor built for the file is freed before the next is built
     finally:
         os.close(fd)
+
+
+def _built(value):
+    """A tensor, or one built now (a `materialize.Later`)."""
+    return value if isinstance(value, torch.Tensor) else value()
 
 
 def _raw_bytes(t) -> memoryview:

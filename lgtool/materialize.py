@@ -9,6 +9,8 @@ Expanding at the Aux size therefore gives exactly the Aux-Net's function.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -19,7 +21,7 @@ from lgtool.family import describe_layers, is_aux_only, sandwich, selection_sour
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 
-__all__ = ["build_aux", "desc_state_dict", "desc_tensors", "expand", "materialize"]
+__all__ = ["Later", "build_aux", "desc_state_dict", "desc_tensors", "expand", "materialize"]
 
 
 def evenly_spaced(n: int, m: int) -> torch.Tensor:
@@ -78,19 +80,28 @@ def desc_state_dict(gene: Learngene, target: Arch | None = None, layers: list | 
 
 
 @torch.no_grad()
-def desc_tensors(gene: Learngene, target: Arch | None = None, layers: list | None = None) -> dict:
+def desc_tensors(gene: Learngene, target: Arch | None = None, layers: list | None = None, *, by_layer=False) -> dict:
     """The complete Desc-Net state dict as the rule builds it: exactly timm's keys, checked, its tensors perhaps
     sharing memory (SWS's layers of one stage, and the learngene's own tensors) or slices of a larger one (WAVE's
     per-layer stacks). `write_descnet` writes it as it is, so the Desc-Net is held once at most. `layers`: the
     rule's layer plan for `target` (`describe_layers`; default: its plan without a layer map).
 
+    With `by_layer`, a rule that builds each layer on its own (`LAYERWISE`) has its first layer built here and
+    every other one's tensors given as `Later`s, built a layer at a time when they are asked for (as
+    `write_descnet` comes to them): the Desc-Net is never held whole.
+
     A head for another class count gets timm's init (trunc-normal 0.02, zero bias). No timm model is
     built, so writing a Desc-Net costs little more than saving its tensors."""
     target = target or gene.arch
+    layers = describe_layers(gene, target) if layers is None else layers
     # The Aux-Net computes in float32 (`TensorTree`); a Desc-Net from half-precision templates is computed and
     # stored the same way, so that at the Aux size it is the Aux-Net's function, not a rounding of it.
     wide = {k: v.float() if v.is_floating_point() and v.element_size() < 4 else v for k, v in gene.tensors.items()}
-    state = materialize(gene, target, layers=layers, tensors=wide)
+    by_layer = by_layer and getattr(RULES[gene.method], "LAYERWISE", False)
+    by_layer = by_layer and selection_source(gene, target.embed_dim) is None and len(layers) > 1
+    state = materialize(gene, target, layers=layers[:1] if by_layer else layers, tensors=wide)
+    if by_layer:
+        state.update(_later_layers(gene, target, layers, wide, state))
     if "head.weight" not in state and target.num_classes > 0:
         state["head.weight"] = nn.init.trunc_normal_(torch.empty(target.num_classes, target.embed_dim), std=0.02)
         state["head.bias"] = torch.zeros(target.num_classes)
@@ -102,6 +113,38 @@ def desc_tensors(gene: Learngene, target: Arch | None = None, layers: list | Non
     if wrong:  # pitfall P21: never let a renamed or missing key pass silently
         raise RuntimeError(f"materialized weights do not match timm's model: {sorted(wrong)[:3]}")
     return state
+
+
+class Later:
+    """A Desc-Net tensor that is built when it is called for: its dtype and shape are known before."""
+
+    __slots__ = ("_build", "_layer", "_slot", "dtype", "shape")
+
+    def __init__(self, build, layer: int, slot: str, like: torch.Tensor):
+        self._build, self._layer, self._slot = build, layer, slot
+        self.dtype, self.shape = like.dtype, like.shape
+
+    def __call__(self) -> torch.Tensor:
+        return self._build(self._layer)[self._slot]
+
+
+def _later_layers(gene: Learngene, target: Arch, layers: list, tensors: dict, first: dict) -> dict:
+    """Layers 1.. of a `LAYERWISE` rule's Desc-Net as `Later`s shaped like layer 0's tensors in `first`. Built one
+    layer at a time: the last layer built is kept until another is asked for, so writing the tensors in the file's
+    order (each layer's together) builds every layer once."""
+    rules = RULES[gene.method]
+
+    @functools.lru_cache(maxsize=1)
+    def build(i: int) -> dict:
+        with torch.no_grad():
+            return rules.blocks(gene.rule, tensors, gene.arch, target, layers[i : i + 1])[0]
+
+    slots = target.slot_shapes()
+    return {
+        f"blocks.{i}.{slot}": Later(build, i, slot, first[f"blocks.0.{slot}"])
+        for i in range(1, len(layers))
+        for slot in slots
+    }
 
 
 def _own_storage(state: dict) -> dict:

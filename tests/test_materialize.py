@@ -3,11 +3,11 @@
 import pytest
 import torch
 from conftest import tiny_gene
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import lgtool
 from lgtool.base.errors import InputError
-from lgtool.family import target_arch
+from lgtool.family import describe_layers, target_arch
 from lgtool.materialize import materialize
 
 
@@ -78,6 +78,27 @@ def test_expand_writes_the_desc_net_as_built_and_builds_it_on_one_thread(tmp_pat
     assert len(stages) == 3  # tiny_gene's SWS has 3 stages: 5 layers, 3 tensors
     written = load_file(tmp_path / "desc" / "model.safetensors")
     assert written.keys() == state.keys() and all(torch.equal(written[k], v) for k, v in state.items())
+
+
+def test_tleg_is_built_a_layer_at_a_time_as_it_is_written(tmp_path, monkeypatch):
+    """Without --check, expand writes a TLEG Desc-Net as it builds it: every layer but the first is built when the
+    writer comes to it, once, and the file holds the same bytes as the Desc-Net built whole."""
+    import lgtool.rules.tleg
+    from lgtool.hub import save_tensors
+    from lgtool.materialize import Later, desc_state_dict, desc_tensors
+
+    gene = tiny_gene("tleg")
+    target = target_arch(gene, 12)  # layers 10 and 11 come between 1 and 2 in the file's (name) order
+    built, blocks = [], lgtool.rules.tleg.blocks
+    monkeypatch.setattr(lgtool.rules.tleg, "blocks", lambda *a: (built.append(a[-1]), blocks(*a))[1])
+    state = desc_tensors(gene, target, by_layer=True)
+    assert sum(isinstance(v, Later) for v in state.values()) == 11 * len(target.slot_shapes())
+    assert len(built) == 1
+    save_tensors(state, tmp_path / "by-layer.safetensors", metadata={"format": "pt"})
+    plan = [c for layer in built for c in layer]  # in the file's order: layers 0, 1, 10, 11, 2, ...
+    assert len(built) == 12 and sorted(plan) == describe_layers(gene, target)  # each of the 11 others once
+    save_file(desc_state_dict(gene, target), tmp_path / "whole.safetensors", metadata={"format": "pt"})
+    assert (tmp_path / "by-layer.safetensors").read_bytes() == (tmp_path / "whole.safetensors").read_bytes()
 
 
 def test_aux_gradients_reach_every_template(method):

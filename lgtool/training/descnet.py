@@ -183,12 +183,13 @@ def run_expand(plan: ExpandPlan, progress=None) -> dict:
     info = lineage(gene.meta, plan.gene_path, sha256, plan.target, plan.layers)
     if plan.cfg.calibrate is not None:
         state = _calibrated_state(plan, gene, info, progress)
-    else:
+    else:  # without --check, whatever the rule builds a layer at a time is built as it is written
         with one_thread():
-            state = expansion.desc_tensors(gene, plan.target, plan.layers)
-    checked = {}
+            state = expansion.desc_tensors(gene, plan.target, plan.layers, by_layer=not plan.cfg.check)
+    checked, norm = {}, gene.meta.input.model_dump()
     verify = _verifier(plan, gene, state, checked) if plan.cfg.check else None
-    write_descnet(state, plan.target, plan.output, gene.meta.input.model_dump(), info, force=plan.force, verify=verify)
+    with nullcontext() if plan.cfg.check else one_thread():  # --check's forward keeps every thread
+        write_descnet(state, plan.target, plan.output, norm, info, force=plan.force, verify=verify)
     return _result(plan, gene, info, checked)
 
 
