@@ -2,18 +2,21 @@
 
 Measures (medians; every baseline is timed interleaved with what it is compared to):
 
-  inspect    `lgtool inspect GENE --json` on a base-width TLEG learngene, as a subprocess
+  inspect    `lgtool inspect GENE --json` on the TLEG learngene below, as a subprocess
              (`python -m lgtool` and the `lgtool` console script), vs `python -c pass`.
              Target: < 0.3 s absolute.
   --help     `lgtool --help` cold start, as a subprocess, vs `python -c pass`. Target: < 0.6 s.
-  expand     `lgtool expand GENE --depth 12 -o DIR` for base-width TLEG and SWS (stages 3,3,2,2,2)
-             learngenes, as a subprocess, vs a subprocess that imports torch + safetensors, loads the
-             very same Desc-Net state dict (pre-saved) and writes it with `safetensors.torch.save_file`.
+  expand     `lgtool expand GENE --depth D -o DIR` (D: --depth, default 12) for TLEG and SWS (stages 3,3,2,2,2)
+             learngenes of --width (default small: DeiT-S, 384), as a subprocess, vs the durable baseline: a subprocess
+             that imports torch + safetensors, loads the very same Desc-Net state dict (pre-saved) with
+             `load_file`, writes it with `safetensors.torch.save_file` and flushes it to disk (`fsync` of the
+             file, then of its folder), as lgtool flushes what it writes.
              Also in-process: `lgtool.training.descnet.expand_folder` (what the command runs) vs `save_file`
-             of the same state dict already in memory (process start-up and torch import drop out).
-             Target: <= 1.3x the baseline.
+             of the same state dict already in memory, flushed the same way (process start-up and torch import
+             drop out). Target: <= 1.3x the baseline.
 
-Run:  .venv/bin/python examples/bench_core.py [--repeats 3] [--runs 7] [--json] [--workdir DIR]
+Run:  .venv/bin/python examples/bench_core.py [--repeats 3] [--runs 7] [--width small] [--depth 12]
+      [--expand-only] [--json] [--workdir DIR]
 
 With --json the table goes to stderr and stdout holds exactly one JSON object. Takes ~1.5 min on 2 cores.
 """
@@ -43,6 +46,23 @@ def run_once(cmd: list[str]) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
     return elapsed
+
+
+def durable_save(state: dict, path: Path) -> None:
+    """The durable baseline's write: `save_file`, then the file and its folder flushed to disk."""
+    from safetensors.torch import save_file
+
+    save_file(state, str(path), metadata={"format": "pt"})
+    flush(path)
+    flush(path.parent)
+
+
+def flush(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove(*paths: Path) -> None:
@@ -91,19 +111,19 @@ def lgtool_commands() -> dict[str, list[str]]:
     return cmds
 
 
-def make_genes(work: Path) -> dict[str, Path]:
+def make_genes(work: Path, width: str) -> dict[str, Path]:
     import lgtool
 
     genes = {
-        "tleg": lgtool.init_learngene("tleg", width="base"),
-        "sws": lgtool.init_learngene("sws", width="base", stages=[3, 3, 2, 2, 2]),
+        "tleg": lgtool.init_learngene("tleg", width=width),
+        "sws": lgtool.init_learngene("sws", width=width, stages=[3, 3, 2, 2, 2]),
     }
-    return {method: gene.save(work / f"{method}-base.safetensors") for method, gene in genes.items()}
+    return {method: gene.save(work / f"{method}-{width}.safetensors") for method, gene in genes.items()}
 
 
-def bench_in_process(method: str, gene_path: Path, work: Path, repeats: int) -> tuple[dict, Path]:
-    """What `lgtool expand` runs (load gene, materialize, lineage, write the folder) vs save_file of the
-    same state dict; returns the row and a plain copy of the state dict for the subprocess baseline."""
+def bench_in_process(method: str, gene_path: Path, work: Path, repeats: int, depth: int) -> tuple[dict, Path]:
+    """What `lgtool expand` runs (load gene, materialize, lineage, write the folder) vs a durable save_file of
+    the same state dict; returns the row and a plain copy of the state dict for the subprocess baseline."""
     from safetensors.torch import load_file, save_file
 
     from lgtool.training.descnet import ExpandConfig, expand_folder
@@ -111,15 +131,15 @@ def bench_in_process(method: str, gene_path: Path, work: Path, repeats: int) -> 
     out_dir, plain = work / f"inproc-{method}", work / f"plain-{method}.safetensors"
 
     def subject():
-        expand_folder(gene_path, out_dir, ExpandConfig(depth=12))
+        expand_folder(gene_path, out_dir, ExpandConfig(depth=depth))
 
     def baseline():
-        save_file(state, str(plain), metadata={"format": "pt"})
+        durable_save(state, plain)
 
     subject()  # warm-up; its output gives the baseline its (identical every time) state dict
     state = load_file(str(out_dir / "model.safetensors"))
     row = compare(
-        f"expand {method} d12, in-process",
+        f"expand {method} d{depth}, in-process",
         subject,
         baseline,
         repeats,
@@ -149,19 +169,21 @@ def bench_startup(gene_path: Path, runs: int) -> list[dict]:
 
 
 RESAVE = (
-    "import sys, torch, safetensors.torch as st; "
-    "st.save_file(st.load_file(sys.argv[1]), sys.argv[2], metadata={'format': 'pt'})"
+    "import os, sys, torch, safetensors.torch as st; "
+    "st.save_file(st.load_file(sys.argv[1]), sys.argv[2], metadata={'format': 'pt'}); "
+    "out = sys.argv[2]; "
+    "[(os.fsync(fd), os.close(fd)) for fd in (os.open(p, os.O_RDONLY) for p in (out, os.path.dirname(out) or '.'))]"
 )
 
 
-def bench_expand_cli(method: str, gene_path: Path, plain: Path, work: Path, repeats: int) -> dict:
-    """`lgtool expand` subprocess vs a torch+safetensors subprocess re-saving the same state dict."""
+def bench_expand_cli(method: str, gene_path: Path, plain: Path, work: Path, repeats: int, depth: int) -> dict:
+    """`lgtool expand` subprocess vs a torch+safetensors subprocess re-saving the same state dict durably."""
     cli = list(lgtool_commands().values())[-1]  # the console script when there is one
     out_dir, copy = work / f"cli-{method}", work / f"copy-{method}.safetensors"
 
     row = compare(
-        f"`lgtool expand` {method} d12, subprocess",
-        lambda: run_once([*cli, "expand", str(gene_path), "--depth", "12", "-o", str(out_dir)]),
+        f"`lgtool expand` {method} d{depth}, subprocess",
+        lambda: run_once([*cli, "expand", str(gene_path), "--depth", str(depth), "-o", str(out_dir)]),
         lambda: run_once([PY, "-c", RESAVE, str(plain), str(copy)]),
         repeats,
         target=1.3,
@@ -182,7 +204,8 @@ def render(rows: list[dict]) -> str:
         )
     lines.append(
         "\nbaselines: `python -c pass` (start-up rows); a torch+safetensors subprocess doing load_file + "
-        "save_file of the same state dict (subprocess expand rows); save_file of it (in-process rows)"
+        "save_file + fsync (file and folder) of the same state dict (subprocess expand rows); save_file + fsync "
+        "of it (in-process rows)"
     )
     return "\n".join(lines)
 
@@ -191,6 +214,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="repeats of each expand measurement (default 3)")
     ap.add_argument("--runs", type=int, default=7, help="runs of each start-up measurement (default 7)")
+    ap.add_argument("--width", default="small", help="learngene width: tiny, small (default), base or an integer")
+    ap.add_argument("--depth", type=int, default=12, help="Desc-Net depth of the expand rows (default 12)")
+    ap.add_argument("--expand-only", action="store_true", help="time the expand rows only (no start-up rows)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout (table to stderr)")
     ap.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one, removed afterwards)")
     args = ap.parse_args()
@@ -204,12 +230,12 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lgtool-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        genes = make_genes(work)
+        genes = make_genes(work, args.width)
         remove()  # sync the learngene files to disk before timing anything
-        rows = bench_startup(genes["tleg"], args.runs)
+        rows = [] if args.expand_only else bench_startup(genes["tleg"], args.runs)
         for method, gene_path in genes.items():
-            in_process, plain = bench_in_process(method, gene_path, work, args.repeats)
-            rows += [bench_expand_cli(method, gene_path, plain, work, args.repeats), in_process]
+            in_process, plain = bench_in_process(method, gene_path, work, args.repeats, args.depth)
+            rows += [bench_expand_cli(method, gene_path, plain, work, args.repeats, args.depth), in_process]
             remove(plain)
     finally:
         if args.workdir is None:
@@ -224,6 +250,8 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "repeats": args.repeats,
             "runs": args.runs,
+            "width": args.width,
+            "depth": args.depth,
             "total_seconds": round(time.perf_counter() - t_start, 1),
             "loadavg_1min_start_end": [load_start and load_start[0], hasattr(os, "getloadavg") and os.getloadavg()[0]],
         }

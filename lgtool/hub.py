@@ -10,13 +10,17 @@ timm.create_model("local-dir:DIR", pretrained=True)
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
 from pathlib import Path
 
 from lgtool.base import __version__
 from lgtool.base.arch import Arch
 from lgtool.base.atomic import atomic_dir
 from lgtool.base.errors import InputError
-from lgtool.base.lazy import lazy
+from lgtool.base.header import WRITE_ORDER, encode_header
+from lgtool.base.lazy import lazy, torch
 from lgtool.base.normalization import Normalization
 from lgtool.base.text import clean, text
 from lgtool.family import selection_source
@@ -55,19 +59,81 @@ def write_descnet(
     state: dict, arch: Arch, out_dir, input_cfg: Normalization | dict, lineage: dict, force: bool = False, verify=None
 ) -> Path:
     """Write a state dict (timm keys) and its config and card into `out_dir`, atomically (a temporary
-    folder renamed into place). `verify(folder)` runs on the finished temporary folder first: if it
+    folder renamed into place). The weights are written tensor by tensor (`save_tensors`): tensors may share
+    memory. `verify(folder)` runs on the finished temporary folder first: if it
     raises, nothing appears under `out_dir`. The caller checks `out_dir` before any work (`check_output`, once);
     the final rename then keeps whatever appeared there since (`lgtool.base.atomic`)."""
     out_dir = Path(out_dir)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     config = clean(hub_config(arch, input_cfg, lineage))  # a file name that is not UTF-8 is written with \xNN escapes
     with atomic_dir(out_dir, force=force) as tmp:
-        st.save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        save_tensors(state, tmp / WEIGHTS, metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / CARD).write_text(model_card(config, text(out_dir.name)), encoding="utf-8")
         if verify is not None:
             verify(tmp)
     return out_dir
+
+
+# torch's dtype names -> safetensors' (those whose place in the file `WRITE_ORDER` knows)
+SAFETENSORS_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "complex64": "C64",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint64": "U64", "uint32": "U32",
+    "uint16": "U16", "uint8": "U8", "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ",
+}  # fmt: skip
+
+
+def save_tensors(tensors: dict, path, metadata: dict | None = None) -> None:
+    """`tensors` as a safetensors file at `path`: the bytes `safetensors.torch.save_file` writes (metadata of
+    one key or none; it orders several at random), written tensor by tensor from each tensor's own memory. Nothing
+    is copied whole first, and tensors that share memory or slice a larger tensor (SWS's repeated stages, WAVE's
+    per-layer stacks) are written as they are, so a Desc-Net is never held twice to be saved. A value may also be
+    a tensor built when its turn comes (a `materialize.Later`: called, it gives the tensor its dtype and shape say).
+
+    A dtype without a known place in the file, or a big-endian machine: `save_file` itself, on copies."""
+    names = {k: SAFETENSORS_DTYPES.get(str(v.dtype).removeprefix("torch.")) for k, v in tensors.items()}
+    if sys.byteorder != "little" or None in names.values() or not set(names.values()) <= set(WRITE_ORDER):
+        own = {k: _built(v).detach().to("cpu").clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
+        st.save_file(own, str(path), metadata=metadata)
+        return
+    entries = {k: (names[k], tuple(v.shape), math.prod(v.shape) * v.dtype.itemsize) for k, v in tensors.items()}
+    header, spans = encode_header(entries, metadata)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        _write_all(fd, header)
+        for name, begin, end in spans:
+            t = _built(tensors[name])
+            if t.dtype != tensors[name].dtype or t.shape != tensors[name].shape:
+                raise RuntimeError(f"{name}: built as {t.dtype} {tuple(t.shape)}, announced otherwise")
+            data = _raw_bytes(t)
+            if len(data) != end - begin:  # a tensor changed while it was written
+                raise RuntimeError(f"{name}: {len(data)} bytes, its header entry says {end - begin}")
+            _write_all(fd, data)
+            del t, data  # a tensor built for the file is freed before the next is built
+    finally:
+        os.close(fd)
+
+
+def _built(value):
+    """A tensor, or one built now (a `materialize.Later`)."""
+    return value if isinstance(value, torch.Tensor) else value()
+
+
+def _raw_bytes(t) -> memoryview:
+    """A tensor's elements as bytes in memory order (a contiguous copy only for a tensor that is not contiguous)."""
+    t = t.detach().resolve_conj().resolve_neg()
+    if t.device.type != "cpu":
+        t = t.to("cpu")
+    if t.numel() == 0:
+        return memoryview(b"")
+    return memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def _write_all(fd: int, data) -> None:
+    """os.write until every byte is written (a write may take fewer); a refusal (ENOSPC, EIO) is its OSError."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_config(path) -> dict:

@@ -9,6 +9,8 @@ Expanding at the Aux size therefore gives exactly the Aux-Net's function.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -19,7 +21,7 @@ from lgtool.family import describe_layers, is_aux_only, sandwich, selection_sour
 from lgtool.learngene import Learngene
 from lgtool.rules import RULES
 
-__all__ = ["build_aux", "desc_state_dict", "expand", "materialize"]
+__all__ = ["Later", "build_aux", "desc_state_dict", "desc_tensors", "expand", "materialize"]
 
 
 def evenly_spaced(n: int, m: int) -> torch.Tensor:
@@ -72,18 +74,34 @@ def resample_pos_embed(pos_embed, aux: Arch, target: Arch):
     return timm.layers.resample_abs_pos_embed(pos_embed, new_size=grid, old_size=old, num_prefix_tokens=prefix)
 
 
-@torch.no_grad()
 def desc_state_dict(gene: Learngene, target: Arch | None = None, layers: list | None = None) -> dict:
-    """The complete Desc-Net state dict: exactly timm's keys, each tensor with storage of its own. `layers`: the
+    """The complete Desc-Net state dict (`desc_tensors`), each tensor with storage of its own."""
+    return _own_storage(desc_tensors(gene, target, layers))
+
+
+@torch.no_grad()
+def desc_tensors(gene: Learngene, target: Arch | None = None, layers: list | None = None, *, by_layer=False) -> dict:
+    """The complete Desc-Net state dict as the rule builds it: exactly timm's keys, checked, its tensors perhaps
+    sharing memory (SWS's layers of one stage, and the learngene's own tensors) or slices of a larger one (WAVE's
+    per-layer stacks). `write_descnet` writes it as it is, so the Desc-Net is held once at most. `layers`: the
     rule's layer plan for `target` (`describe_layers`; default: its plan without a layer map).
+
+    With `by_layer`, a rule that builds each layer on its own (`LAYERWISE`) has its first layer built here and
+    every other one's tensors given as `Later`s, built a layer at a time when they are asked for (as
+    `write_descnet` comes to them): the Desc-Net is never held whole.
 
     A head for another class count gets timm's init (trunc-normal 0.02, zero bias). No timm model is
     built, so writing a Desc-Net costs little more than saving its tensors."""
     target = target or gene.arch
+    layers = describe_layers(gene, target) if layers is None else layers
     # The Aux-Net computes in float32 (`TensorTree`); a Desc-Net from half-precision templates is computed and
     # stored the same way, so that at the Aux size it is the Aux-Net's function, not a rounding of it.
     wide = {k: v.float() if v.is_floating_point() and v.element_size() < 4 else v for k, v in gene.tensors.items()}
-    state = materialize(gene, target, layers=layers, tensors=wide)
+    by_layer = by_layer and getattr(RULES[gene.method], "LAYERWISE", False)
+    by_layer = by_layer and selection_source(gene, target.embed_dim) is None and len(layers) > 1
+    state = materialize(gene, target, layers=layers[:1] if by_layer else layers, tensors=wide)
+    if by_layer:
+        state.update(_later_layers(gene, target, layers, wide, state))
     if "head.weight" not in state and target.num_classes > 0:
         state["head.weight"] = nn.init.trunc_normal_(torch.empty(target.num_classes, target.embed_dim), std=0.02)
         state["head.bias"] = torch.zeros(target.num_classes)
@@ -94,7 +112,39 @@ def desc_state_dict(gene: Learngene, target: Arch | None = None, layers: list | 
     )
     if wrong:  # pitfall P21: never let a renamed or missing key pass silently
         raise RuntimeError(f"materialized weights do not match timm's model: {sorted(wrong)[:3]}")
-    return _own_storage(state)
+    return state
+
+
+class Later:
+    """A Desc-Net tensor that is built when it is called for: its dtype and shape are known before."""
+
+    __slots__ = ("_build", "_layer", "_slot", "dtype", "shape")
+
+    def __init__(self, build, layer: int, slot: str, like: torch.Tensor):
+        self._build, self._layer, self._slot = build, layer, slot
+        self.dtype, self.shape = like.dtype, like.shape
+
+    def __call__(self) -> torch.Tensor:
+        return self._build(self._layer)[self._slot]
+
+
+def _later_layers(gene: Learngene, target: Arch, layers: list, tensors: dict, first: dict) -> dict:
+    """Layers 1.. of a `LAYERWISE` rule's Desc-Net as `Later`s shaped like layer 0's tensors in `first`. Built one
+    layer at a time: the last layer built is kept until another is asked for, so writing the tensors in the file's
+    order (each layer's together) builds every layer once."""
+    rules = RULES[gene.method]
+
+    @functools.lru_cache(maxsize=1)
+    def build(i: int) -> dict:
+        with torch.no_grad():
+            return rules.blocks(gene.rule, tensors, gene.arch, target, layers[i : i + 1])[0]
+
+    slots = target.slot_shapes()
+    return {
+        f"blocks.{i}.{slot}": Later(build, i, slot, first[f"blocks.0.{slot}"])
+        for i in range(1, len(layers))
+        for slot in slots
+    }
 
 
 def _own_storage(state: dict) -> dict:
@@ -116,7 +166,7 @@ def expand(gene: Learngene, target: Arch | None = None, *, layer_map: list[int] 
     elif size:
         raise TypeError("give a target Arch or size keywords, not both")
     model = build_vit(target)
-    model.load_state_dict(desc_state_dict(gene, target, describe_layers(gene, target, layer_map)))
+    model.load_state_dict(desc_tensors(gene, target, describe_layers(gene, target, layer_map)))
     return model.eval()
 
 

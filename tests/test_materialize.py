@@ -3,10 +3,11 @@
 import pytest
 import torch
 from conftest import tiny_gene
+from safetensors.torch import load_file, save_file
 
 import lgtool
 from lgtool.base.errors import InputError
-from lgtool.family import target_arch
+from lgtool.family import describe_layers, target_arch
 from lgtool.materialize import materialize
 
 
@@ -52,6 +53,52 @@ def test_desc_net_state_dict_gives_every_tensor_storage_of_its_own(method, depth
         assert other == name, f"{name} shares storage with {other}"
         assert t.is_contiguous() and t.storage_offset() == 0, name
         assert storage.nbytes() == t.numel() * t.element_size(), f"{name} is a view into a larger storage"
+
+
+def test_expand_writes_the_desc_net_as_built_and_builds_it_on_one_thread(tmp_path, monkeypatch):
+    """SWS's layers of one stage are the learngene's own tensors, written as they are (no copy per layer); the
+    learngene is read and the Desc-Net built on one torch thread, and every thread is given back after."""
+    import lgtool.materialize
+    from lgtool.training.descnet import ExpandConfig, expand_folder
+
+    built, real = [], lgtool.materialize.desc_tensors
+
+    def desc_tensors(*args, **kwargs):
+        state = real(*args, **kwargs)
+        built.append((torch.get_num_threads(), state))
+        return state
+
+    monkeypatch.setattr(lgtool.materialize, "desc_tensors", desc_tensors)
+    threads = torch.get_num_threads()
+    gene = tiny_gene("sws").save(tmp_path / "g.safetensors")
+    expand_folder(gene, tmp_path / "desc", ExpandConfig(depth=5))
+    [(during, state)] = built
+    assert during == 1 and torch.get_num_threads() == threads
+    stages = {state[f"blocks.{i}.mlp.fc1.weight"].data_ptr() for i in range(5)}
+    assert len(stages) == 3  # tiny_gene's SWS has 3 stages: 5 layers, 3 tensors
+    written = load_file(tmp_path / "desc" / "model.safetensors")
+    assert written.keys() == state.keys() and all(torch.equal(written[k], v) for k, v in state.items())
+
+
+def test_tleg_is_built_a_layer_at_a_time_as_it_is_written(tmp_path, monkeypatch):
+    """Without --check, expand writes a TLEG Desc-Net as it builds it: every layer but the first is built when the
+    writer comes to it, once, and the file holds the same bytes as the Desc-Net built whole."""
+    import lgtool.rules.tleg
+    from lgtool.hub import save_tensors
+    from lgtool.materialize import Later, desc_state_dict, desc_tensors
+
+    gene = tiny_gene("tleg")
+    target = target_arch(gene, 12)  # layers 10 and 11 come between 1 and 2 in the file's (name) order
+    built, blocks = [], lgtool.rules.tleg.blocks
+    monkeypatch.setattr(lgtool.rules.tleg, "blocks", lambda *a: (built.append(a[-1]), blocks(*a))[1])
+    state = desc_tensors(gene, target, by_layer=True)
+    assert sum(isinstance(v, Later) for v in state.values()) == 11 * len(target.slot_shapes())
+    assert len(built) == 1
+    save_tensors(state, tmp_path / "by-layer.safetensors", metadata={"format": "pt"})
+    plan = [c for layer in built for c in layer]  # in the file's order: layers 0, 1, 10, 11, 2, ...
+    assert len(built) == 12 and sorted(plan) == describe_layers(gene, target)  # each of the 11 others once
+    save_file(desc_state_dict(gene, target), tmp_path / "whole.safetensors", metadata={"format": "pt"})
+    assert (tmp_path / "by-layer.safetensors").read_bytes() == (tmp_path / "whole.safetensors").read_bytes()
 
 
 def test_aux_gradients_reach_every_template(method):

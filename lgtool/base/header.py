@@ -5,13 +5,16 @@ on it, and a refusal is one InputError line that names the file.
 
 What lgtool still reads by hand, because the library cannot serve it (checked against safetensors 0.4.0 and 0.8.0):
 a key given twice, which safetensors takes (the last wins) but lgtool refuses, and the entry at fault when
-safetensors refuses a header, since its messages name none."""
+safetensors refuses a header, since its messages name none.
+
+`encode_header` writes a header as safetensors does, for a file written tensor by tensor (`hub.save_tensors`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import struct
 from contextlib import contextmanager
 
 from safetensors import SafetensorError, safe_open
@@ -29,6 +32,12 @@ DTYPE_BYTES = {
     "I64": 8, "U64": 8, "F64": 8, "C64": 8,
 }  # fmt: skip
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+# The dtypes safetensors' writer lays out in this order (its Rust `Dtype` enum, descending: widest first), then
+# by name; `tests/test_stream_write.py` holds this to the installed safetensors.
+WRITE_ORDER = (
+    "U64", "I64", "F64", "C64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16",
+    "F8_E5M2FNUZ", "F8_E4M3FNUZ", "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL",
+)  # fmt: skip
 
 
 def safetensors_header(path) -> tuple[dict, dict]:
@@ -128,6 +137,30 @@ def _refusal(raw: bytes | None, header, error: SafetensorError) -> str:
                 f"its offsets hold {end - begin})"
             )
     return f"truncated or corrupt safetensors file ({said})"
+
+
+def encode_header(entries: dict, metadata: dict | None = None) -> tuple[bytes, list[tuple[str, int, int]]]:
+    """The header `safetensors.torch.save_file` writes for tensors `entries` ({name: (dtype, shape, bytes)}, a
+    dtype of `WRITE_ORDER`) and `metadata` (a map of strings, or None for none), byte for byte: the tensors
+    ordered by dtype then name, the JSON compact (non-ASCII as UTF-8) and padded with spaces to a multiple of 8
+    bytes after its 8-byte length. With it, where each tensor's data goes: (name, begin, end) in file order,
+    offsets into the data that follows the header. Several metadata keys go in their order here; safetensors
+    orders them at random."""
+    if "__metadata__" in entries:
+        raise ValueError("a tensor cannot be named __metadata__")
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise TypeError("safetensors metadata is a map of strings")
+    rank = {dtype: i for i, dtype in enumerate(WRITE_ORDER)}
+    header = {} if metadata is None else {"__metadata__": dict(metadata)}
+    spans, offset = [], 0
+    for name in sorted(entries, key=lambda k: (rank[entries[k][0]], k)):
+        dtype, shape, nbytes = entries[name]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        spans.append((name, offset, offset + nbytes))
+        offset += nbytes
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text, spans
 
 
 class DuplicateKey(Exception):

@@ -18,6 +18,8 @@ class RuleModule(Protocol):
     Arguments named `aux` and `target` are `Arch`s (the Aux-Net, a Desc-Net); `tensors` maps the learngene's
     tensor names to tensors; `layer_map` is SWS's stage of every layer, or None. A rule with size-specific
     tensors (`SIZE_SPECIFIC`) also has `resize(rule, tensors, aux, target)` and `trained_scalers(tensors, target)`.
+    A rule whose `blocks` of a slice of the layer plan are those layers' blocks, each built on its own, may say so
+    (`LAYERWISE = True`): `expand` then builds its Desc-Net a layer at a time as it writes it.
     """
 
     Rule: type[BaseModel]  # the rule's settings, `method` first (stored in the artifact's metadata)

@@ -24,6 +24,8 @@ LAYER_SOURCE = "TLEG slope coefficient (l-1)/L"
 SIZE_SPECIFIC = ()  # no tensor is learned per Desc-Net size
 # Its own width only; a narrower one is evenly spaced selection from the Desc-Net at this width (materialize).
 NARROWS_BY_SELECTION = True
+# `blocks` of a slice of the layer plan are those layers' blocks: `expand` builds one layer at a time as it writes.
+LAYERWISE = True
 # `lgtool convert` reads the official Aux-Nets: one linearly expanded module per block tensor,
 #   blocks.block.<module>.instances.0.{weight,bias}_{base,ilayer}   (Robbo4729/MaskLG@6e30a5c, modules_with_LE.py)
 # `base` is the intercept, `ilayer` the slope: the official W(i) = base + i / L * ilayer, i = 0..L-1.
