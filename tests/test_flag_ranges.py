@@ -34,14 +34,19 @@ def _outside(f) -> list[str]:
     return [str(v) for v in bad]
 
 
-CASES = [
-    pytest.param(name, f, value, id=f"{name} {flag(f)}={value}")
-    for name, callback in _commands().items()
-    for cls in getattr(callback, "settings_classes", ())
-    for f in settings_of(cls)
-    if not f.metadata["argument"]
-    for value in _outside(f)
-]
+def _cases(values_outside) -> list:
+    """(command, setting, value) for every flag of every command and each value `values_outside` gives it."""
+    return [
+        pytest.param(name, f, value, id=f"{name} {flag(f)}={value}")
+        for name, callback in _commands().items()
+        for cls in getattr(callback, "settings_classes", ())
+        for f in settings_of(cls)
+        if not f.metadata["argument"]
+        for value in values_outside(f)
+    ]
+
+
+CASES = _cases(_outside)
 
 
 def _required(name: str) -> list[str]:
@@ -91,14 +96,7 @@ def _far_outside(f) -> list[str]:
     return [str(v) for v in bad]
 
 
-FAR_CASES = [
-    pytest.param(name, f, value, id=f"{name} {flag(f)}={value}")
-    for name, callback in _commands().items()
-    for cls in getattr(callback, "settings_classes", ())
-    for f in settings_of(cls)
-    if not f.metadata["argument"]
-    for value in _far_outside(f)
-]
+FAR_CASES = _cases(_far_outside)
 
 
 @pytest.mark.parametrize("name, f, value", FAR_CASES)
