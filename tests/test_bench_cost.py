@@ -2,7 +2,7 @@
 
 import pytest
 
-from lgtool.bench.cost import family_cost, recommend, row_flops
+from lgtool.bench.cost import family_cost, learn_flops, recommend, row_flops
 
 FLOPS = {"teacher": 100, "d2-w64": 10, "d4-w64": 20, "d6-w64": 30, "d8-w64": 40}
 LEARNED = {"tleg": {"images": 300, "teacher_images": 300, "aux_size": "d8-w64"}}  # 3*300*40 + 300*100 = 66,000
@@ -41,6 +41,13 @@ def test_row_flops_student_steps_are_three_forwards_and_teacher_forwards_their_o
     assert row_flops(row(2, "scratch", 1, 0.7), FLOPS) == 3 * 100 * 10
     assert row_flops(row(4, "kd-scratch", 1, 0.7, teacher=100), FLOPS) == 3 * 100 * 20 + 100 * 100
     assert row_flops(row(4, "wave", 1, 0.7, calibration=50), FLOPS) == 3 * 150 * 20
+
+
+def test_learning_is_charged_its_steps_its_teacher_and_the_ordering_of_its_channels():
+    assert learn_flops(LEARNED["tleg"], FLOPS) == 66_000
+    ordered = {**LEARNED["tleg"], "ordering_images": 50}  # scored at the Aux size, a forward and a backward each
+    assert learn_flops(ordered, FLOPS) == 66_000 + 3 * 50 * 40
+    assert family_cost(ROWS, {"tleg": ordered}, FLOPS, epochs=1)["tleg"]["learn_flops"] == 66_000 + 6000
 
 
 def test_family_cost_against_the_best_alternative_and_scratch_alone():

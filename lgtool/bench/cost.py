@@ -54,13 +54,15 @@ def row_flops(row: dict, flops: dict) -> int:
 
 
 def learn_flops(info: dict, flops: dict) -> int | None:
-    """Learning one learngene: its student steps (at the Aux size, or at every family size it trained) and
-    the teacher forwards it ran."""
+    """Learning one learngene: its student steps (at the Aux size, or at every family size it trained), the
+    teacher forwards it ran, and the images that scored its channels' order (a forward and a backward each, at the
+    Aux size)."""
     sizes = info.get("student_images") or {info.get("aux_size"): info.get("images")}
     if any(n is None or size not in flops for size, n in sizes.items()):
         return None
     student = sum(STEP * n * flops[size] for size, n in sizes.items())
-    return student + (info.get("teacher_images") or 0) * flops["teacher"]
+    ordering = STEP * (info.get("ordering_images") or 0) * flops.get(info.get("aux_size"), 0)
+    return student + ordering + (info.get("teacher_images") or 0) * flops["teacher"]
 
 
 def curves(rows) -> dict:

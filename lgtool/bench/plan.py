@@ -163,6 +163,7 @@ class _Learned(BaseModel):
     images: _Count | None = None
     teacher_images: _Count | None = None
     student_images: dict[str, _Count] | None = None
+    ordering_images: _Count | None = None
 
 
 class _Resumed(BaseModel):

@@ -68,6 +68,9 @@ class Bench:
                 trained = (prov.get("family") or {}).get("images") if isinstance(prov.get("family"), dict) else None
                 if isinstance(trained, dict) and all(type(n) is int and n >= 0 for n in trained.values()):
                     learn_rows[method]["student_images"] = trained
+                ordered = prov.get("ordering")
+                ordered = ordered.get("images") if isinstance(ordered, dict) else None
+                learn_rows[method]["ordering_images"] = ordered if type(ordered) is int and ordered >= 0 else None
                 ran = prov.get("teacher_images")
                 learn_rows[method]["teacher_images"] = (
                     ran if type(ran) is int and ran > 0 else learn_rows[method]["images"]
@@ -112,6 +115,7 @@ class Bench:
             # the forwards it ran (repeated inputs come from its cache); unknown after an old checkpoint: all
             "teacher_images": r["images_seen"] if r["teacher_images"] is None else r["teacher_images"],
             "student_images": r["family_images"],  # per size trained, for a family-aware learngene
+            "ordering_images": r["ordering_images"],  # scored to order its channels by importance
             "seconds": round(time.perf_counter() - t0, 1),
             "init_why": None if init == cfg.learn_init else "the ancestor is not a ViT: no blocks to seed from",
         }

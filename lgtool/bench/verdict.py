@@ -69,7 +69,7 @@ def mean_learned(learned: dict, seeds) -> dict:
     for m in methods:
         infos = [p[m] for p in per_seed]
         info = dict(infos[0])
-        for field in ("images", "teacher_images", "aux_val_top1", "seconds"):
+        for field in ("images", "teacher_images", "ordering_images", "aux_val_top1", "seconds"):
             values = [i.get(field) for i in infos]
             info[field] = statistics.fmean(values) if all(v is not None for v in values) else None
         sizes = [i.get("student_images") for i in infos]

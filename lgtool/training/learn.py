@@ -19,6 +19,8 @@ from lgtool.base.outputs import check_output
 from lgtool.family import family_targets, size_key, with_size_tensors
 from lgtool.learngene import init_learngene, rule_depth
 from lgtool.materialize import build_aux
+from lgtool.order import order_learngene
+from lgtool.rules import RULES
 from lgtool.training.ancestor import ancestor_view, is_vit, load_ancestor, resolve_ancestor, shipped_ancestor
 from lgtool.training.data import check_data, data_paths, load_data
 from lgtool.training.loop import Dist, TrainConfig, evaluate, fit
@@ -158,6 +160,10 @@ def run_learn(
     learned = aux.to("cpu").to_learngene()
     family = {**identity["family"], "images": aux.family_report()} if aux.family else None
     learned.meta.provenance.update(_provenance(plan, len(dataset.train), summary, init, family, started))
+    ordering_images = 0
+    if _orders(learned, s, aux.family):
+        learned, ordered = order_learngene(learned, dataset, view, seed=cfg.seed)
+        ordering_images = ordered["images"]
     if Dist.from_env().main:
         _save(learned, plan)
     ancestor_top1 = evaluate(teacher, evaluate_on, view) if evaluate_ancestor else None
@@ -173,8 +179,17 @@ def run_learn(
         "ancestor_top1": ancestor_top1,
         "checkpoint": str(plan.checkpoint) if plan.checkpoint.exists() else None,
         "family_images": family and family["images"],
+        "ordering_images": ordering_images,  # scored to order the channels (a forward and a backward each)
         **{k: v for k, v in summary.items() if k != "top1"},
     }
+
+
+def _orders(gene, s: LearnConfig, family) -> bool:
+    """Whether `learn` reorders the learngene's channels by importance (`lgtool.order`): by default, for a rule that
+    narrows by selection, unless a family-aware learn trained a narrower width on the channels selection keeps now."""
+    if s.keep_order or not RULES[gene.method].NARROWS_BY_SELECTION:
+        return False
+    return not any(a.embed_dim < gene.arch.embed_dim for a in family or [])
 
 
 def _initial_learngene(s: LearnConfig, cfg: TrainConfig, teacher, dataset):

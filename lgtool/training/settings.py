@@ -131,6 +131,11 @@ class LearnConfig:
         "the ancestor is a ViT at least as wide as the learngene).",
         choices=LEARN_INITS,
     )
+    keep_order: bool = setting(
+        False,
+        "SWS/TLEG: keep the channels in their learned order (by default they are reordered by importance on 1,000 "
+        "training images, the function unchanged, so that a narrower expand keeps the most important ones).",
+    )
     # The sizes distilled for at once (`lgtool.family`).
     family_depths: str | None = setting(
         None, "Distil for this family of depths at once, e.g. 2-12 or 2,4,8 (default: the Aux depth alone)."
