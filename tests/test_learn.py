@@ -321,3 +321,46 @@ def test_the_plans_check_before_loading_anything_and_write_nothing(tmp_path, mon
     out.write_bytes(b"")
     with pytest.raises(InputError, match="already exists"):
         plan_learn(LearnConfig(ancestor="fmnist-vit", output=out))
+
+
+def test_learn_orders_the_width_so_a_narrower_expand_keeps_what_matters(ancestor, tmp_path, run_cli):
+    """By default `learn` reorders an SWS learngene's channels by importance (`lgtool.order`): the same training
+    with --keep-order computes the same function at full width, and its half-width Desc-Net, as expanded, is worse."""
+    runs = {}
+    for name, extra in (("ordered", []), ("kept", ["--keep-order"])):
+        out = tmp_path / f"{name}.safetensors"
+        args = ["--ancestor", ancestor, "--stages", "2,2", "--width", 32, "--num-heads", 2, "--train-samples", 3000]
+        args += ["--epochs", 2, "--batch-size", 64, "--lr", 5e-3, "--warmup-epochs", 0.2, "--json", "-o", out]
+        code, stdout, err = run_cli("learn", *args, *extra)
+        assert code == 0, err
+        runs[name] = (json.loads(stdout), lgtool.load_learngene(out))
+    assert runs["ordered"][0]["ordering_images"] == 1000 and runs["kept"][0]["ordering_images"] == 0
+    assert "ordering" in runs["ordered"][1].meta.provenance and "ordering" not in runs["kept"][1].meta.provenance
+    data = load_data("fashion-mnist")
+    x, _ = next(iter(data.test.batches(data.view, 64, train=False)))
+    same = [lgtool.expand(gene, depth=3)(x) for _, gene in runs.values()]
+    torch.testing.assert_close(*same, atol=1e-4, rtol=1e-4)
+    top1 = {
+        name: evaluate(lgtool.expand(gene, depth=3, width=16), data.test, data.view) for name, (_, gene) in runs.items()
+    }
+    assert top1["ordered"] > top1["kept"] + 0.05, top1
+
+
+def test_calibration_of_an_sws_desc_net_relearns_its_norms_and_biases_only(ancestor, tmp_path, run_cli):
+    _learn(ancestor, "sws", tmp_path / "s.safetensors", train_samples=3000)
+    expanded = []
+    for name, extra in (("plain", []), ("calibrated", ["--calibrate", "fashion-mnist", "--calibrate-steps", 30])):
+        args = ["expand", tmp_path / "s.safetensors", "--depth", 6, "--width", 16, "--json", "-o", tmp_path / name]
+        code, stdout, err = run_cli(*args, "--calibrate-samples", 1000, *extra)
+        assert code == 0, err
+        expanded.append(json.loads(stdout))
+    cal = expanded[1]["calibration"]
+    assert cal["learned"] == "norms and biases" and cal["steps"] == 30 and cal["images"] == 30 * 64
+    assert cal["top1_after"] > cal["top1_before"], cal
+    from safetensors.torch import load_file
+
+    plain, calibrated = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("plain", "calibrated"))
+    for key in plain:
+        changed = not torch.equal(plain[key], calibrated[key])
+        module = key.split(".")[-2] if "." in key else ""
+        assert changed == (key.endswith(".bias") or module.startswith("norm")), key

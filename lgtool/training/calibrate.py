@@ -1,4 +1,6 @@
-"""A new size's own tensors (WAVE's scalers) learned on a few images with the templates frozen."""
+"""A new size's own numbers learned on a few images, everything shared frozen: WAVE's scalers (`calibrate`), or
+a Desc-Net's norms and biases for a rule whose sizes share all their tensors (`calibrate_descnet`). `calibrated_desc`
+is `expand --calibrate`: whichever the rule has."""
 
 from __future__ import annotations
 
@@ -6,10 +8,31 @@ from lgtool.base.arch import Arch
 from lgtool.base.errors import InputError
 from lgtool.family import resize_gene
 from lgtool.learngene import Learngene
-from lgtool.materialize import build_aux
+from lgtool.materialize import build_aux, desc_tensors, expand
 from lgtool.rules import RULES
 from lgtool.training.data import View, load_data
 from lgtool.training.loop import TrainConfig, evaluate, fit
+
+SCALERS_LR = 1e-2  # WAVE's scalers (the bench's calibration rate)
+NORMS_LR = 3e-2  # norms and biases: the rate the zero-shot study's validation chose most often (docs/zero-shot)
+
+
+def calibrated_desc(gene: Learngene, target: Arch, data: str, *, data_dir=None, samples: int = 2000,
+                    steps: int = 200, lr: float | None = None, on_event=None) -> tuple[dict, dict]:  # fmt: skip
+    """The Desc-Net `target`'s tensors after calibrating what is its own on `samples` training images of `data`:
+    WAVE's scalers (at the learngene's resolution), or its norms and biases (SWS, TLEG); and what was learned."""
+    if RULES[gene.method].SIZE_SPECIFIC:
+        at_aux = Arch.checked(target, img_size=gene.arch.img_size)
+        calibrated, info = calibrate(gene, at_aux, data, data_dir=data_dir, samples=samples, steps=steps,
+                                     lr=lr or SCALERS_LR, on_event=on_event)  # fmt: skip
+        return desc_tensors(calibrated, target), {"learned": "scalers", **info}
+    dataset = load_data(data, data_dir, samples)
+    model = expand(gene, target)
+    view = View(target.img_size, target.in_chans, gene.meta.input)
+    before = evaluate(model, dataset.test, view)
+    after = calibrate_descnet(model, dataset, view, steps=steps, lr=lr or NORMS_LR, on_event=on_event)
+    info = {"top1_before": before, "top1_after": after["top1"], "steps": after["steps"], "images": after["images"]}
+    return model.state_dict(), {"learned": NORMS_AND_BIASES, **info}
 
 
 def calibrate(
@@ -57,3 +80,31 @@ def calibrate(
     )
     info = {"top1_before": before, "top1_after": summary["top1"], "steps": summary["steps"]}
     return calibrated, {**info, "images": summary["images_seen"]}
+
+
+NORMS_AND_BIASES = "norms and biases"  # what `calibrate_descnet` learns, as results and provenance name it
+
+
+def is_norm_or_bias(name: str) -> bool:
+    """A LayerNorm's scale or shift, or any layer's bias: the few numbers a Desc-Net's size can shift (the
+    statistics a depth or a narrower residual stream changes) without touching the shared matrices."""
+    leaf = name.rsplit(".", 2)
+    return name.endswith(".bias") or (len(leaf) >= 2 and "norm" in leaf[-2])
+
+
+def calibrate_descnet(model, dataset, view, *, steps: int = 200, batch_size: int = 64, lr: float = NORMS_LR,
+                      seed: int = 0, evaluate_on=None, on_event=None) -> dict:  # fmt: skip
+    """Relearn a Desc-Net's norms and biases (`is_norm_or_bias`) on `dataset.train` for `steps` steps with every
+    matrix frozen, in place: a cheap per-size calibration for a rule whose sizes share all their tensors (SWS,
+    TLEG). Returns the images it trained on and its top-1 on `evaluate_on` (default: the dataset's test split)."""
+    batch_size = min(batch_size, len(dataset.train))
+    epochs = -(-steps // (len(dataset.train) // batch_size))
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, warmup_epochs=0.0, kd="none", max_steps=steps,
+        eval_each_epoch=False, seed=seed, log_every=max(1, steps // 10),
+    )  # fmt: skip
+    evaluate_on = dataset.test if evaluate_on is None else evaluate_on
+    summary = fit(model, dataset, view, cfg, identity={"kind": "calibrate-descnet"}, on_event=on_event,
+                  evaluate_on=evaluate_on, trainable=is_norm_or_bias)  # fmt: skip
+    model.eval()
+    return {"top1": summary["top1"], "steps": summary["steps"], "images": summary["images_seen"]}

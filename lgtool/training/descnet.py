@@ -72,7 +72,9 @@ class ExpandConfig:
     )
     check: bool = setting(False, "Reload with plain timm and compare logits; exit 4 above --tol.")
     tol: float = setting(1e-5, "Tolerance of --check (max abs logit difference).", lo=0.0)
-    calibrate: str | None = setting(None, "WAVE: learn this size's scalers on DATA first.")
+    calibrate: str | None = setting(
+        None, "Learn this size's own numbers on DATA first: WAVE's scalers; SWS's and TLEG's norms and biases."
+    )
     calibrate_steps: int = setting(200, "Optimizer steps of --calibrate.", lo=1)
     calibrate_samples: int = setting(2000, "Images --calibrate trains on.", lo=1)
     data_dir: str | None = setting(None, "Where the Fashion-MNIST IDX files are.")
@@ -234,20 +236,20 @@ def expand_folder(
 
 
 def _calibrated_state(plan: ExpandPlan, gene, info: dict, progress) -> dict:
-    """The Desc-Net of a learngene whose size-specific tensors were first learned at the target size (at the
-    learngene's resolution, on the data `calibrate` names); records how in `info`."""
+    """The Desc-Net after its own numbers (WAVE's scalers; SWS's and TLEG's norms and biases) were learned at the
+    target size on the data `calibrate` names (`calibrated_desc`); records how in `info`."""
     cfg = plan.cfg
     with progress() if progress else nullcontext(None) as report:
-        calibrated, info["calibration"] = calibration.calibrate(
+        state, info["calibration"] = calibration.calibrated_desc(
             gene,
-            Arch.checked(plan.target, img_size=gene.arch.img_size),
+            plan.target,
             cfg.calibrate,
             data_dir=cfg.data_dir,
             samples=cfg.calibrate_samples,
             steps=cfg.calibrate_steps,
             on_event=report,
         )
-    return expansion.desc_tensors(calibrated, plan.target)
+    return state
 
 
 def _verifier(plan: ExpandPlan, gene, state: dict, checked: dict):
