@@ -376,6 +376,7 @@ LEARN = TRAINING + [
     "--method sws --template-size 8",
     "--method tleg --stages 1,1",
     "--method sws --aux-depth 5 --stages 2,2",
+    "--method wave --keep-order",
     "--family-depths two",
     "--family-depths 0-4",
     "--family-widths 32,-1",

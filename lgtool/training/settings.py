@@ -164,6 +164,8 @@ class LearnConfig:
         self.checkpoint, self.resume = (None if p is None else Path(p) for p in (self.checkpoint, self.resume))
         check_size_options(self.width, self.num_heads, self.img_size, self.patch_size)
         check_rule_options(self.method, self.aux_depth, self.rule_options)
+        if self.keep_order and not RULES[self.method].NARROWS_BY_SELECTION:
+            raise UsageError(f"--keep-order: a {self.method.upper()} learngene makes its widths itself, unordered")
         grid = self._grid()  # a size that is no size is a usage error, before any work
         if grid is not None and self.family is not None:
             raise UsageError("give the family as sizes or as --family-depths and --family-widths, not both")
