@@ -65,6 +65,8 @@ def test_sigint_saves_and_resume_is_exact(ancestor, tmp_path):
     assert not (tmp_path / "cut.safetensors").exists() and (tmp_path / "cut.ckpt").is_file()
     resumed = _learn(ancestor, "tleg", tmp_path / "cut.safetensors", cfg=cfg, resume=tmp_path / "cut.ckpt")
     assert resumed["steps"] == full["steps"]
+    assert resumed["images_trained"] == full["images_trained"] == full["images_seen"] > resumed["images_seen"]
+    assert resumed["teacher_images"] == full["teacher_images"]
     a, b = (lgtool.load_learngene(tmp_path / f).tensors for f in ("full.safetensors", "cut.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

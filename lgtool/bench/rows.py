@@ -109,11 +109,13 @@ class Bench:
             evaluate_ancestor=False,
             on_event=reporter(self.log, f"learn {method} (seed {self.seed})"),
         )
+        # every image it trained on, resumed runs included; unknown after an old checkpoint: every step's batch
+        images = r["images_trained"] if r["images_trained"] is not None else r["steps"] * cfg.batch_size
         return {
             "aux_val_top1": r["aux_top1"],
-            "images": r["images_seen"],
+            "images": images,
             # the forwards it ran (repeated inputs come from its cache); unknown after an old checkpoint: all
-            "teacher_images": r["images_seen"] if r["teacher_images"] is None else r["teacher_images"],
+            "teacher_images": images if r["teacher_images"] is None else r["teacher_images"],
             "student_images": r["family_images"],  # per size trained, for a family-aware learngene
             "ordering_images": r["ordering_images"],  # scored to order its channels by importance
             "seconds": round(time.perf_counter() - t0, 1),

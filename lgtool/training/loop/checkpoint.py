@@ -28,11 +28,14 @@ class Position:
     step: int = 0  # optimizer steps done
     history: list = field(default_factory=list)  # {"epoch", "step", "top1"} at each evaluated epoch end
     teacher_images: int | None = 0  # the teacher's forwards; None once resumed from a run that did not count them
+    images: int | None = 0  # images trained on, every rank and every run resumed; None as teacher_images
 
     @classmethod
     def from_saved(cls, saved: dict) -> Position:
-        """A checkpoint's "position"; one written before the teacher's forwards were counted lacks the count."""
-        return cls(**{"teacher_images": None, **{f.name: saved[f.name] for f in fields(cls) if f.name in saved}})
+        """A checkpoint's "position"; one written before the teacher's forwards (or the images) were counted lacks
+        the count."""
+        unknown = {"teacher_images": None, "images": None}
+        return cls(**{**unknown, **{f.name: saved[f.name] for f in fields(cls) if f.name in saved}})
 
 
 def save_checkpoint(
@@ -136,8 +139,9 @@ def _position_problem(pos) -> str | None:
             return f"position.{key} is missing"
         if not _count(pos[key]):
             return f"position.{key} is {_shown(pos[key])}, not a count"
-    if pos.get("teacher_images") is not None and not _count(pos["teacher_images"]):
-        return f"position.teacher_images is {_shown(pos['teacher_images'])}, not a count"
+    for key in ("teacher_images", "images"):
+        if pos.get(key) is not None and not _count(pos[key]):
+            return f"position.{key} is {_shown(pos[key])}, not a count"
     history = pos.get("history")
     if not isinstance(history, list):
         return "position.history is not a list of epoch results"

@@ -263,6 +263,8 @@ def _forward_backward(run: _Run, pos: Position, meter: _Meter, epoch: int, i: in
     meter.running += loss.detach()
     meter.bad_step = torch.where(~loss.detach().isfinite() & (meter.bad_step < 0), pos.step, meter.bad_step)
     meter.seen += len(y) * dist.world
+    if pos.images is not None:
+        pos.images += len(y) * dist.world
     pos.batch = i + 1
     return last_micro
 
@@ -363,7 +365,8 @@ def _summary(run: _Run, pos: Position, meter: _Meter) -> dict:
         "lr": run.schedule.peak,
         "top1": pos.history[-1]["top1"] if pos.history else None,
         "history": pos.history,
-        "images_seen": meter.seen,
+        "images_seen": meter.seen,  # by this process
+        "images_trained": pos.images,  # by the whole training, resumes included (None: not counted before a resume)
         "teacher_images": pos.teacher_images if run.teacher is not None else 0,  # forwards the teacher ran
         "teacher_live": run.live,
         "images_per_s": meter.seen / max(meter.wall, 1e-9),
