@@ -114,8 +114,9 @@ def importance(gene: Learngene, data, view, images: int = 1000, batch_size: int 
 
 
 def _groups(gene: Learngene) -> list[int]:
-    """The tensor group of every Aux-Net layer: its SWS stage; 0 for all of TLEG's (its layers share their tensors)."""
-    if gene.method == "sws":
+    """The tensor group of every Aux-Net layer: its stage, for a rule whose block tensors belong to stages (SWS's
+    layer plan names each layer's); else 0 for all (TLEG's layers are made of the same tensors)."""
+    if any("stage" in role for role in gene.meta.tensors.values()):
         return [int(s) for s in describe_layers(gene, gene.arch)]
     return [0] * gene.arch.depth
 

@@ -52,12 +52,15 @@ def _resume(path: Path, checkpoint: Path) -> dict:
 def test_a_checkpoint_from_before_the_split_is_read_and_written_back_unchanged(tmp_path):
     old = torch.load(BEFORE, weights_only=True)
     parts, pos = _load(BEFORE)
-    assert pos == Position(epoch=1, batch=2, step=3, history=old["position"]["history"], teacher_images=32)
+    history = old["position"]["history"]
+    assert pos == Position(epoch=1, batch=2, step=3, history=history, teacher_images=32, images=None)
     save_checkpoint(tmp_path / "again.ckpt", identity=IDENTITY, cfg=CFG, pos=pos, **parts)
     new = torch.load(tmp_path / "again.ckpt", weights_only=True)
     assert list(new) == list(old)
     # all but the config, which records today's TrainConfig: it may have grown settings since
-    assert [k for k in old if k != "config" and not _equal(old[k], new[k])] == []
+    assert [k for k in old if k not in ("config", "position") and not _equal(old[k], new[k])] == []
+    # the position gained the images count, unknown for a run that did not count them
+    assert new["position"] == {**old["position"], "images": None}
 
 
 def test_a_checkpoint_from_before_the_split_resumes_as_the_same_state_saved_now(tmp_path):
@@ -70,9 +73,10 @@ def test_a_checkpoint_from_before_the_split_resumes_as_the_same_state_saved_now(
 
 
 def test_position_is_saved_as_the_dict_it_always_was():
-    assert asdict(Position()) == {"epoch": 0, "batch": 0, "step": 0, "history": [], "teacher_images": 0}
+    fresh = {"epoch": 0, "batch": 0, "step": 0, "history": [], "teacher_images": 0, "images": 0}
+    assert asdict(Position()) == fresh
     saved = {"epoch": 2, "batch": 1, "step": 9, "history": [{"epoch": 1, "step": 4, "top1": 0.5}]}
-    assert Position.from_saved(saved) == Position(2, 1, 9, saved["history"], teacher_images=None)
+    assert Position.from_saved(saved) == Position(2, 1, 9, saved["history"], teacher_images=None, images=None)
 
 
 def _set(where: str, value):

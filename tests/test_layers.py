@@ -7,7 +7,7 @@ Layers, lowest first (a module belongs to the first whose prefix names it):
 - rules: one module per method and the registry;
 - baselines: one module per baseline (what the bench compares a learngene against) and the registry;
 - artifacts: the learngene file and its metadata, the sizes a learngene makes, the Desc-Net folder, `inspect`;
-- expansion: learngene + size -> timm weights, the Aux-Net, official checkpoints;
+- expansion: learngene + size -> timm weights, the Aux-Net, official checkpoints, the width's order;
 - training: data, the recipe, the loop, learn, finetune, calibrate (and the expand command built on it);
 - bench: rows, route costs, report;
 - cli: the commands; api: the package root (the postcard API and `python -m lgtool`).
@@ -24,7 +24,7 @@ LAYERS = (
     ("rules", ("lgtool.rules",)),
     ("baselines", ("lgtool.baselines",)),
     ("artifacts", ("lgtool.learngene", "lgtool.family", "lgtool.hub", "lgtool.summary")),
-    ("expansion", ("lgtool.materialize", "lgtool.convert")),
+    ("expansion", ("lgtool.materialize", "lgtool.convert", "lgtool.order")),
     ("training", ("lgtool.training",)),
     ("bench", ("lgtool.bench",)),
     ("cli", ("lgtool.cli", "lgtool.__main__")),

@@ -73,7 +73,7 @@ class ExpandConfig:
     check: bool = setting(False, "Reload with plain timm and compare logits; exit 4 above --tol.")
     tol: float = setting(1e-5, "Tolerance of --check (max abs logit difference).", lo=0.0)
     calibrate: str | None = setting(
-        None, "Learn this size's own numbers on DATA first: WAVE's scalers; SWS's and TLEG's norms and biases."
+        None, "Learn this size's own numbers on DATA first (WAVE: its scalers, SWS and TLEG: norms and biases)."
     )
     calibrate_steps: int = setting(200, "Optimizer steps of --calibrate.", lo=1)
     calibrate_samples: int = setting(2000, "Images --calibrate trains on.", lo=1)
