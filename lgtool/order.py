@@ -94,7 +94,6 @@ def importance(gene: Learngene, data, view, images: int = 1000, batch_size: int 
     try:
         for x, y in data.train.subset(chosen).batches(view, batch_size, train=False):
             per_image.clear()
-            x = x.requires_grad_(False)
             loss = torch.nn.functional.cross_entropy(model(x), y, reduction="sum")
             loss.backward()
             merged = dict(per_image)
