@@ -44,9 +44,10 @@ def summarize_learngene(path: Path) -> dict:
         "file_bytes": path.stat().st_size,
         "depths": {"min": min_depth, "max": max_depth},
         "widths": rule_mod.widths(meta.rule, meta.arch),
-        # A rule of its own width only makes narrower ones by evenly spaced selection (heads kept by default).
+        # A rule of its own width only makes narrower ones by evenly spaced selection (heads kept by default), of
+        # channels `learn` ordered by importance (`lgtool.order`) where its provenance says so.
         "narrower_widths": (
-            {"max": meta.arch.embed_dim - 1, "multiple_of": meta.arch.num_heads, "by": "evenly spaced selection"}
+            {"max": meta.arch.embed_dim - 1, "multiple_of": meta.arch.num_heads, "by": _narrowed_by(meta)}
             if rule_mod.NARROWS_BY_SELECTION and meta.arch.embed_dim > 1
             else None
         ),
@@ -84,3 +85,8 @@ def summarize_descnet(path: Path) -> dict:
         "pretrained_cfg": config.get("pretrained_cfg", {}),
         "lgtool": config.get("lgtool"),
     }
+
+
+def _narrowed_by(meta) -> str:
+    ordered = "ordering" in (meta.provenance or {})
+    return "evenly spaced selection" + (" of channels ordered by importance" if ordered else "")

@@ -8,6 +8,7 @@ import torch
 from conftest import tiny_gene
 from safetensors.torch import load_file
 
+import lgtool
 from lgtool.base.compat import import_timm
 from lgtool.base.errors import UsageError
 from lgtool.baselines.weight_selection import select as weight_selection_select
@@ -137,3 +138,8 @@ def test_inspect_reports_the_widths_each_learngene_makes(run_cli, gene_file, met
         assert info["narrower_widths"] == {"max": 31, "multiple_of": 2, "by": "evenly spaced selection"}
         code, out, _ = run_cli("inspect", gene_file)
         assert "by evenly spaced selection any width up to 31" in out
+        ordered = lgtool.load_learngene(gene_file)
+        ordered.meta.provenance["ordering"] = {"images": 8}  # what `learn` records once it has ordered the width
+        ordered.save(gene_file)
+        code, out, _ = run_cli("inspect", gene_file)
+        assert "by evenly spaced selection of channels ordered by importance any width up to 31" in out
