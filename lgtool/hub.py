@@ -317,6 +317,8 @@ def lineage(meta, gene_path, sha256: str, target: Arch, layers: list) -> dict:
             "to_width": target.embed_dim,
             "rule": "evenly spaced indices along every dimension of every tensor (weight selection, Xu et al. 2024)",
         }
+        if "ordering" in (meta.provenance or {}):  # learn put the most important units where selection looks first
+            extra["selection"]["order"] = "channels ordered by importance when the learngene was learned"
     method = meta.method
     return {
         "method": method,

@@ -74,6 +74,7 @@ def test_narrower_width_is_evenly_spaced_selection_of_the_desc_net(run_cli, tmp_
     assert config["model_args"]["embed_dim"] == 32 and config["model_args"]["num_heads"] == 2  # heads kept
     lineage = config["lgtool"]
     assert lineage["selection"]["from_width"] == 64 and lineage["selection"]["to_width"] == 32
+    assert "order" not in lineage["selection"]  # a learngene `learn` did not order
     assert "selection" in lineage["width_source"] and "selection" not in _config(wide)["lgtool"]
     assert "evenly spaced selection from the 64-wide Desc-Net" in (narrow / "README.md").read_text()
 
@@ -143,3 +144,7 @@ def test_inspect_reports_the_widths_each_learngene_makes(run_cli, gene_file, met
         ordered.save(gene_file)
         code, out, _ = run_cli("inspect", gene_file)
         assert "by evenly spaced selection of channels ordered by importance any width up to 31" in out
+        code, out, err = run_cli("expand", gene_file, "--width", 16, "--json", "-o", gene_file.parent / "narrow")
+        assert code == 0, err
+        lineage = json.loads((gene_file.parent / "narrow" / "config.json").read_text())["lgtool"]
+        assert lineage["selection"]["order"] == "channels ordered by importance when the learngene was learned"
