@@ -8,14 +8,18 @@ images per seed less a 10% validation split, the 10,000 test images), at its siz
 - `single`: the bench's learngene (the Aux-Net alone, 3 epochs of distillation), as expanded;
 - `single+order`: the same learngene with its channels, MLP neurons and head dimensions reordered by importance
   (`lgtool.order`) so that a narrower Desc-Net keeps the most important ones;
+- `long+order`: the Aux-Net alone, distilled for as many steps as up to 3x the single learngene's learn FLOPs buy
+  (9 epochs: the teacher's cache makes later epochs cheap, so it spends 2.2x), then ordered (`learn`'s default);
 - `family`: family-aware distillation (3 sizes a step: the largest, the smallest and one other) at up to 3x the
   single learngene's learn FLOPs;
 - `...+calib`: each size's norms and biases relearned on 2,000 training images for 200 steps, every matrix frozen
   (`calibrate_descnet`; its rate chosen on validation), charged to the route.
 
-Every choice reads the validation split; test top-1 is reported only. Resumable: finished units are skipped.
+Every choice reads the validation split; test top-1 is reported only. Resumable: finished units (one file each
+under OUT/units/) are skipped, and several processes may work on one OUT with different --candidates or --seeds.
 
-    python examples/zero_shot.py docs/zero-shot --bench bench/full-vit      # results.json and results.md there
+    python examples/zero_shot.py bench/zero-shot --bench bench/full-vit     # results.json and results.md there
+    python examples/zero_shot.py bench/zero-shot --bench bench/full-vit --report   # the report of what is done
 """
 
 from __future__ import annotations
