@@ -273,12 +273,11 @@ class Study:
                 if r["seed"] == s:
                     rows[(r["depth"], r["width"], r["init"], r["epochs"])] = r
             rows_by_seed[s] = rows
+        after_two = ws_after(ws, 2, seeds)
         for size in sizes:
-            depth, width = (int(x) for x in size[1:].split("-w"))
             got = [(units[s]["sizes"][size]["calib"] if calibrated else units[s]["sizes"][size]) for s in seeds]
             test = [g["test"] for g in got]
-            ws2 = [r["top1"] for r in ws if (r["depth"], r["width"], r["epochs"]) == (depth, width, 2)]
-            ws2 = statistics.fmean(ws2) if len(ws2) == len(seeds) else None
+            ws2 = after_two.get(size)
             mean = statistics.fmean(test)
             per_size[size] = {
                 "test": round(mean, 4), "test_range": [round(min(test), 4), round(max(test), 4)],
