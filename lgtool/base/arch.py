@@ -5,6 +5,7 @@ Torch-free: `build_vit` reaches timm through `lgtool.base.lazy`, so `inspect` an
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -286,9 +287,14 @@ def check_memory(
     need, free = arch.num_params() * 4 * copies + extra, available_memory()
     if free is not None and need > free:
         raise InputError(
-            f"{what}: a model of {arch.num_params():,} parameters needs about {need / 2**30:.1f} GiB, more than the "
-            f"{free / 2**30:.1f} GiB of memory available; {hint}"
+            f"{what}: a model of {arch.num_params():,} parameters needs about {memory_text(need)}, more than the "
+            f"{memory_text(free)} of memory available; {hint}"
         )
+
+
+def memory_text(n: int) -> str:
+    """Bytes as a reader compares them: GiB from a tenth of one, MiB below."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MiB"
 
 
 def forward_bytes(arch: Arch, batch: int) -> int:
@@ -298,6 +304,29 @@ def forward_bytes(arch: Arch, batch: int) -> int:
     tokens = arch.num_patches + int(arch.class_token)
     image = arch.in_chans * arch.img_size**2
     return 4 * batch * (image + tokens * (6 * arch.embed_dim + arch.mlp_hidden))
+
+
+def train_bytes(arch: Arch, batch: int) -> int:
+    """What one training step's backward keeps of `batch` images: in each block, the inputs and outputs of its
+    four matrices and two norms, 12 x width + 2 x MLP width floats a token (measured on timm's ViT on CPU: 12.0 to
+    12.4 x width + 2 x MLP width; the attention scores are never kept), and the input twice."""
+    tokens = arch.num_patches + int(arch.class_token)
+    image = arch.in_chans * arch.img_size**2
+    per_block = tokens * (12 * arch.embed_dim + 2 * arch.mlp_hidden)
+    return 4 * batch * (2 * image + arch.depth * per_block)
+
+
+def check_training_memory(arch: Arch, what: str, batch: int, copies: int = 4) -> None:
+    """One-line InputError, before any training, when training `arch` on the CPU at `batch` images a step would not
+    fit in the memory available now: `copies` of its weights (weights, gradients and AdamW's two moments, when all
+    are trained and none is loaded yet) and what the backward keeps, for each of torchrun's processes on this
+    machine. On a GPU these live in its memory: not checked here."""
+    if torch.cuda.is_available():
+        return
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    kept = train_bytes(arch, batch)
+    hint = f"use a smaller --batch-size than {batch} (its backward keeps {memory_text(kept)}) or a smaller size"
+    check_memory(arch, what, copies=copies * procs, extra=kept * procs, hint=hint)
 
 
 def default_patch_size(img_size: int) -> int:

@@ -45,6 +45,16 @@ class WriteFailed(LgtoolError, OSError):
         return WriteFailed(self.path, self.error, f"; {kept}")
 
 
+def out_of_memory(e: BaseException) -> bool:
+    """Whether `e` says memory ran out: Python's MemoryError, the system's ENOMEM (an mmap refused), or torch's
+    and safetensors' own words for either (torch's allocators, CPU and CUDA, say "can't allocate" or "out of
+    memory")."""
+    if isinstance(e, MemoryError) or getattr(e, "errno", None) == errno.ENOMEM:
+        return True
+    text = str(e).lower()
+    return any(words in text for words in ("can't allocate", "cannot allocate", "out of memory", "mmap"))
+
+
 # safetensors' own error when the system refuses its write: "Error while serializing: I/O error: No space left on
 # device (os error 28)", perhaps followed by the path.
 _SAFETENSORS_IO = re.compile(r"I/O error: (.*?)(?: \(os error (\d+)\))?(?: at path .*)?$", re.S)

@@ -11,7 +11,8 @@ import sys
 
 import typer
 
-from lgtool.base.errors import InputError, LgtoolError
+from lgtool.base.arch import one_line
+from lgtool.base.errors import InputError, LgtoolError, out_of_memory
 from lgtool.base.interrupt import (
     Terminated,
     hold_signals,
@@ -55,6 +56,11 @@ def _main() -> None:
         _fail(f"{e.format_message()} (see {command} --help)", e.exit_code)
     except LgtoolError as e:
         _fail(str(e), e.exit_code)
+    except (MemoryError, RuntimeError) as e:  # memory ran out where no check saw it coming (torch says so by text)
+        if not out_of_memory(e):
+            raise
+        detail = one_line(str(e) or type(e).__name__)[:200]
+        _fail(f"out of memory ({detail}); free memory, or use a smaller --batch-size or size", 1)
     except OSError as e:  # what the system refused, where no check could see it coming: still one line
         _fail(f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", 1)
     except Terminated:

@@ -9,7 +9,6 @@ settings and a plan's errors cost no torch import.
 
 from __future__ import annotations
 
-import errno
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,11 @@ from lgtool.base.arch import (
     check_memory,
     forward_bytes,
     one_line,
+    train_bytes,
 )
 from lgtool.base.atomic import scoped
 from lgtool.base.compat import utf8_path
-from lgtool.base.errors import CheckError, LgtoolError, UsageError
+from lgtool.base.errors import CheckError, LgtoolError, UsageError, out_of_memory
 from lgtool.base.lazy import lazy, timm, torch
 from lgtool.base.outputs import check_output
 from lgtool.base.settings import check_settings, flag, setting, settings_of
@@ -167,7 +167,7 @@ def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, forc
     meta = header[1]
     target = target_arch(meta, cfg.depth, cfg.width, cfg.num_classes, cfg.layer_map, cfg.img_size, cfg.num_heads)
     layers = describe_layers(meta, target, cfg.layer_map)
-    check_expand_memory(target, cfg.check)
+    check_expand_memory(target, cfg.check, calibrates=cfg.calibrate is not None)
     output = Path(output or f"desc-d{target.depth}-{cfg.width or target.embed_dim}")
     reads = [gene_path, cfg.data_dir, *(data.data_paths(cfg.calibrate, cfg.data_dir) if cfg.calibrate else ())]
     if cfg.calibrate is not None:
@@ -177,19 +177,25 @@ def plan_expand(gene_path, output=None, cfg: ExpandConfig | None = None, *, forc
 
 
 CHECK_BATCH = 4  # images --check runs through each model
+CALIBRATE_BATCH = 64  # images a step of --calibrate trains on (calibrate.py's default)
 
 
-def check_expand_memory(target: Arch, check: bool, sizes: str = "--depth, --width or --img-size") -> None:
+def check_expand_memory(target: Arch, check: bool, sizes: str = "--depth, --width or --img-size", *,
+                        calibrates: bool = False) -> None:  # fmt: skip
     """Refuses, before any work, an expand whose Desc-Net (3 copies: built, saved, written) does not fit in memory;
+    with --calibrate on the CPU, also what its training's backward keeps (the few tensors it learns add little);
     with --check, also what its reload holds at once: the state kept for comparison, the model reloaded from the
     folder and its loaded weights, the model holding the state (or the Aux-Net's weights), and a forward."""
+    # on a GPU, calibration's training keeps its activations there
+    training = train_bytes(target, CALIBRATE_BATCH) if calibrates and not torch.cuda.is_available() else 0
     if not check:
-        return check_memory(target, "expand", hint=f"choose a smaller {sizes}")
+        what = "expand --calibrate" if calibrates else "expand"
+        return check_memory(target, what, extra=training, hint=f"choose a smaller {sizes}")
     check_memory(
         target,
         "expand --check",
         copies=6,
-        extra=forward_bytes(target, CHECK_BATCH),
+        extra=max(forward_bytes(target, CHECK_BATCH), training),
         hint=f"choose a smaller {sizes}, or expand without --check",
     )
 
@@ -265,7 +271,7 @@ def verifier(state: dict, target: Arch, tol: float, checked: dict, gene=None):
         try:
             diffs = check_descnet(folder, state, target, gene, batch=CHECK_BATCH)
         except (MemoryError, RuntimeError, OSError) as e:  # the reload or its forward found no memory after all
-            if not _out_of_memory(e):
+            if not out_of_memory(e):
                 raise
             raise LgtoolError(
                 f"--check: out of memory reloading the Desc-Net ({one_line(str(e) or type(e).__name__)[:200]}); "
@@ -277,15 +283,6 @@ def verifier(state: dict, target: Arch, tol: float, checked: dict, gene=None):
             raise CheckError(f"--check failed: max abs difference {worst:.3g} > {tol:g}; nothing was written")
 
     return verify
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    """Whether `e` says memory ran out: Python's MemoryError, the system's ENOMEM (an mmap refused), or torch's
-    and safetensors' own words for either."""
-    if isinstance(e, MemoryError) or getattr(e, "errno", None) == errno.ENOMEM:
-        return True
-    text = str(e).lower()
-    return any(words in text for words in ("can't allocate", "cannot allocate", "out of memory", "mmap"))
 
 
 def check_descnet(out_dir, state: dict, arch: Arch, gene=None, batch: int = 4, seed: int = 0) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from lgtool.base.arch import Arch, build_vit, check_memory, default_patch_size, one_line, parse_width
+from lgtool.base.arch import Arch, build_vit, check_training_memory, default_patch_size, one_line, parse_width
 from lgtool.base.atomic import scoped, write_json
 from lgtool.base.errors import InputError, WriteFailed
 from lgtool.base.outputs import check_inside, check_output
@@ -163,11 +163,14 @@ def _model(plan: FinetunePlan, dataset):
 
     s = plan.settings
     if plan.source is None:
-        model, arch, view = scratch_model(
-            dataset.view, dataset.num_classes, s.width, s.depth, s.num_heads, s.img_size, s.patch_size, plan.cfg.seed
-        )
+        arch, view = scratch_arch(dataset.view, dataset.num_classes, s.width, s.depth, s.num_heads, s.img_size,
+                                  s.patch_size)  # fmt: skip
+        check_fits(arch, plan.cfg, "finetune --init scratch")
+        torch.manual_seed(plan.cfg.seed)
+        model = build_vit(arch)
         lineage = {"init": "scratch"}
     else:
+        check_fits(plan.source.arch, plan.cfg)
         model, arch = load_source(plan.source, s.num_classes or dataset.num_classes)
         view, lineage = plan.source.view, plan.source.lineage or {"init": f"folder {s.src}"}
     if arch.num_classes != dataset.num_classes:
@@ -232,17 +235,9 @@ def _check_finite(model, folder: Path) -> None:
         )
 
 
-def scratch_model(
-    data_view: View,
-    num_classes: int,
-    width="tiny",
-    depth: int = 12,
-    num_heads=None,
-    img_size=None,
-    patch_size=None,
-    seed: int = 0,
-):
-    """A plain ViT of the lgtool family from timm's default init, seeing images as the data provides them."""
+def scratch_arch(data_view: View, num_classes: int, width="tiny", depth: int = 12, num_heads=None, img_size=None,
+                 patch_size=None) -> tuple[Arch, View]:  # fmt: skip
+    """A plain ViT of the lgtool family, and the view of the data it sees (as the data provides its images)."""
 
     embed_dim, heads = parse_width(width, num_heads)
     img = img_size or data_view.img_size
@@ -255,10 +250,13 @@ def scratch_model(
         num_heads=heads,
         num_classes=num_classes,
     )
-    torch.manual_seed(seed)
-    view = dataclasses.replace(data_view, img_size=img)
-    check_memory(arch, "finetune --init scratch")
-    return build_vit(arch), arch, view
+    return arch, dataclasses.replace(data_view, img_size=img)
+
+
+def check_fits(arch: Arch, cfg: TrainConfig, what: str = "finetune") -> None:
+    """Refuses, before the model is loaded, a training whose weights, gradients, AdamW's moments, EMA and backward
+    would not fit in memory at `cfg.batch_size`."""
+    check_training_memory(arch, what, cfg.batch_size, copies=4 + int(cfg.model_ema))
 
 
 @contextmanager
