@@ -17,11 +17,12 @@ from lgtool.base.text import dumps
 
 # The exit codes, said once (under `lgtool --help`); every command's help points there in one line.
 EXIT_CODES = (
-    "Exit codes: 0 ok; 1 runtime failure (a NaN loss, a refused write: what was kept is named); 2 usage error (a bad "
-    "flag or value, checked before any data is read); 3 invalid input or output (a bad file, a size that cannot be "
-    "made, an output that exists or is an input); 4 a --check failed; 130 Ctrl-C; 143 SIGTERM (training saves a "
-    "checkpoint first). Errors are one line on stderr. Files are written under a temporary name and renamed into "
-    "place; an existing output is replaced only with --force (docs/reliability.md)."
+    "Exit codes: 0 ok; 1 runtime failure (a NaN loss, memory run out, a refused write: what was kept is named); "
+    "2 usage error (a bad flag or value, checked before any data is read); 3 invalid input or output (a bad file, a "
+    "size that cannot be made, a size or batch that cannot fit in memory, an output that exists or is an input); "
+    "4 a --check failed; 130 Ctrl-C; 143 SIGTERM (training saves a checkpoint first). Errors are one line on stderr. "
+    "Files are written under a temporary name and renamed into place; an existing output is replaced only with "
+    "--force (docs/reliability.md)."
 )
 SEE_EXIT_CODES = "Exit codes: see lgtool --help (or README's table)."
 
