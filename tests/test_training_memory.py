@@ -126,3 +126,19 @@ def test_expand_calibrate_counts_its_training(run_cli, tmp_path, workspace, monk
     calibrate = ("--calibrate", "fashion-mnist", "--data-dir", workspace / "fm")
     refused(run_cli, tmp_path, "expand", gene, *calibrate, "-o", tmp_path / "d", code=3, says="expand --calibrate: ")
     assert run_cli("expand", gene, "-o", tmp_path / "d")[0] == 0  # without --calibrate it fits
+
+
+def test_a_bench_whose_largest_size_cannot_train_is_refused_naming_it(monkeypatch):
+    from lgtool.bench.run import BenchConfig, check_sizes_fit
+
+    arch = ARCHS["28px-w64-d4"]
+    cfg = BenchConfig(depths=[2, 16], widths=[32, 128], width_depths=[6])
+    largest = arch.resized(16, 64)  # d6-w128 has more weights, but a smaller backward
+    need = 16 * largest.num_params() + train_bytes(largest, cfg.batch_size)
+    assert need > 16 * arch.resized(6, 128).num_params() + train_bytes(arch.resized(6, 128), cfg.batch_size)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(lgtool.base.arch, "available_memory", lambda: need - 1)
+    with pytest.raises(InputError, match=r"^bench \(its size d16-w64\): .* bench smaller --depths or --widths"):
+        check_sizes_fit(arch, cfg)
+    monkeypatch.setattr(lgtool.base.arch, "available_memory", lambda: need)
+    check_sizes_fit(arch, cfg)

@@ -316,16 +316,17 @@ def train_bytes(arch: Arch, batch: int) -> int:
     return 4 * batch * (2 * image + arch.depth * per_block)
 
 
-def check_training_memory(arch: Arch, what: str, batch: int, copies: int = 4) -> None:
+def check_training_memory(arch: Arch, what: str, batch: int, copies: int = 4, hint: str = "") -> None:
     """One-line InputError, before any training, when training `arch` on the CPU at `batch` images a step would not
     fit in the memory available now: `copies` of its weights (weights, gradients and AdamW's two moments, when all
     are trained and none is loaded yet) and what the backward keeps, for each of torchrun's processes on this
-    machine. On a GPU these live in its memory: not checked here."""
+    machine; the line ends with `hint` (default: a smaller --batch-size). On a GPU these live in its memory: not
+    checked here."""
     if torch.cuda.is_available():
         return
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     kept = train_bytes(arch, batch)
-    hint = f"use a smaller --batch-size than {batch} (its backward keeps {memory_text(kept)}) or a smaller size"
+    hint = hint or f"use a smaller --batch-size than {batch} (its backward keeps {memory_text(kept)}) or a smaller size"
     check_memory(arch, what, copies=copies * procs, extra=kept * procs, hint=hint)
 
 
