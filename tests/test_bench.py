@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -306,14 +307,27 @@ def test_a_bench_resumes_only_with_the_settings_its_rows_were_made_with(tmp_path
                                                                          resume=True))  # fmt: skip
 
 
+def _one_seed_run(folder: Path) -> Path:
+    """The committed full CNN run cut to its seed 0, as a one-seed bench folder: rows, settings and learngenes."""
+    committed = Path(__file__).resolve().parents[1] / "docs" / "bench-full" / "fmnist-cnn"
+    full = json.loads((committed / "results.json").read_text())
+    (folder / "learngenes").mkdir(parents=True)
+    for info in full["learned"]["0"].values():
+        shutil.copy2(committed / "learngenes" / Path(info["path"]).name, folder / "learngenes")
+    one = {**full, "config": {**full["config"], "seeds": [0]}, "learned": {"0": full["learned"]["0"]},
+           "rows": [r for r in full["rows"] if r["seed"] == 0]}  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(one))
+    return folder
+
+
 def test_a_committed_one_seed_run_is_carried_into_a_bench_that_adds_seeds(tmp_path):
-    """examples/bench_to_seeds.py: the full CNN run as seed 0 of a new bench, which resumes with its own settings and
-    more seeds, and refuses any other setting."""
-    root = Path(__file__).resolve().parents[1]
-    new = tmp_path / "cnn"
-    script = [sys.executable, root / "examples" / "bench_to_seeds.py", root / "docs" / "bench-full" / "fmnist-cnn", new]
+    """examples/bench_to_seeds.py: a one-seed run (the full CNN run's seed 0) as seed 0 of a new bench, which
+    resumes with its own settings and more seeds, and refuses any other setting."""
+    root, new = Path(__file__).resolve().parents[1], tmp_path / "cnn"
+    one_seed = _one_seed_run(tmp_path / "one-seed")
+    script = [sys.executable, root / "examples" / "bench_to_seeds.py", one_seed, new]
     assert subprocess.run(script, capture_output=True).returncode == 0
-    old = json.loads((root / "docs" / "bench-full" / "fmnist-cnn" / "results.json").read_text())
+    old = json.loads((one_seed / "results.json").read_text())
     settings = {k: v for k, v in old["config"].items() if k not in ("seeds",)}
     plan = plan_bench(BenchConfig(**{**settings, "seeds": [0, 1, 2]}), BenchIO(ancestor="fmnist-cnn", output=new,
                                                                                 resume=True))  # fmt: skip
