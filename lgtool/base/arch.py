@@ -308,12 +308,18 @@ def forward_bytes(arch: Arch, batch: int) -> int:
 
 def train_bytes(arch: Arch, batch: int) -> int:
     """What one training step's backward keeps of `batch` images: in each block, the inputs and outputs of its
-    four matrices and two norms, 12 x width + 2 x MLP width floats a token (measured on timm's ViT on CPU: 12.0 to
-    12.4 x width + 2 x MLP width; the attention scores are never kept), and the input twice."""
+    four matrices and two norms, 12 x width + 2 x MLP width floats a token (20 x width at MLP ratio 4; the peak
+    of one AdamW step of timm's ViT on CPU measured 19.0 to 19.8 x width; the attention scores are never kept),
+    and the input twice."""
     tokens = arch.num_patches + int(arch.class_token)
     image = arch.in_chans * arch.img_size**2
     per_block = tokens * (12 * arch.embed_dim + 2 * arch.mlp_hidden)
     return 4 * batch * (2 * image + arch.depth * per_block)
+
+
+def training_bytes(arch: Arch, batch: int, copies: int = 4) -> int:
+    """What training `arch` at `batch` images a step holds: `copies` of its weights and what the backward keeps."""
+    return 4 * copies * arch.num_params() + train_bytes(arch, batch)
 
 
 def check_training_memory(arch: Arch, what: str, batch: int, copies: int = 4, hint: str = "") -> None:

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lgtool.base.arch import HEAD_DIM, Arch, check_training_memory, default_patch_size, parse_width, train_bytes
+from lgtool.base.arch import HEAD_DIM, Arch, check_training_memory, default_patch_size, parse_width, training_bytes
 from lgtool.base.atomic import write_json
 from lgtool.base.errors import InputError
 from lgtool.baselines import BASELINES, race_order
@@ -157,7 +157,7 @@ def check_sizes_fit(arch: Arch, cfg) -> None:
     """Refuses, before any training, a bench whose largest size (by what its training holds) would not fit in
     memory at the bench's batch size; the Aux-Net is checked as learn starts."""
     sizes = [arch.resized(d, w) for d, w in cfg.sizes()]
-    largest = max(sizes, key=lambda a: 16 * a.num_params() + train_bytes(a, cfg.batch_size))
+    largest = max(sizes, key=lambda a: training_bytes(a, cfg.batch_size))
     what = f"bench (its size d{largest.depth}-w{largest.embed_dim})"
     hint = f"bench smaller --depths or --widths (its batch is {cfg.batch_size} images)"
     check_training_memory(largest, what, cfg.batch_size, hint=hint)

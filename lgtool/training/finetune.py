@@ -165,12 +165,12 @@ def _model(plan: FinetunePlan, dataset):
     if plan.source is None:
         arch, view = scratch_arch(dataset.view, dataset.num_classes, s.width, s.depth, s.num_heads, s.img_size,
                                   s.patch_size)  # fmt: skip
-        check_fits(arch, plan.cfg, "finetune --init scratch")
+        check_training_memory(arch, "finetune --init scratch", plan.cfg.batch_size, plan.cfg.weight_copies)
         torch.manual_seed(plan.cfg.seed)
         model = build_vit(arch)
         lineage = {"init": "scratch"}
     else:
-        check_fits(plan.source.arch, plan.cfg)
+        check_training_memory(plan.source.arch, "finetune", plan.cfg.batch_size, plan.cfg.weight_copies)
         model, arch = load_source(plan.source, s.num_classes or dataset.num_classes)
         view, lineage = plan.source.view, plan.source.lineage or {"init": f"folder {s.src}"}
     if arch.num_classes != dataset.num_classes:
@@ -251,12 +251,6 @@ def scratch_arch(data_view: View, num_classes: int, width="tiny", depth: int = 1
         num_classes=num_classes,
     )
     return arch, dataclasses.replace(data_view, img_size=img)
-
-
-def check_fits(arch: Arch, cfg: TrainConfig, what: str = "finetune") -> None:
-    """Refuses, before the model is loaded, a training whose weights, gradients, AdamW's moments, EMA and backward
-    would not fit in memory at `cfg.batch_size`."""
-    check_training_memory(arch, what, cfg.batch_size, copies=4 + int(cfg.model_ema))
 
 
 @contextmanager

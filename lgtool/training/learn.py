@@ -235,7 +235,7 @@ def _aux_net(gene, s: LearnConfig, cfg: TrainConfig):
     targets = family_targets(gene, s.sizes)
     for arch in (gene.arch, targets[-1]):  # the Aux-Net, and the family's largest size
         what = "learn (the Aux-Net)" if arch == gene.arch else "learn (the family's largest size)"
-        check_training_memory(arch, what, cfg.batch_size, copies=4 + int(cfg.model_ema))
+        check_training_memory(arch, what, cfg.batch_size, cfg.weight_copies)
     gene = with_size_tensors(gene, targets)
     aux = build_aux(gene, drop_path_rate=cfg.drop_path, family=targets, samples=s.family_samples, seed=cfg.seed)
     identity = {"kind": "learn", "method": s.method, "arch": gene.arch.model_dump(), "rule": gene.rule.model_dump()}

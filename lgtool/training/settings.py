@@ -99,6 +99,11 @@ class TrainConfig:
     def mixing(self) -> bool:
         return self.mixup > 0 or self.cutmix > 0
 
+    @property
+    def weight_copies(self) -> int:
+        """Copies of the weights a training holds: the weights, their gradients, AdamW's two moments (and the EMA)."""
+        return 4 + int(self.model_ema)
+
 
 # `learn --init`: the papers' initialization, or templates seeded from the ancestor's layers.
 LEARN_INITS = ("official", "ancestor")
